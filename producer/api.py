@@ -1,0 +1,149 @@
+"""`Producer`: enqueue generation jobs and follow them, from any Python backend service."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from celery import Celery
+
+from producer.validate import build_request, fingerprint, local_image_paths, validate
+from shared import lifecycle
+from shared.errors import InvalidRequest
+from shared.models import Job, JobStatus, utcnow
+from shared.queueing import make_celery, publish_step
+from shared.settings import Settings, get_settings
+from shared.storage import Storage
+from shared.store import JobStore
+
+
+class JobNotFound(LookupError):
+    """Raised when no job has the given id."""
+
+
+class Producer:
+    """Submit, read, wait for and cancel jobs. Thread-safe; make one per process and keep it."""
+
+    def __init__(self, settings: Settings | None = None, store: JobStore | None = None, celery: Celery | None = None):
+        self.settings = settings or get_settings()
+        self.store = store or JobStore.from_url(self.settings.redis_url)
+        self.celery = celery or make_celery(self.settings, main="genqueue-producer")
+
+    def submit(
+        self,
+        provider: str,
+        model: str,
+        prompt: str,
+        options: dict[str, Any] | None = None,
+        images: list[str] | None = None,
+        webhook_url: str | None = None,
+        metadata: dict[str, str] | None = None,
+        idempotency_key: str | None = None,
+        batch_id: str | None = None,
+    ) -> Job:
+        """Validate the request, store the job and enqueue its submit; the job as stored.
+
+        Raises InvalidRequest (nothing stored, nothing enqueued) for any request the job would fail for. Local
+        image files are uploaded to the bucket under inputs/ first. With `idempotency_key`, the same key and
+        request give back the job made the first time (for 24 hours); the same key with another request is refused.
+        """
+        request = build_request(model, prompt, options or {}, images or [])
+        metadata = {str(k): str(v) for k, v in (metadata or {}).items()}
+        if webhook_url is not None and not webhook_url.startswith(("http://", "https://")):
+            raise InvalidRequest(f"webhook URL must be http or https: {webhook_url[:80]!r}")
+        _, cost = validate(self.settings, provider, request)
+        job_id = f"job_{uuid.uuid4().hex}"
+        if idempotency_key:
+            existing = self.store.claim_idempotency_key(
+                idempotency_key, job_id, fingerprint(provider, request, webhook_url, metadata)
+            )
+            if existing is not None:
+                return self._wait_for_creation(existing)
+        try:
+            request = self._upload_local_images(request, job_id)
+            now = utcnow()
+            job = Job(
+                id=job_id,
+                provider=provider,
+                model=model,
+                request=request,
+                cost=cost,
+                metadata=metadata,
+                batch_id=batch_id,
+                webhook_url=webhook_url,
+                idempotency_key=idempotency_key,
+                created_at=now,
+                updated_at=now,
+                deadline_at=now + timedelta(seconds=self.settings.job_timeout_seconds),
+                step=lifecycle.new_step("submit", now),
+            )
+            self.store.create(job)
+        except BaseException:
+            if idempotency_key:
+                self.store.release_idempotency_key(idempotency_key, job_id)
+            raise
+        assert job.step is not None
+        publish_step(self.celery, self.settings, job.id, job.step, now)
+        return job
+
+    def _upload_local_images(self, request: Any, job_id: str) -> Any:
+        local = local_image_paths(request)
+        if not local:
+            return request
+        storage = Storage(self.settings)
+        refs = {path: storage.upload_input(Path(path).expanduser(), job_id) for path in local}
+        return request.model_copy(
+            update={
+                "image_urls": [refs.get(ref, ref) for ref in request.image_urls],
+                "reference_image_urls": [refs.get(ref, ref) for ref in request.reference_image_urls],
+            }
+        )
+
+    def _wait_for_creation(self, job_id: str, timeout: float = 10.0) -> Job:
+        """The job a concurrent submit with the same idempotency key is creating."""
+        deadline = time.monotonic() + timeout
+        while (job := self.store.get(job_id)) is None:
+            if time.monotonic() > deadline:
+                raise InvalidRequest("a request with this idempotency key is still being enqueued; try again")
+            time.sleep(0.05)
+        return job
+
+    def get(self, job_id: str) -> Job:
+        """The job as it is now; JobNotFound if there is none."""
+        job = self.store.get(job_id)
+        if job is None:
+            raise JobNotFound(f"no job {job_id!r}")
+        return job
+
+    def wait(self, job_id: str, timeout: float | None = None, on_change: Any = None) -> Job:
+        """Wait until the job ends, or `timeout` seconds pass; the job as it is then.
+
+        `on_change(job)` is called whenever the status or progress moves, for a caller showing progress.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        seen: tuple[JobStatus, float | None] | None = None
+        while True:
+            job = self.get(job_id)
+            if on_change is not None and (job.status, job.progress) != seen:
+                seen = (job.status, job.progress)
+                on_change(job)
+            if job.status.terminal or (deadline is not None and time.monotonic() >= deadline):
+                return job
+            pause = self.settings.wait_interval_seconds
+            time.sleep(pause if deadline is None else max(0.0, min(pause, deadline - time.monotonic())))
+
+    def cancel(self, job_id: str) -> Job:
+        """Cancel a job that has not ended (its webhook fires with job.canceled); the job as it is now.
+
+        The vendor is not asked to stop: none of the documented APIs can cancel a task.
+        """
+        now = utcnow()
+        written = self.store.update(job_id, lambda job: lifecycle.cancel(job, now))
+        if written is None:
+            return self.get(job_id)
+        if written.step is not None:
+            publish_step(self.celery, self.settings, job_id, written.step, now)
+        return written

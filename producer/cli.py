@@ -1,0 +1,154 @@
+"""The `genqueue` command line (INTERFACE.md): submit, status, cancel, sandbox.
+
+Exit status: 0 succeeded (or enqueued), 1 the job failed or was canceled, 2 refused before anything was enqueued
+(with a one-line reason on stderr), 3 the wait ran out before the job ended.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Annotated, Any, NoReturn
+
+import redis
+import typer
+
+from producer.api import JobNotFound, Producer
+from producer.render import job_lines, progress_printer
+from shared.errors import GenqueueError
+from shared.models import Job, JobStatus
+from shared.settings import get_settings
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="genqueue: AI image and video generation jobs.")
+
+EXIT_FAILED, EXIT_REFUSED, EXIT_WAIT_TIMEOUT = 1, 2, 3
+
+
+def refuse(reason: str) -> NoReturn:
+    """Print a one-line reason on stderr and exit 2."""
+    typer.echo(f"genqueue: error: {reason}", err=True)
+    raise typer.Exit(EXIT_REFUSED)
+
+
+def parse_pairs(pairs: list[str], what: str, as_json: bool) -> dict[str, Any]:
+    """KEY=VALUE pairs as a dict; values parsed as JSON where they parse (when `as_json`), else kept as strings."""
+    parsed: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            refuse(f"{what} must be KEY=VALUE, got {pair!r}")
+        if as_json:
+            try:
+                parsed[key.strip()] = json.loads(value)
+            except ValueError:
+                parsed[key.strip()] = value
+        else:
+            parsed[key.strip()] = value
+    return parsed
+
+
+def producer() -> Producer:
+    try:
+        return Producer(get_settings())
+    except ValueError as exc:  # settings that do not validate
+        refuse(f"bad settings: {str(exc).splitlines()[0]}")
+
+
+def print_job(job: Job, as_json: bool) -> None:
+    if as_json:
+        typer.echo(json.dumps(job.public(), indent=2))
+    else:
+        typer.echo("\n".join(job_lines(job)))
+
+
+def exit_for(job: Job) -> int:
+    if job.status is JobStatus.SUCCEEDED:
+        return 0
+    return EXIT_FAILED if job.status.terminal else EXIT_WAIT_TIMEOUT
+
+
+@app.command()
+def submit(
+    provider: Annotated[str, typer.Option(help="provider name, e.g. vicsee, veogen, gateway, veo3api, sandbox")],
+    model: Annotated[str, typer.Option(help="model id of that provider")],
+    prompt: Annotated[str, typer.Option(help="what to generate")] = "",
+    option: Annotated[list[str], typer.Option("--option", help="KEY=VALUE of the unified request")] = [],  # noqa: B006
+    image: Annotated[list[str], typer.Option("--image", help="image input: https URL or local file")] = [],  # noqa: B006
+    webhook: Annotated[str | None, typer.Option(help="URL to POST the signed completion event to")] = None,
+    idempotency_key: Annotated[str | None, typer.Option(help="the same key gives back the same job for 24 h")] = None,
+    metadata: Annotated[list[str], typer.Option("--metadata", help="KEY=VALUE kept on the job")] = [],  # noqa: B006
+    wait: Annotated[bool, typer.Option("--wait", help="wait until the job ends and print it")] = False,
+    timeout: Annotated[float | None, typer.Option(help="with --wait: stop waiting after this many seconds")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print the job as JSON")] = False,
+) -> None:
+    """Enqueue a generation job; print its id (or the job, with --json or --wait)."""
+    options = parse_pairs(option, "--option", as_json=True)
+    meta = parse_pairs(metadata, "--metadata", as_json=False)
+    client = producer()
+    try:
+        job = client.submit(provider, model, prompt, options, image, webhook, meta, idempotency_key)
+    except GenqueueError as exc:
+        refuse(exc.message)
+    if not wait:
+        if as_json:
+            print_job(job, as_json=True)
+        else:
+            typer.echo(job.id)
+        return
+    job = client.wait(job.id, timeout, on_change=progress_printer(sys.stderr))
+    print_job(job, as_json)
+    raise typer.Exit(exit_for(job))
+
+
+@app.command()
+def status(
+    job_id: Annotated[str, typer.Argument(help="the job id submit printed")],
+    as_json: Annotated[bool, typer.Option("--json", help="print the job as JSON")] = False,
+) -> None:
+    """Print a job's current state."""
+    try:
+        job = producer().get(job_id)
+    except JobNotFound as exc:
+        refuse(str(exc))
+    print_job(job, as_json)
+
+
+@app.command()
+def cancel(job_id: Annotated[str, typer.Argument(help="the job id submit printed")]) -> None:
+    """Cancel a job that has not ended yet."""
+    try:
+        job = producer().cancel(job_id)
+    except JobNotFound as exc:
+        refuse(str(exc))
+    typer.echo(f"{job.id} {job.status.value}")
+    if job.status is not JobStatus.CANCELED:
+        raise typer.Exit(EXIT_FAILED)
+
+
+@app.command()
+def sandbox(
+    host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port to listen on")] = 8900,
+    delay: Annotated[float, typer.Option(help="seconds until a task finishes")] = 2.0,
+    output_bytes: Annotated[int, typer.Option(help="size of each output file")] = 256 * 1024,
+    fault: Annotated[list[str], typer.Option("--fault", help="e.g. submit:429:count=5:retry_after=2")] = [],  # noqa: B006
+) -> None:
+    """Run the sandbox provider: all four vendor dialects (and our own) over HTTP, for tests and demos."""
+    from sandbox import SandboxConfig, serve
+    from sandbox.config import parse_fault
+
+    try:
+        faults = [parse_fault(spec) for spec in fault]
+    except ValueError as exc:
+        refuse(str(exc))
+    serve(SandboxConfig(host=host, port=port, delay_seconds=delay, output_bytes=output_bytes, faults=faults))
+
+
+def main() -> None:
+    """Entry point of the `genqueue` console script."""
+    try:
+        app()
+    except redis.exceptions.ConnectionError:
+        url = get_settings().redis_url.split("@")[-1]
+        typer.echo(f"genqueue: error: cannot reach Redis at {url} (is redis-server running?)", err=True)
+        sys.exit(EXIT_REFUSED)

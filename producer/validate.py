@@ -1,0 +1,79 @@
+"""Check a request completely before anything reaches Redis: provider, model, options, inputs."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from shared.errors import InvalidRequest
+from shared.models import Cost, GenerationRequest
+from shared.providers.base import PassThroughInputs, ProviderConfig
+from shared.providers.catalog import estimate_cost, validate_request
+from shared.providers.registry import get_adapter
+from shared.settings import Settings
+
+MAX_REQUEST_BYTES = 256 * 1024
+
+
+def build_request(model: str, prompt: str, options: dict[str, Any], images: list[str]) -> GenerationRequest:
+    """The unified request from command-line or API pieces; InvalidRequest with a one-line reason if malformed."""
+    fields: dict[str, Any] = {"model": model, "prompt": prompt, **options}
+    if images:
+        fields["image_urls"] = list(fields.get("image_urls") or []) + images
+    try:
+        request = GenerationRequest.model_validate(fields)
+    except ValidationError as exc:
+        raise InvalidRequest(one_line(exc)) from None
+    if len(request.model_dump_json()) > MAX_REQUEST_BYTES:
+        raise InvalidRequest(f"request is larger than {MAX_REQUEST_BYTES // 1024} KiB")
+    return request
+
+
+def one_line(exc: ValidationError) -> str:
+    """A pydantic validation error as one readable line: the first problem, named by field."""
+    error = exc.errors()[0]
+    field = ".".join(str(part) for part in error["loc"]) or "request"
+    if error["type"] == "extra_forbidden":
+        return f"unknown option {field!r}"
+    message = error["msg"].removeprefix("Value error, ")
+    return f"{field}: {message}" + (f" (and {len(exc.errors()) - 1} more problems)" if len(exc.errors()) > 1 else "")
+
+
+def local_image_paths(request: GenerationRequest) -> list[str]:
+    """Image inputs that are neither URLs nor data URIs: local files the producer must upload."""
+    refs = request.image_urls + request.reference_image_urls
+    return [ref for ref in refs if not ref.startswith(("https://", "http://", "data:", "s3://"))]
+
+
+def check_local_files(paths: list[str]) -> None:
+    """InvalidRequest unless every local image path names a readable file."""
+    for raw in paths:
+        path = Path(raw).expanduser()
+        if not path.is_file():
+            raise InvalidRequest(f"image input {raw!r} is not a URL and no such file exists")
+
+
+def validate(settings: Settings, provider: str, request: GenerationRequest) -> tuple[ProviderConfig, Cost]:
+    """The provider's config and the cost estimate; InvalidRequest for anything the job would be refused for.
+
+    The adapter builds the vendor request once here (pure, nothing sent), so an option its vendor cannot take is
+    refused now rather than by a worker later.
+    """
+    config = settings.provider(provider)
+    validate_request(provider, request)
+    check_local_files(local_image_paths(request))
+    get_adapter(config.dialect).build_submit(request, config, PassThroughInputs())
+    return config, estimate_cost(provider, request)
+
+
+def fingerprint(provider: str, request: GenerationRequest, webhook_url: str | None, metadata: dict[str, str]) -> str:
+    """A hash of everything that defines a job, to tell a repeated idempotency key from a reused one."""
+    payload = json.dumps(
+        {"provider": provider, "request": request.model_dump(mode="json"), "webhook": webhook_url, "metadata": metadata},
+        sort_keys=True,
+    )
+    return hashlib.sha256(payload.encode()).hexdigest()[:32]

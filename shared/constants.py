@@ -1,0 +1,26 @@
+"""Names that must agree across processes: Redis keys, task names, queues."""
+
+from __future__ import annotations
+
+KEY_PREFIX = "genqueue:"
+#: hash per job: `data` (the Job as JSON), `version` (bumped by every write), `status`
+JOB_KEY = KEY_PREFIX + "job:{job_id}"
+#: sorted set: job id -> unix time its next step is due (jobs whose chain is still running)
+DUE_KEY = KEY_PREFIX + "due"
+#: idempotency key -> `{job_id} {request hash}`, kept 24 hours
+IDEMPOTENCY_KEY = KEY_PREFIX + "idem:{key}"
+IDEMPOTENCY_TTL_SECONDS = 24 * 3600
+
+SUBMIT_TASK = "genqueue.submit"
+POLL_TASK = "genqueue.poll"
+FINALIZE_TASK = "genqueue.finalize"
+WEBHOOK_TASK = "genqueue.deliver_webhook"
+
+#: step name (as in `Step.name`) -> (task name, queue)
+STEP_TASKS: dict[str, tuple[str, str]] = {
+    "submit": (SUBMIT_TASK, "submit"),
+    "poll": (POLL_TASK, "poll"),
+    "finalize": (FINALIZE_TASK, "finalize"),
+    "deliver_webhook": (WEBHOOK_TASK, "webhooks"),
+}
+QUEUES = ("submit", "poll", "finalize", "webhooks")

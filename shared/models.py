@@ -1,0 +1,225 @@
+"""pydantic models for every boundary: the unified generation request, the job, and its parts.
+
+`Job.public()` is the job as INTERFACE.md shows it (status --json, the producer API, a webhook's `data`); the
+other fields are the workers' bookkeeping and never leave the job store.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+MAX_PROMPT_CHARS = 10_000
+MAX_REFERENCE_IMAGES = 7
+MAX_REFERENCE_MEDIA = 3
+MAX_IMAGE_INPUTS = 14
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware in UTC."""
+    return datetime.now(UTC)
+
+
+class JobStatus(str, enum.Enum):
+    """Where a job is in its life; it only ever moves forward."""
+
+    #: accepted by the producer, not yet accepted by the vendor
+    QUEUED = "queued"
+    #: the vendor accepted it and gave a task id
+    SUBMITTED = "submitted"
+    #: the vendor reports it is rendering
+    RUNNING = "running"
+    #: the vendor is done; outputs are being copied to storage
+    FINALIZING = "finalizing"
+    #: outputs are in the bucket
+    SUCCEEDED = "succeeded"
+    #: ended with an error code
+    FAILED = "failed"
+    #: the caller canceled it
+    CANCELED = "canceled"
+
+    @property
+    def terminal(self) -> bool:
+        return self in TERMINAL_STATUSES
+
+
+TERMINAL_STATUSES = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELED})
+
+#: the order statuses move in; a transition never goes to a lower rank
+STATUS_RANK = {
+    JobStatus.QUEUED: 0,
+    JobStatus.SUBMITTED: 1,
+    JobStatus.RUNNING: 2,
+    JobStatus.FINALIZING: 3,
+    JobStatus.SUCCEEDED: 4,
+    JobStatus.FAILED: 4,
+    JobStatus.CANCELED: 4,
+}
+
+
+class GenerationRequest(BaseModel):
+    """The unified request: the union of what the vendor documents take, in snake_case.
+
+    Each adapter maps the fields its vendor takes and refuses the rest; `extra` goes to the vendor as given.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str = Field(min_length=1, max_length=200)
+    prompt: str = Field(default="", max_length=MAX_PROMPT_CHARS)
+    aspect_ratio: str | None = None
+    resolution: str | None = None
+    duration: int | None = Field(default=None, ge=1, le=600)
+    output_format: str | None = None
+    audio: bool | None = None
+    mode: str | None = None
+    style: str | None = None
+    watermark: bool | None = None
+    private: bool | None = None
+    size: str | None = None
+    scope: Literal["images", "videos", "audio"] | None = None
+    image_urls: list[str] = Field(default_factory=list, max_length=MAX_IMAGE_INPUTS)
+    reference_image_urls: list[str] = Field(default_factory=list, max_length=MAX_REFERENCE_IMAGES)
+    reference_video_urls: list[str] = Field(default_factory=list, max_length=MAX_REFERENCE_MEDIA)
+    reference_audio_urls: list[str] = Field(default_factory=list, max_length=MAX_REFERENCE_MEDIA)
+    video_url: str | None = None
+    audio_setting: Literal["auto", "origin"] | None = None
+    extra: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("reference_video_urls", "reference_audio_urls")
+    @classmethod
+    def _https_only(cls, urls: list[str]) -> list[str]:
+        for url in urls:
+            if not url.startswith("https://"):
+                raise ValueError(f"video and audio inputs must be https URLs, got {url[:80]!r}")
+        return urls
+
+    @field_validator("video_url")
+    @classmethod
+    def _video_url_https(cls, url: str | None) -> str | None:
+        if url is not None and not url.startswith("https://"):
+            raise ValueError(f"video_url must be an https URL, got {url[:80]!r}")
+        return url
+
+    def option_names(self) -> set[str]:
+        """The optional fields this request sets, by their unified names."""
+        return {name for name in self.model_fields_set if name not in ("model", "prompt")} - {
+            name
+            for name in ("image_urls", "reference_image_urls", "reference_video_urls", "reference_audio_urls", "extra")
+            if not getattr(self, name)
+        }
+
+
+class Output(BaseModel):
+    """One stored output: where it is in the bucket and what it is."""
+
+    bucket: str
+    key: str
+    size: int
+    sha256: str
+    content_type: str
+    url: str
+
+
+class Cost(BaseModel):
+    """What a job costs, in the vendor's credits or in US dollars (whichever the vendor counts in)."""
+
+    credits: float | None = None
+    usd: float | None = None
+
+
+class JobError(BaseModel):
+    """Why a job failed: an INTERFACE.md error code and a one-line message."""
+
+    code: str
+    message: str
+
+
+StepName = Literal["submit", "poll", "finalize", "deliver_webhook"]
+
+
+class Step(BaseModel):
+    """The one next step of a job's task chain.
+
+    Exactly one Celery task is meant to run it: the one whose task id is `task_id`. A task that finds another id
+    here is a duplicate or a stale copy and drops itself; `lease_until` marks a run in progress.
+    """
+
+    name: StepName
+    task_id: str
+    due_at: datetime
+    attempt: int = 0
+    lease_until: datetime | None = None
+
+
+class WebhookState(BaseModel):
+    """Delivery of the terminal event to the job's webhook URL."""
+
+    event_id: str
+    event_type: str
+    timestamp: datetime
+    attempts: list[WebhookAttempt] = Field(default_factory=list)
+    delivered: bool = False
+    gave_up: str | None = None
+
+
+class WebhookAttempt(BaseModel):
+    """One POST of a webhook event and what came back."""
+
+    at: datetime
+    status_code: int | None
+    error: str | None = None
+
+
+class Job(BaseModel):
+    """A generation job as the job store keeps it."""
+
+    id: str
+    status: JobStatus = JobStatus.QUEUED
+    provider: str
+    model: str
+    provider_task_id: str | None = None
+    outputs: list[Output] = Field(default_factory=list)
+    cost: Cost = Field(default_factory=Cost)
+    error: JobError | None = None
+    metadata: dict[str, str] = Field(default_factory=dict)
+    batch_id: str | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+    # bookkeeping: never part of the public JSON
+    request: GenerationRequest
+    webhook_url: str | None = None
+    idempotency_key: str | None = None
+    deadline_at: datetime
+    step: Step | None = None
+    submit_started_at: datetime | None = None
+    progress: float | None = None
+    poll_count: int = 0
+    output_urls: list[str] = Field(default_factory=list)
+    webhook: WebhookState | None = None
+
+    def public(self) -> dict[str, Any]:
+        """The job as INTERFACE.md describes it, ready for JSON."""
+        return self.model_dump(mode="json", include=PUBLIC_FIELDS)
+
+
+PUBLIC_FIELDS = {
+    "id",
+    "status",
+    "provider",
+    "model",
+    "provider_task_id",
+    "outputs",
+    "cost",
+    "error",
+    "metadata",
+    "batch_id",
+    "created_at",
+    "updated_at",
+}
+
+WebhookState.model_rebuild()

@@ -1,0 +1,1 @@
+"""Vendor dialects: one adapter module each behind `ProviderAdapter`, a registry, and the model catalog."""

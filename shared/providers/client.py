@@ -1,0 +1,46 @@
+"""The I/O edge of the adapters: send an `HttpRequest` with httpx and hand back an `HttpAnswer`.
+
+Transport failures are translated here, at the boundary, into ProviderUnavailable. `SendFailed.sent` tells a
+failure where the request certainly never reached the vendor (connection refused, connect timeout) from one
+where it may have (the answer was lost): only the first is safe to resubmit.
+"""
+
+from __future__ import annotations
+
+import httpx
+
+from shared.errors import ProviderUnavailable
+from shared.providers.base import MAX_ANSWER_BYTES, HttpAnswer, HttpRequest
+
+
+class SendFailed(ProviderUnavailable):
+    """Raised when no answer came back; `sent` is False only when the request never left."""
+
+    def __init__(self, message: str, sent: bool) -> None:
+        super().__init__(message)
+        self.sent = sent
+
+
+def redact(text: str, secret: str | None) -> str:
+    """`text` with every occurrence of `secret` replaced, so keys never reach logs or job errors."""
+    return text.replace(secret, "[redacted]") if secret else text
+
+
+def send(http: httpx.Client, request: HttpRequest, api_key: str | None = None) -> HttpAnswer:
+    """Send `request`; the body read is capped just past MAX_ANSWER_BYTES (the adapter refuses larger ones)."""
+    try:
+        with http.stream(request.method, request.url, headers=request.headers, json=request.json_body) as response:
+            body = bytearray()
+            for chunk in response.iter_bytes():
+                body.extend(chunk)
+                if len(body) > MAX_ANSWER_BYTES:
+                    break
+            headers = {name.lower(): value for name, value in response.headers.items()}
+            return HttpAnswer(status_code=response.status_code, headers=headers, body=bytes(body))
+    except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+        host = httpx.URL(request.url).host
+        raise SendFailed(f"could not connect to {host}: {type(exc).__name__}", sent=False) from None
+    except httpx.HTTPError as exc:
+        host = httpx.URL(request.url).host
+        detail = redact(str(exc), api_key)[:200]
+        raise SendFailed(f"no answer from {host}: {type(exc).__name__} {detail}".strip(), sent=True) from None

@@ -1,0 +1,82 @@
+"""The Celery configuration every process shares, and how a job's next step is published.
+
+The producer and the workers both build their Celery app here, so they agree on the broker, the queues, the
+routes and the visibility timeout (the shortest timeout among processes sharing a broker wins: celery/celery#7651).
+The producer publishes by task name only and never imports workers/.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from celery import Celery
+from kombu import Queue
+
+from shared.constants import QUEUES, STEP_TASKS
+from shared.models import Step, utcnow
+from shared.settings import Settings
+
+
+def celery_config(settings: Settings) -> dict[str, Any]:
+    """Celery settings fit for production, each with the reason it is set."""
+    return {
+        "broker_url": settings.redis_url,
+        # Redis redelivers an unacked message after visibility_timeout, counted from delivery; every countdown we
+        # schedule stays below half of it (Settings.max_countdown_seconds), or the task would run twice.
+        "broker_transport_options": {"visibility_timeout": settings.visibility_timeout, "socket_timeout": 30},
+        "broker_connection_retry_on_startup": True,
+        # Keep retrying the broker forever: a worker must come back after a Redis restart, not exit.
+        "broker_connection_max_retries": None,
+        # JSON only: pickle from a shared broker is remote code execution, and our arguments are job ids.
+        "task_serializer": "json",
+        "accept_content": ["json"],
+        # No result backend: job state lives in the job store; a backend would cost +20 % worker CPU for nothing.
+        "result_backend": None,
+        "task_ignore_result": True,
+        # Ack after the task ran, and requeue a task whose worker process died: every task is idempotent
+        # (a step runs only for the task id the job store names), so a repeat is harmless and a loss is not.
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        # One message at a time per worker thread: steps are I/O-bound and uneven (a poll takes 50 ms, a
+        # download minutes), so prefetching would park messages behind a long copy.
+        "worker_prefetch_multiplier": 1,
+        # Countdown tasks are all fetched into worker memory (~10 KB each); cap them so a burst of polls cannot
+        # grow a worker without bound. The rest waits in Redis and runs a little late.
+        "worker_eta_task_limit": 1000,
+        # Vendor calls are I/O-bound: a thread pool with tens of threads per process (PERFORMANCE.md).
+        "worker_pool": "threads",
+        "worker_concurrency": 16,
+        # Task events on, so Flower shows every task; the sent event shows queued tasks too.
+        "worker_send_task_events": True,
+        "task_send_sent_event": True,
+        # A step never runs longer than this; the lease in the job store is shorter, so a hung step is taken over.
+        "task_time_limit": 3600,
+        "task_queues": [Queue(name) for name in QUEUES],
+        "task_default_queue": "submit",
+        "task_routes": {task: {"queue": queue} for task, queue in STEP_TASKS.values()},
+        # Finish warm shutdown even when only countdown tasks are reserved, so they are restored to Redis.
+        "worker_enable_soft_shutdown_on_idle": True,
+        "worker_soft_shutdown_timeout": 10.0,
+        "worker_hijack_root_logger": False,
+        "enable_utc": True,
+    }
+
+
+def make_celery(settings: Settings, main: str = "genqueue") -> Celery:
+    """A Celery app configured from `settings` (no tasks registered: the workers add them)."""
+    app = Celery(main)
+    app.conf.update(celery_config(settings))
+    return app
+
+
+def publish_step(app: Celery, settings: Settings, job_id: str, step: Step, now: datetime | None = None) -> None:
+    """Publish the task that runs `step`, with the step's task id and a countdown to its due time.
+
+    A countdown is never longer than Settings.max_countdown_seconds; a step due later is published to wake up
+    early, find it is not due, and publish itself again (lifecycle.Decision.WAIT).
+    """
+    task_name, queue = STEP_TASKS[step.name]
+    wait = (step.due_at - (now or utcnow())).total_seconds()
+    countdown = min(max(wait, 0.0), settings.max_countdown_seconds)
+    app.send_task(task_name, args=[job_id], task_id=step.task_id, queue=queue, countdown=countdown or None)

@@ -1,0 +1,128 @@
+"""The one Settings object, read from GENQUEUE_* environment variables (and a .env file) with pydantic-settings.
+
+The variables of INTERFACE.md are the contract; the rest are tuning knobs with defaults that work on a laptop.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from shared.errors import InvalidRequest
+from shared.providers.base import ProviderConfig
+
+#: where each built-in provider is reached by default, and the dialect it speaks
+BUILTIN_PROVIDERS: dict[str, tuple[str, str]] = {
+    "vicsee": ("vicsee", "https://vicsee.com"),
+    "veogen": ("veogen", "https://veogen.studio"),
+    "gateway": ("gateway", ""),
+    "veo3api": ("veo3api", ""),
+    "sandbox": ("sandbox", "http://127.0.0.1:8900/sandbox"),
+}
+KNOWN_DIALECTS = frozenset(dialect for dialect, _ in BUILTIN_PROVIDERS.values())
+
+
+class ProviderOverride(BaseModel):
+    """What GENQUEUE_PROVIDERS__<NAME>__* set for one provider; unset fields keep the built-in values."""
+
+    base_url: str | None = None
+    api_key: str | None = None
+    dialect: str | None = None
+    allow_resubmit: bool | None = None
+
+
+class Settings(BaseSettings):
+    """Every setting of genqueue. Read once per process with `get_settings()`."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="GENQUEUE_", env_nested_delimiter="__", env_file=".env", extra="ignore", case_sensitive=False
+    )
+
+    redis_url: str = "redis://localhost:6379/0"
+    s3_endpoint_url: str | None = None
+    s3_bucket: str = "genqueue-outputs"
+    s3_prefix: str = "outputs/"
+    s3_region: str | None = None
+    webhook_secret: str | None = None
+    webhook_retry_delays: list[float] = Field(default=[5, 300, 1800, 7200, 18000, 36000, 36000])
+    webhook_timeout_seconds: float = 15.0
+    allow_private_urls: bool = False
+    providers: dict[str, ProviderOverride] = Field(default_factory=dict)
+
+    #: Redis redelivers an unacked message after this many seconds; every countdown stays below half of it
+    visibility_timeout: int = 3600
+    #: a job with no terminal status from the vendor this long after it was created fails with `timeout`
+    job_timeout_seconds: float = 3600.0
+    #: first poll delay when the vendor gives no estimate
+    poll_initial_seconds: float = 2.0
+    poll_backoff_factor: float = 1.5
+    poll_max_interval_seconds: float = 30.0
+    #: ± this fraction of random jitter on every poll delay
+    poll_jitter: float = 0.1
+    #: a submit, poll or download call to a vendor gives up after this many seconds
+    provider_timeout_seconds: float = 60.0
+    #: transient failures (429, 5xx, transport) of one step are retried this many times, then the job fails
+    max_step_retries: int = 5
+    retry_base_seconds: float = 2.0
+    #: outputs are uploaded in parts of this size; the worker holds about one part in memory
+    upload_part_bytes: int = 8 * 1024 * 1024
+    download_url_expiry_seconds: int = 7 * 24 * 3600
+    #: how long the producer's `wait` sleeps between reads of the job store
+    wait_interval_seconds: float = 0.5
+
+    @field_validator("s3_prefix")
+    @classmethod
+    def _prefix_slash(cls, prefix: str) -> str:
+        return prefix if not prefix or prefix.endswith("/") else prefix + "/"
+
+    @field_validator("providers", mode="before")
+    @classmethod
+    def _lower_names(cls, value: object) -> object:
+        if isinstance(value, dict):
+            return {str(name).lower(): override for name, override in value.items()}
+        return value
+
+    @model_validator(mode="after")
+    def _countdowns_fit(self) -> Settings:
+        if self.poll_max_interval_seconds >= self.max_countdown_seconds:
+            raise ValueError("poll_max_interval_seconds must stay below half of visibility_timeout")
+        if self.upload_part_bytes < 5 * 1024 * 1024:
+            raise ValueError("upload_part_bytes must be at least 5 MiB (the S3 minimum part size)")
+        return self
+
+    @property
+    def max_countdown_seconds(self) -> float:
+        """The longest countdown any task may be given: below half the visibility timeout (celery/celery#2599)."""
+        return self.visibility_timeout / 2 - 60
+
+    def provider_names(self) -> list[str]:
+        """Built-in providers and those added by settings, sorted."""
+        return sorted(set(BUILTIN_PROVIDERS) | set(self.providers))
+
+    def provider(self, name: str) -> ProviderConfig:
+        """The merged configuration of provider `name`; InvalidRequest for an unknown or unusable one."""
+        override = self.providers.get(name.lower(), ProviderOverride())
+        dialect, base_url = BUILTIN_PROVIDERS.get(name, (None, None))
+        if dialect is None and name.lower() not in self.providers:
+            raise InvalidRequest(f"unknown provider {name!r}; known: {', '.join(self.provider_names())}")
+        dialect = override.dialect or dialect or name
+        if dialect not in KNOWN_DIALECTS:
+            raise InvalidRequest(f"provider {name!r} has unknown dialect {dialect!r}; known: {', '.join(sorted(KNOWN_DIALECTS))}")
+        base_url = override.base_url or base_url
+        if not base_url:
+            raise InvalidRequest(f"provider {name!r} has no base URL: set GENQUEUE_PROVIDERS__{name.upper()}__BASE_URL")
+        return ProviderConfig(
+            name=name,
+            dialect=dialect,
+            base_url=base_url,
+            api_key=override.api_key,
+            allow_resubmit=bool(override.allow_resubmit),
+        )
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process's settings, read on first use."""
+    return Settings()

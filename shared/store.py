@@ -1,0 +1,119 @@
+"""The job store: the source of truth for every job, in Redis.
+
+Each job is one hash (`data`, `version`, `status`). Every write is a compare-and-set on `version` done by one Lua
+script, so two workers that read the same job cannot both write: the loser re-reads and re-decides. Transitions
+are computed by pure functions (`shared.lifecycle`) on the value read, so a task delivered twice, or a stale task
+arriving late, sees the newer state and changes nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+
+import redis
+
+from shared.constants import DUE_KEY, IDEMPOTENCY_KEY, IDEMPOTENCY_TTL_SECONDS, JOB_KEY
+from shared.errors import InvalidRequest
+from shared.models import Job
+
+# KEYS: job hash, due zset. ARGV: expected version ("" = must not exist), data, status, job id, due score ("" = none)
+_CAS_SCRIPT = """
+local current = redis.call('HGET', KEYS[1], 'version')
+if ARGV[1] == '' then
+  if current then return -1 end
+  current = '0'
+elseif current ~= ARGV[1] then
+  return -1
+end
+local version = tonumber(current) + 1
+redis.call('HSET', KEYS[1], 'data', ARGV[2], 'version', version, 'status', ARGV[3])
+if ARGV[5] == '' then
+  redis.call('ZREM', KEYS[2], ARGV[4])
+else
+  redis.call('ZADD', KEYS[2], ARGV[5], ARGV[4])
+end
+return version
+"""
+
+MAX_CAS_ATTEMPTS = 50
+
+
+class ConcurrentUpdate(RuntimeError):
+    """Raised when a job kept changing under a writer for MAX_CAS_ATTEMPTS tries (should never happen in practice)."""
+
+
+class JobStore:
+    """Reads and atomically writes jobs. Only this class touches job keys in Redis."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self.redis = client
+        self._cas = client.register_script(_CAS_SCRIPT)
+
+    @classmethod
+    def from_url(cls, url: str) -> JobStore:
+        return cls(redis.Redis.from_url(url, socket_timeout=10, socket_connect_timeout=5, health_check_interval=30))
+
+    def create(self, job: Job) -> None:
+        """Store a new job; ValueError if its id is taken."""
+        if self._write(job, expected_version="") < 0:
+            raise ValueError(f"job {job.id} already exists")
+
+    def get(self, job_id: str) -> Job | None:
+        """The job, or None when there is no such job."""
+        data = self.redis.hget(JOB_KEY.format(job_id=job_id), "data")
+        return Job.model_validate_json(data) if data else None  # type: ignore[arg-type]
+
+    def update(self, job_id: str, change: Callable[[Job], Job | None]) -> Job | None:
+        """Apply `change` to the current job and write the result atomically.
+
+        `change` receives a fresh copy each try and returns the new job, or None to leave the job as it is.
+        Returns the job written, or None when `change` declined (or the job does not exist).
+        """
+        key = JOB_KEY.format(job_id=job_id)
+        for _ in range(MAX_CAS_ATTEMPTS):
+            data, version = self.redis.hmget(key, ["data", "version"])
+            if data is None:
+                return None
+            new = change(Job.model_validate_json(data))  # type: ignore[arg-type]
+            if new is None:
+                return None
+            if self._write(new, expected_version=version.decode()) > 0:  # type: ignore[union-attr]
+                return new
+        raise ConcurrentUpdate(f"job {job_id} changed {MAX_CAS_ATTEMPTS} times while being updated")
+
+    def _write(self, job: Job, expected_version: str) -> int:
+        due = "" if job.step is None else str(job.step.due_at.timestamp())
+        result = self._cas(
+            keys=[JOB_KEY.format(job_id=job.id), DUE_KEY],
+            args=[expected_version, job.model_dump_json(), job.status.value, job.id, due],
+        )
+        return int(result)
+
+    def due_job_ids(self, before: float, limit: int = 500) -> list[str]:
+        """Ids of jobs whose next step was due before unix time `before`, oldest first."""
+        return [raw.decode() for raw in self.redis.zrangebyscore(DUE_KEY, "-inf", before, start=0, num=limit)]
+
+    def claim_idempotency_key(self, key: str, job_id: str, request_fingerprint: str) -> str | None:
+        """Bind `key` to `job_id` for 24 hours; return the job id it was already bound to, if any.
+
+        The same key with another request fingerprint raises InvalidRequest.
+        """
+        redis_key = IDEMPOTENCY_KEY.format(key=hashlib.sha256(key.encode()).hexdigest())
+        value = f"{job_id} {request_fingerprint}"
+        if self.redis.set(redis_key, value, nx=True, ex=IDEMPOTENCY_TTL_SECONDS):
+            return None
+        existing = self.redis.get(redis_key)
+        if existing is None:  # expired between the two calls: claim again
+            return self.claim_idempotency_key(key, job_id, request_fingerprint)
+        existing_job, _, existing_fingerprint = existing.decode().partition(" ")  # type: ignore[union-attr]
+        if existing_fingerprint != request_fingerprint:
+            raise InvalidRequest("idempotency key was already used with a different request")
+        return existing_job
+
+    def release_idempotency_key(self, key: str, job_id: str) -> None:
+        """Undo `claim_idempotency_key` when the job it was claimed for could not be created."""
+        redis_key = IDEMPOTENCY_KEY.format(key=hashlib.sha256(key.encode()).hexdigest())
+        existing = self.redis.get(redis_key)
+        if existing is not None and existing.decode().startswith(job_id + " "):  # type: ignore[union-attr]
+            self.redis.delete(redis_key)

@@ -1,0 +1,76 @@
+"""The pipeline on real parts: redis-server, moto's S3 server, the sandbox over HTTP, celery worker processes
+and a webhook receiver, all started here and stopped by pid."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from infra.local.stack import LocalStack, stack_env
+from infra.local.webhook_receiver import WebhookReceiver, start_receiver
+from infra.local.processes import ServerProcess
+from shared.settings import Settings
+from shared.storage import Storage
+from shared.webhooks.signing import generate_secret
+
+#: fast schedules so the suite runs in seconds: polls every 0.2-1 s, retries after 0.2 s, webhooks 0.2-1 s
+FAST_SETTINGS = {
+    "GENQUEUE_POLL_INITIAL_SECONDS": "0.2",
+    "GENQUEUE_POLL_MAX_INTERVAL_SECONDS": "1",
+    "GENQUEUE_RETRY_BASE_SECONDS": "0.2",
+    "GENQUEUE_WEBHOOK_RETRY_DELAYS": "[0.2, 0.5, 1]",
+    "GENQUEUE_JOB_TIMEOUT_SECONDS": "120",
+    "GENQUEUE_WAIT_INTERVAL_SECONDS": "0.1",
+}
+
+
+@pytest.fixture(scope="session")
+def sandbox_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    stack = LocalStack(tmp_path_factory.mktemp("sandbox"))
+    url = stack.start_sandbox(delay=0.5)
+    yield url
+    stack.stop()
+
+
+@pytest.fixture(scope="session")
+def webhook_secret() -> str:
+    return generate_secret()
+
+
+@pytest.fixture(scope="session")
+def receiver(webhook_secret: str) -> Iterator[WebhookReceiver]:
+    server = start_receiver(webhook_secret)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def pipeline_env(redis_url: str, moto_endpoint: str, sandbox_url: str, webhook_secret: str) -> dict[str, str]:
+    env = stack_env(redis_url, moto_endpoint, sandbox_url, webhook_secret, bucket=f"genqueue-{uuid.uuid4().hex[:8]}")
+    env.update(FAST_SETTINGS)
+    Storage(settings_for(env)).ensure_bucket()
+    return env
+
+
+def settings_for(env: dict[str, str]) -> Settings:
+    """Settings read from `env` as the workers read them, leaving os.environ as it was."""
+    with pytest.MonkeyPatch.context() as patch:
+        for key, value in env.items():
+            patch.setenv(key, value)
+        return Settings()
+
+
+@pytest.fixture
+def settings(pipeline_env: dict[str, str]) -> Settings:
+    return settings_for(pipeline_env)
+
+
+@pytest.fixture(scope="session")
+def workers(pipeline_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """One `celery -A workers worker` process consuming all four queues."""
+    stack = LocalStack(tmp_path_factory.mktemp("workers"), env=pipeline_env)
+    process = stack.start_workers(concurrency=8)
+    yield process
+    stack.stop()

@@ -1,0 +1,9 @@
+"""The Celery workers: `celery -A workers worker` consumes the queues submit, poll, finalize and webhooks.
+
+Data flows submit → poll → finalize → deliver_webhook; each module holds one stage's task.
+"""
+
+from workers.app import app
+from workers import finalize, poll, submit, webhooks  # noqa: E402,F401  (register the tasks)
+
+__all__ = ["app"]

@@ -1,0 +1,22 @@
+"""The Celery app of the workers, configured from the shared settings (shared/queueing.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from celery import Task
+
+from shared.queueing import make_celery
+from shared.settings import get_settings
+
+app = make_celery(get_settings())
+
+
+def genqueue_task(name: str) -> Callable[[Callable[..., Any]], Task]:
+    """Register a step task: bound (it needs its own task id), routed by name, taking only a job id."""
+
+    def register(function: Callable[..., Any]) -> Task:
+        return app.task(name=name, bind=True, typing=True)(function)  # type: ignore[no-any-return]
+
+    return register

@@ -1,0 +1,77 @@
+"""Stage 2, poll: ask the vendor how the job is doing, then poll again later, or hand over to finalize.
+
+"Not ready" is a schedule, not an error: the next poll is a countdown that grows with each poll (with jitter
+and a cap). Only real failures go through the retry budget.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from celery import Task
+
+from shared import lifecycle
+from shared.constants import POLL_TASK
+from shared.errors import GenerationFailed, GenqueueError, JobTimeout, ProviderUnavailable, TransientProviderError
+from shared.models import Job, JobStatus, utcnow
+from shared.providers.base import TaskState
+from shared.providers.client import send
+from shared.providers.registry import get_adapter
+from workers import context
+from workers.app import genqueue_task
+from workers.steps import fail, move_on, retry_or_fail, run_step
+
+
+@genqueue_task(POLL_TASK)
+def poll(self: Task, job_id: str) -> None:
+    """Poll the vendor for job `job_id` once."""
+    lease = context.settings().provider_timeout_seconds * 1.5 + 30
+    run_step(self, job_id, "poll", lease, poll_job)
+
+
+def poll_job(job: Job, task_id: str) -> None:
+    """The poll step for a claimed job."""
+    settings = context.settings()
+    if utcnow() > job.deadline_at:
+        fail(job.id, task_id, JobTimeout(f"{job.provider} gave no result within {settings.job_timeout_seconds:.0f}s"))
+        return
+    assert job.provider_task_id is not None
+    try:
+        config = settings.provider(job.provider)
+        adapter = get_adapter(config.dialect)
+        request = adapter.build_poll(job.provider_task_id, job.request, config)
+        result = adapter.parse_poll(send(context.http(), request, config.api_key))
+    except TransientProviderError as exc:
+        retry_or_fail(job.id, task_id, "poll", exc, exc.retry_after)
+        return
+    except GenqueueError as exc:
+        fail(job.id, task_id, exc)
+        return
+    now = utcnow()
+    polls = job.poll_count + 1
+    if result.state is TaskState.FAILED:
+        fail(job.id, task_id, GenerationFailed(result.failure_reason or f"{job.provider} reported the generation failed"))
+    elif result.state is TaskState.SUCCEEDED:
+        if not result.output_urls:
+            retry_or_fail(job.id, task_id, "poll", ProviderUnavailable(f"{job.provider} reported success with no output"))
+            return
+        move_on(
+            job.id,
+            task_id,
+            JobStatus.FINALIZING,
+            lifecycle.new_step("finalize", now),
+            output_urls=result.output_urls,
+            progress=1.0,
+            poll_count=polls,
+        )
+    else:
+        delay = lifecycle.poll_delay_seconds(settings, job.poll_count, context.rng())
+        status = JobStatus.RUNNING if result.state is TaskState.RUNNING else job.status
+        move_on(
+            job.id,
+            task_id,
+            status,
+            lifecycle.new_step("poll", now + timedelta(seconds=delay)),
+            progress=result.progress,
+            poll_count=polls,
+        )

@@ -1,0 +1,98 @@
+"""How every step task runs: claim the step in the job store, do the work, record the outcome, publish the next.
+
+A task runs its step only when the job store names the task's own id as the job's next step (lifecycle.claim):
+a duplicate delivery, a stale task or a second chain finds another id and drops itself. The outcome is written
+before the next task is published, so a crash in between leaves a job whose step is recorded and overdue,
+never a task for a state that was not saved.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import timedelta
+
+from celery import Task
+
+from shared import lifecycle
+from shared.errors import GenqueueError, ProviderUnavailable
+from shared.lifecycle import Decision
+from shared.models import Job, JobStatus, Step, StepName, utcnow
+from shared.queueing import publish_step
+from workers import context
+from workers.app import app
+
+log = logging.getLogger("genqueue.workers")
+
+StepHandler = Callable[[Job, str], None]
+
+
+def run_step(task: Task, job_id: str, name: StepName, lease_seconds: float, handler: StepHandler) -> None:
+    """Claim step `name` of job `job_id` for this task and run `handler(job, task_id)` if it is ours to run."""
+    task_id = task.request.id
+    assert task_id is not None
+    now = utcnow()
+    outcome: dict[str, lifecycle.Claim] = {}
+
+    def take(job: Job) -> Job | None:
+        claim, leased = lifecycle.claim(job, name, task_id, now, lease_seconds)
+        outcome["claim"] = claim
+        return leased
+
+    context.store().update(job_id, take)
+    claim = outcome.get("claim")
+    if claim is None:
+        log.warning("%s: job %s does not exist; dropping task %s", name, job_id, task_id)
+        return
+    if claim.decision is Decision.DROP:
+        log.info("%s: job %s has moved on; dropping duplicate or stale task %s", name, job_id, task_id)
+        return
+    if claim.decision is Decision.WAIT:
+        countdown = min(claim.delay, context.settings().max_countdown_seconds)
+        app.send_task(task.name, args=[job_id], task_id=task_id, countdown=countdown)
+        return
+    assert claim.job is not None
+    try:
+        handler(claim.job, task_id)
+    except Exception as exc:  # a bug or an unexpected failure must not leave the job stuck
+        log.exception("%s: job %s: unexpected %s", name, job_id, type(exc).__name__)
+        retry_or_fail(job_id, task_id, name, ProviderUnavailable(f"internal error in {name}: {type(exc).__name__}"))
+
+
+def move_on(job_id: str, task_id: str, status: JobStatus | None, step: Step | None, **fields: object) -> Job | None:
+    """Record the outcome of the step task `task_id` owns and publish the next step; None if the job moved on."""
+    now = utcnow()
+    written = context.store().update(
+        job_id, lambda job: lifecycle.advance(job, task_id, now, status=status, step=step, **fields)
+    )
+    if written is not None and written.step is not None:
+        publish_step(app, context.settings(), job_id, written.step, now)
+    return written
+
+
+def fail(job_id: str, task_id: str, error: GenqueueError) -> Job | None:
+    """End the job as failed with `error`'s code and message, and publish its webhook delivery if it has one."""
+    now = utcnow()
+    written = context.store().update(job_id, lambda job: lifecycle.fail_owned(job, task_id, error, now))
+    if written is not None:
+        log.info("job %s failed: %s", job_id, error.code)
+        if written.step is not None:
+            publish_step(app, context.settings(), job_id, written.step, now)
+    return written
+
+
+def retry_or_fail(
+    job_id: str, task_id: str, name: StepName, error: GenqueueError, retry_after: float | None = None, **fields: object
+) -> Job | None:
+    """Run step `name` again after a backoff, or fail with `error` once Settings.max_step_retries are spent."""
+    settings = context.settings()
+    job = context.store().get(job_id)
+    if job is None or job.step is None or not lifecycle.owns_step(job, task_id):
+        return None
+    attempt = job.step.attempt + 1
+    if attempt > settings.max_step_retries:
+        return fail(job_id, task_id, error)
+    delay = lifecycle.backoff_seconds(settings, attempt, retry_after, context.rng())
+    log.info("%s: job %s: %s; retry %d in %.1fs", name, job_id, error.code, attempt, delay)
+    step = lifecycle.new_step(name, utcnow() + timedelta(seconds=delay), attempt)
+    return move_on(job_id, task_id, None, step, **fields)

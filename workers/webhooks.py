@@ -1,0 +1,63 @@
+"""Stage 4, deliver_webhook: POST the job's signed terminal event until it is delivered or the schedule is spent.
+
+Every attempt carries the same `webhook-id`, so receivers can deduplicate; the signature and timestamp are made
+fresh per attempt (receivers refuse timestamps more than five minutes old).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import timedelta
+
+from celery import Task
+
+from shared import lifecycle
+from shared.constants import WEBHOOK_TASK
+from shared.models import Job, WebhookAttempt, utcnow
+from shared.webhooks.delivery import deliver, next_delay
+from shared.webhooks.events import event_body
+from shared.webhooks.signing import signature_headers
+from workers import context
+from workers.app import genqueue_task
+from workers.steps import move_on, run_step
+
+log = logging.getLogger("genqueue.workers")
+
+
+@genqueue_task(WEBHOOK_TASK)
+def deliver_webhook(self: Task, job_id: str) -> None:
+    """Deliver job `job_id`'s terminal event once; schedule the next attempt if it failed."""
+    lease = context.settings().webhook_timeout_seconds * 2 + 30
+    run_step(self, job_id, "deliver_webhook", lease, deliver_job_event)
+
+
+def deliver_job_event(job: Job, task_id: str) -> None:
+    """The webhook step for a claimed job."""
+    settings = context.settings()
+    state = job.webhook
+    if state is None or job.webhook_url is None or state.delivered or state.gave_up:
+        move_on(job.id, task_id, None, None)
+        return
+    body = event_body(state.event_type, state.timestamp, job.public())
+    if settings.webhook_secret:
+        headers = signature_headers(settings.webhook_secret, state.event_id, int(time.time()), body)
+    else:
+        headers = {"webhook-id": state.event_id, "webhook-timestamp": str(int(time.time())), "content-type": "application/json"}
+    result = deliver(context.webhook_http(), job.webhook_url, headers, body, settings.webhook_timeout_seconds)
+    new_state = state.model_copy(deep=True)
+    new_state.attempts.append(WebhookAttempt(at=utcnow(), status_code=result.status_code, error=result.error))
+    step = None
+    if result.delivered:
+        new_state.delivered = True
+    elif result.gone:
+        new_state.gave_up = "the endpoint answered 410 Gone"
+    else:
+        delay = next_delay(len(state.attempts), settings.webhook_retry_delays, result.retry_after)
+        if delay is None:
+            new_state.gave_up = f"no delivery after {len(new_state.attempts)} attempts"
+        else:
+            step = lifecycle.new_step("deliver_webhook", utcnow() + timedelta(seconds=delay))
+    if new_state.gave_up:
+        log.warning("webhook for job %s: %s", job.id, new_state.gave_up)
+    move_on(job.id, task_id, None, step, webhook=new_state)
