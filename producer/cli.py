@@ -19,7 +19,12 @@ from shared.errors import GenqueueError
 from shared.models import Job, JobStatus
 from shared.settings import get_settings
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="genqueue: AI image and video generation jobs.")
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="genqueue: AI image and video generation jobs.",
+)
 
 EXIT_FAILED, EXIT_REFUSED, EXIT_WAIT_TIMEOUT = 1, 2, 3
 

@@ -14,7 +14,9 @@ def job_lines(job: Job) -> list[str]:
     lines = [f"{job.id}  {job.status.value}  {job.provider}/{job.model}"]
     if job.provider_task_id:
         lines.append(f"  vendor task: {job.provider_task_id}")
-    cost = ", ".join(f"{value:g} {unit}" for unit, value in (("credits", job.cost.credits), ("USD", job.cost.usd)) if value)
+    cost = ", ".join(
+        f"{value:g} {unit}" for unit, value in (("credits", job.cost.credits), ("USD", job.cost.usd)) if value
+    )
     if cost:
         lines.append(f"  cost: {cost}")
     for output in job.outputs:

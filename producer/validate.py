@@ -73,7 +73,12 @@ def validate(settings: Settings, provider: str, request: GenerationRequest) -> t
 def fingerprint(provider: str, request: GenerationRequest, webhook_url: str | None, metadata: dict[str, str]) -> str:
     """A hash of everything that defines a job, to tell a repeated idempotency key from a reused one."""
     payload = json.dumps(
-        {"provider": provider, "request": request.model_dump(mode="json"), "webhook": webhook_url, "metadata": metadata},
+        {
+            "provider": provider,
+            "request": request.model_dump(mode="json"),
+            "webhook": webhook_url,
+            "metadata": metadata,
+        },
         sort_keys=True,
     )
     return hashlib.sha256(payload.encode()).hexdigest()[:32]

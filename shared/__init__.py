@@ -1,1 +1,1 @@
-"""Code shared by the producer, the workers and the sandbox: settings, models, the job store, storage, webhooks, providers."""
+"""Code shared by the producer and the workers: settings, models, the job store, storage, webhooks, providers."""

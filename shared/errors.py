@@ -1,21 +1,21 @@
 """The error hierarchy of genqueue; each concrete class maps onto one error code of INTERFACE.md.
 
-    GenqueueError
-    ├── InvalidRequest               invalid_request   (refused by us before sending, or by the provider)
-    ├── ProviderError                                   (an answer, or no answer, from a vendor)
-    │   ├── PermanentProviderError                      (fail the job now)
-    │   │   ├── AuthFailed           auth_failed
-    │   │   ├── InsufficientCredits  insufficient_credits
-    │   │   ├── ProviderRejected     invalid_request
-    │   │   └── GenerationFailed     generation_failed
-    │   └── TransientProviderError                      (retry with backoff; the code applies once retries are spent)
-    │       ├── RateLimited          rate_limited
-    │       └── ProviderUnavailable  provider_error
-    ├── SubmitOutcomeUnknown         submit_outcome_unknown
-    ├── JobTimeout                   timeout
-    ├── DownloadFailed               download_failed
-    ├── StorageError                 storage_error
-    └── JobCanceled                  canceled
+GenqueueError
+├── InvalidRequest               invalid_request   (refused by us before sending, or by the provider)
+├── ProviderError                                   (an answer, or no answer, from a vendor)
+│   ├── PermanentProviderError                      (fail the job now)
+│   │   ├── AuthFailed           auth_failed
+│   │   ├── InsufficientCredits  insufficient_credits
+│   │   ├── ProviderRejected     invalid_request
+│   │   └── GenerationFailed     generation_failed
+│   └── TransientProviderError                      (retry with backoff; the code applies once retries are spent)
+│       ├── RateLimited          rate_limited
+│       └── ProviderUnavailable  provider_error
+├── SubmitOutcomeUnknown         submit_outcome_unknown
+├── JobTimeout                   timeout
+├── DownloadFailed               download_failed
+├── StorageError                 storage_error
+└── JobCanceled                  canceled
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ class GenqueueError(Exception):
 
 
 class InvalidRequest(GenqueueError):
-    """Raised when a request is refused before anything is sent: bad field, unknown provider or model, option out of range."""
+    """Raised when a request is refused before anything is sent (bad field, unknown model, option out of range)."""
 
     code = "invalid_request"
 

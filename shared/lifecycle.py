@@ -14,7 +14,18 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from shared.errors import GenqueueError
-from shared.models import PUBLIC_FIELDS, STATUS_RANK, Job, Output, JobError, JobStatus, Step, StepName, WebhookState, utcnow
+from shared.models import (
+    PUBLIC_FIELDS,
+    STATUS_RANK,
+    Job,
+    JobError,
+    JobStatus,
+    Output,
+    Step,
+    StepName,
+    WebhookState,
+    utcnow,
+)
 from shared.settings import Settings
 from shared.webhooks.events import event_type_for
 
@@ -78,7 +89,7 @@ def advance(
     if status is not None:
         new.status = status
     new.step = step
-    if status is not None and status is not job.status or PUBLIC_FIELDS.intersection(fields):
+    if (status is not None and status is not job.status) or PUBLIC_FIELDS.intersection(fields):
         new.updated_at = now
     return new
 
@@ -126,7 +137,7 @@ def backoff_seconds(settings: Settings, attempt: int, retry_after: float | None,
     delay = min(base, settings.poll_max_interval_seconds) * rng.uniform(0.75, 1.25)
     if retry_after is not None:
         delay = max(delay, retry_after)
-    return min(delay, settings.max_countdown_seconds)
+    return float(min(delay, settings.max_countdown_seconds))
 
 
 def poll_delay_seconds(settings: Settings, poll_count: int, rng: random.Random) -> float:

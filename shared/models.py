@@ -23,7 +23,7 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-class JobStatus(str, enum.Enum):
+class JobStatus(enum.StrEnum):
     """Where a job is in its life; it only ever moves forward."""
 
     #: accepted by the producer, not yet accepted by the vendor

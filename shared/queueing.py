@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from celery import Celery
-from kombu import Queue
+from kombu.entity import Queue
 
 from shared.constants import QUEUES, STEP_TASKS
 from shared.models import Step, utcnow
@@ -52,7 +52,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_send_sent_event": True,
         # A step never runs longer than this; the lease in the job store is shorter, so a hung step is taken over.
         "task_time_limit": 3600,
-        "task_queues": [Queue(name) for name in QUEUES],
+        "task_queues": [Queue(name) for name in QUEUES],  # type: ignore[no-untyped-call]
         "task_default_queue": "submit",
         "task_routes": {task: {"queue": queue} for task, queue in STEP_TASKS.values()},
         # Finish warm shutdown even when only countdown tasks are reserved, so they are restored to Redis.

@@ -109,7 +109,9 @@ class Settings(BaseSettings):
             raise InvalidRequest(f"unknown provider {name!r}; known: {', '.join(self.provider_names())}")
         dialect = override.dialect or dialect or name
         if dialect not in KNOWN_DIALECTS:
-            raise InvalidRequest(f"provider {name!r} has unknown dialect {dialect!r}; known: {', '.join(sorted(KNOWN_DIALECTS))}")
+            raise InvalidRequest(
+                f"provider {name!r} has unknown dialect {dialect!r}; known: {', '.join(sorted(KNOWN_DIALECTS))}"
+            )
         base_url = override.base_url or base_url
         if not base_url:
             raise InvalidRequest(f"provider {name!r} has no base URL: set GENQUEUE_PROVIDERS__{name.upper()}__BASE_URL")

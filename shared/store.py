@@ -62,7 +62,7 @@ class JobStore:
     def get(self, job_id: str) -> Job | None:
         """The job, or None when there is no such job."""
         data = self.redis.hget(JOB_KEY.format(job_id=job_id), "data")
-        return Job.model_validate_json(data) if data else None  # type: ignore[arg-type]
+        return Job.model_validate_json(data) if data else None
 
     def update(self, job_id: str, change: Callable[[Job], Job | None]) -> Job | None:
         """Apply `change` to the current job and write the result atomically.
@@ -75,10 +75,10 @@ class JobStore:
             data, version = self.redis.hmget(key, ["data", "version"])
             if data is None:
                 return None
-            new = change(Job.model_validate_json(data))  # type: ignore[arg-type]
+            new = change(Job.model_validate_json(data))
             if new is None:
                 return None
-            if self._write(new, expected_version=version.decode()) > 0:  # type: ignore[union-attr]
+            if self._write(new, expected_version=_text(version)) > 0:
                 return new
         raise ConcurrentUpdate(f"job {job_id} changed {MAX_CAS_ATTEMPTS} times while being updated")
 
@@ -92,7 +92,7 @@ class JobStore:
 
     def due_job_ids(self, before: float, limit: int = 500) -> list[str]:
         """Ids of jobs whose next step was due before unix time `before`, oldest first."""
-        return [raw.decode() for raw in self.redis.zrangebyscore(DUE_KEY, "-inf", before, start=0, num=limit)]
+        return [_text(raw) for raw in self.redis.zrangebyscore(DUE_KEY, "-inf", before, start=0, num=limit)]
 
     def claim_idempotency_key(self, key: str, job_id: str, request_fingerprint: str) -> str | None:
         """Bind `key` to `job_id` for 24 hours; return the job id it was already bound to, if any.
@@ -117,3 +117,8 @@ class JobStore:
         existing = self.redis.get(redis_key)
         if existing is not None and existing.decode().startswith(job_id + " "):  # type: ignore[union-attr]
             self.redis.delete(redis_key)
+
+
+def _text(value: object) -> str:
+    """A Redis reply (bytes, as this client is configured) as text."""
+    return value.decode() if isinstance(value, bytes) else str(value)

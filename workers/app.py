@@ -17,6 +17,6 @@ def genqueue_task(name: str) -> Callable[[Callable[..., Any]], Task]:
     """Register a step task: bound (it needs its own task id), routed by name, taking only a job id."""
 
     def register(function: Callable[..., Any]) -> Task:
-        return app.task(name=name, bind=True, typing=True)(function)  # type: ignore[no-any-return]
+        return app.task(name=name, bind=True, typing=True)(function)
 
     return register

@@ -5,8 +5,7 @@ Copying is idempotent (the same keys are written again), so a finalize that runs
 
 from __future__ import annotations
 
-import posixpath
-from urllib.parse import urlsplit
+from collections.abc import Callable
 
 from celery import Task
 
@@ -15,6 +14,7 @@ from shared.constants import FINALIZE_TASK
 from shared.errors import DownloadFailed, GenqueueError, StorageError, TransientDownloadError, TransientStorageError
 from shared.models import Job, Output, utcnow
 from shared.queueing import publish_step
+from shared.storage import extension_for
 from workers import context
 from workers.app import app, genqueue_task
 from workers.steps import fail, retry_or_fail, run_step
@@ -29,10 +29,9 @@ def finalize(self: Task, job_id: str) -> None:
     run_step(self, job_id, "finalize", FINALIZE_LEASE_SECONDS, finalize_job)
 
 
-def extension_of(url: str) -> str:
-    """The file extension in a URL's path (without the dot), or `bin`."""
-    ext = posixpath.splitext(urlsplit(url).path)[1].lstrip(".").lower()
-    return ext if ext.isalnum() and 0 < len(ext) <= 5 else "bin"
+def output_key(job_id: str, index: int, url: str) -> Callable[[str], str]:
+    """The key for output `index`, its extension following the content type the vendor sent (else the URL's)."""
+    return lambda content_type: context.storage().output_key(job_id, index, extension_for(content_type, url))
 
 
 def finalize_job(job: Job, task_id: str) -> None:
@@ -41,8 +40,7 @@ def finalize_job(job: Job, task_id: str) -> None:
     outputs: list[Output] = []
     try:
         for index, url in enumerate(job.output_urls):
-            key = storage.output_key(job.id, index, extension_of(url))
-            outputs.append(storage.copy_from_url(context.http(), url, key))
+            outputs.append(storage.copy_from_url(context.http(), url, output_key(job.id, index, url)))
     except TransientDownloadError as exc:
         retry_or_fail(job.id, task_id, "finalize", DownloadFailed(exc.message))
         return

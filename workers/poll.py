@@ -50,10 +50,14 @@ def poll_job(job: Job, task_id: str) -> None:
     now = utcnow()
     polls = job.poll_count + 1
     if result.state is TaskState.FAILED:
-        fail(job.id, task_id, GenerationFailed(result.failure_reason or f"{job.provider} reported the generation failed"))
+        fail(
+            job.id, task_id, GenerationFailed(result.failure_reason or f"{job.provider} reported the generation failed")
+        )
     elif result.state is TaskState.SUCCEEDED:
         if not result.output_urls:
-            retry_or_fail(job.id, task_id, "poll", ProviderUnavailable(f"{job.provider} reported success with no output"))
+            retry_or_fail(
+                job.id, task_id, "poll", ProviderUnavailable(f"{job.provider} reported success with no output")
+            )
             return
         move_on(
             job.id,

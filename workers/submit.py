@@ -47,7 +47,10 @@ def submit_job(job: Job, task_id: str) -> None:
         fail(job.id, task_id, exc)
         return
     now = utcnow()
-    if context.store().update(job.id, lambda j: lifecycle.advance(j, task_id, now, step=j.step, submit_started_at=now)) is None:
+    if (
+        context.store().update(job.id, lambda j: lifecycle.advance(j, task_id, now, step=j.step, submit_started_at=now))
+        is None
+    ):
         return
     try:
         result = adapter.parse_submit(send(context.http(), request, config.api_key))

@@ -43,7 +43,11 @@ def deliver_job_event(job: Job, task_id: str) -> None:
     if settings.webhook_secret:
         headers = signature_headers(settings.webhook_secret, state.event_id, int(time.time()), body)
     else:
-        headers = {"webhook-id": state.event_id, "webhook-timestamp": str(int(time.time())), "content-type": "application/json"}
+        headers = {
+            "webhook-id": state.event_id,
+            "webhook-timestamp": str(int(time.time())),
+            "content-type": "application/json",
+        }
     result = deliver(context.webhook_http(), job.webhook_url, headers, body, settings.webhook_timeout_seconds)
     new_state = state.model_copy(deep=True)
     new_state.attempts.append(WebhookAttempt(at=utcnow(), status_code=result.status_code, error=result.error))

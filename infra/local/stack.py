@@ -17,7 +17,9 @@ BIN = Path(sys.executable).parent
 SANDBOX_PROVIDERS = ("vicsee", "veogen", "gateway", "veo3api", "sandbox")
 
 
-def stack_env(redis_url: str, s3_endpoint: str | None, sandbox_url: str, webhook_secret: str, bucket: str) -> dict[str, str]:
+def stack_env(
+    redis_url: str, s3_endpoint: str | None, sandbox_url: str, webhook_secret: str, bucket: str
+) -> dict[str, str]:
     """Settings (as environment variables) pointing every built-in provider at the sandbox."""
     env = {
         "GENQUEUE_REDIS_URL": redis_url,
@@ -44,8 +46,9 @@ class LocalStack:
     env: dict[str, str] = field(default_factory=dict)
     processes: list[ServerProcess] = field(default_factory=list)
 
-    def _start(self, name: str, argv: list[str], port: int | None = None, ready_text: str | None = None,
-               timeout: float = 30.0) -> ServerProcess:
+    def _start(
+        self, name: str, argv: list[str], port: int | None = None, ready_text: str | None = None, timeout: float = 30.0
+    ) -> ServerProcess:
         process = ServerProcess(argv, self.workdir / f"{name}.log", env=self.env)
         self.processes.append(process)
         if port is not None:
@@ -61,9 +64,22 @@ class LocalStack:
             raise RuntimeError("redis-server is not installed: run infra/local/ensure-system-deps.sh")
         data = self.workdir / "redis-data"
         data.mkdir(exist_ok=True)
-        self._start("redis", [binary, str(Path(__file__).resolve().parents[1] / "redis" / "redis.conf"),
-                              "--port", str(port), "--bind", "127.0.0.1", "--dir", str(data),
-                              "--daemonize", "no"], port=port)
+        self._start(
+            "redis",
+            [
+                binary,
+                str(Path(__file__).resolve().parents[1] / "redis" / "redis.conf"),
+                "--port",
+                str(port),
+                "--bind",
+                "127.0.0.1",
+                "--dir",
+                str(data),
+                "--daemonize",
+                "no",
+            ],
+            port=port,
+        )
         return f"redis://127.0.0.1:{port}/0"
 
     def start_moto(self, port: int | None = None) -> str:
@@ -73,21 +89,65 @@ class LocalStack:
 
     def start_sandbox(self, port: int | None = None, delay: float = 2.0, output_bytes: int = 256 * 1024) -> str:
         port = port or free_port()
-        self._start("sandbox", [str(BIN / "genqueue"), "sandbox", "--port", str(port), "--delay", str(delay),
-                                "--output-bytes", str(output_bytes)], port=port)
+        self._start(
+            "sandbox",
+            [
+                str(BIN / "genqueue"),
+                "sandbox",
+                "--port",
+                str(port),
+                "--delay",
+                str(delay),
+                "--output-bytes",
+                str(output_bytes),
+            ],
+            port=port,
+        )
         return f"http://127.0.0.1:{port}"
 
-    def start_workers(self, name: str = "worker", queues: str = "submit,poll,finalize,webhooks",
-                      concurrency: int = 16) -> ServerProcess:
-        argv = [sys.executable, "-m", "celery", "-A", "workers", "worker", "-Q", queues, "--pool", "threads",
-                "-c", str(concurrency), "-n", f"{name}@%h", "--without-gossip", "--without-mingle",
-                "--loglevel", "INFO"]
+    def start_workers(
+        self, name: str = "worker", queues: str = "submit,poll,finalize,webhooks", concurrency: int = 16
+    ) -> ServerProcess:
+        argv = [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "workers",
+            "worker",
+            "-Q",
+            queues,
+            "--pool",
+            "threads",
+            "-c",
+            str(concurrency),
+            "-n",
+            f"{name}@%h",
+            "--without-gossip",
+            "--without-mingle",
+            "--loglevel",
+            "INFO",
+        ]
         return self._start(name, argv, ready_text="ready.", timeout=60.0)
 
     def start_flower(self, port: int | None = None, basic_auth: str = "admin:genqueue") -> str:
         port = port or free_port()
-        self._start("flower", [sys.executable, "-m", "celery", "-A", "workers", "flower", f"--port={port}",
-                               "--address=127.0.0.1", f"--basic-auth={basic_auth}"], port=port, timeout=60.0)
+        self._start(
+            "flower",
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "workers",
+                "flower",
+                f"--port={port}",
+                "--address=127.0.0.1",
+                f"--basic-auth={basic_auth}",
+            ],
+            port=port,
+            timeout=60.0,
+        )
         return f"http://127.0.0.1:{port}"
 
     def stop(self) -> None:

@@ -58,7 +58,7 @@ class HttpAnswer(BaseModel):
     body: bytes = b""
 
 
-class TaskState(str, enum.Enum):
+class TaskState(str, enum.Enum):  # noqa: UP042 (StrEnum would change str() of members that callers may format)
     """A vendor task's status, normalized across dialects."""
 
     PENDING = "pending"
@@ -153,7 +153,9 @@ def read_json(answer: HttpAnswer) -> dict[str, Any]:
         data = json.loads(answer.body)
     except (ValueError, UnicodeDecodeError):
         snippet = answer.body[:80].decode("utf-8", "replace")
-        raise ProviderUnavailable(f"provider answered HTTP {answer.status_code} with a non-JSON body: {snippet!r}") from None
+        raise ProviderUnavailable(
+            f"provider answered HTTP {answer.status_code} with a non-JSON body: {snippet!r}"
+        ) from None
     if not isinstance(data, dict):
         raise ProviderUnavailable(f"provider answered HTTP {answer.status_code} with JSON that is not an object")
     return data

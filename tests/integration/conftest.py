@@ -8,9 +8,9 @@ from collections.abc import Iterator
 
 import pytest
 
+from infra.local.processes import ServerProcess
 from infra.local.stack import LocalStack, stack_env
 from infra.local.webhook_receiver import WebhookReceiver, start_receiver
-from infra.local.processes import ServerProcess
 from shared.settings import Settings
 from shared.storage import Storage
 from shared.webhooks.signing import generate_secret

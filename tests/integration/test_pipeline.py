@@ -27,8 +27,9 @@ pytestmark = pytest.mark.integration
 
 
 def run_cli(env: dict[str, str], *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([GENQUEUE, *args], env={**_base_env(), **env}, capture_output=True, text=True,
-                          timeout=timeout, check=False)
+    return subprocess.run(
+        [GENQUEUE, *args], env={**_base_env(), **env}, capture_output=True, text=True, timeout=timeout, check=False
+    )
 
 
 def _base_env() -> dict[str, str]:
@@ -55,9 +56,26 @@ def job_count(settings: Settings) -> int:
 def test_cli_job_reaches_bucket_and_verified_webhook(
     workers: ServerProcess, pipeline_env: dict[str, str], settings: Settings, receiver: WebhookReceiver
 ) -> None:
-    result = run_cli(pipeline_env, "submit", "--provider", "sandbox", "--model", "sandbox-video", "--prompt",
-                     "a flower opening", "--option", "duration=4", "--option", "aspect_ratio=16:9",
-                     "--webhook", receiver.url, "--metadata", "team=growth", "--wait", "--json")
+    result = run_cli(
+        pipeline_env,
+        "submit",
+        "--provider",
+        "sandbox",
+        "--model",
+        "sandbox-video",
+        "--prompt",
+        "a flower opening",
+        "--option",
+        "duration=4",
+        "--option",
+        "aspect_ratio=16:9",
+        "--webhook",
+        receiver.url,
+        "--metadata",
+        "team=growth",
+        "--wait",
+        "--json",
+    )
     assert result.returncode == 0, result.stderr
     job = json.loads(result.stdout)
     assert job["status"] == "succeeded"
@@ -89,8 +107,10 @@ def test_refused_request_exits_2_and_enqueues_nothing(
         (["--provider", "sandbox", "--model", "sandbox-video", "--prompt", "p", "--option", "colour=red"], "colour"),
         (["--provider", "veo3api", "--model", "veo3_fast", "--prompt", "x" * 1500], "1000"),
         (["--provider", "sandbox", "--model", "sandbox-video", "--prompt", "p", "--option", "novalue"], "KEY=VALUE"),
-        (["--provider", "sandbox", "--model", "sandbox-video", "--prompt", "p", "--image", "/no/such/file.png"],
-         "no such file"),
+        (
+            ["--provider", "sandbox", "--model", "sandbox-video", "--prompt", "p", "--image", "/no/such/file.png"],
+            "no such file",
+        ),
     ]
     for args, reason in cases:
         result = run_cli(pipeline_env, "submit", *args)
@@ -105,8 +125,20 @@ def test_vendor_failure_fails_job_with_reason_and_webhook(
     workers: ServerProcess, pipeline_env: dict[str, str], sandbox_url: str, receiver: WebhookReceiver
 ) -> None:
     httpx.post(f"{sandbox_url}/_control/fail_next", json={"count": 1, "reason": "content policy", "dialect": "native"})
-    result = run_cli(pipeline_env, "submit", "--provider", "sandbox", "--model", "sandbox-image", "--prompt", "p",
-                     "--webhook", receiver.url, "--wait", "--json")
+    result = run_cli(
+        pipeline_env,
+        "submit",
+        "--provider",
+        "sandbox",
+        "--model",
+        "sandbox-image",
+        "--prompt",
+        "p",
+        "--webhook",
+        receiver.url,
+        "--wait",
+        "--json",
+    )
     assert result.returncode == 1, result.stderr
     job = json.loads(result.stdout)
     assert job["status"] == "failed"
@@ -120,8 +152,20 @@ def test_wait_timeout_exits_3_and_job_goes_on(
 ) -> None:
     httpx.post(f"{sandbox_url}/_control/config", json={"delay_seconds": 3.0})
     try:
-        result = run_cli(pipeline_env, "submit", "--provider", "sandbox", "--model", "sandbox-video", "--prompt",
-                         "slow", "--wait", "--timeout", "0.5", "--json")
+        result = run_cli(
+            pipeline_env,
+            "submit",
+            "--provider",
+            "sandbox",
+            "--model",
+            "sandbox-video",
+            "--prompt",
+            "slow",
+            "--wait",
+            "--timeout",
+            "0.5",
+            "--json",
+        )
     finally:
         httpx.post(f"{sandbox_url}/_control/config", json={"delay_seconds": 0.5})
     assert result.returncode == 3, result.stderr
@@ -132,7 +176,10 @@ def test_wait_timeout_exits_3_and_job_goes_on(
 
 
 def test_cancel_stops_job_and_fires_canceled_webhook(
-    workers: ServerProcess, pipeline_env: dict[str, str], settings: Settings, sandbox_url: str,
+    workers: ServerProcess,
+    pipeline_env: dict[str, str],
+    settings: Settings,
+    sandbox_url: str,
     receiver: WebhookReceiver,
 ) -> None:
     httpx.post(f"{sandbox_url}/_control/config", json={"delay_seconds": 5.0})
@@ -150,8 +197,8 @@ def test_cancel_stops_job_and_fires_canceled_webhook(
     final = producer.get(job.id)
     assert final.status.value == "canceled" and final.outputs == [] and final.error is not None
     assert final.error.code == "canceled"
-    again = run_cli(pipeline_env, "cancel", job.id)
-    assert again.returncode == 1
+    again = run_cli(pipeline_env, "cancel", job.id)  # canceling a canceled job is not an error
+    assert again.returncode == 0 and again.stdout.split() == [job.id, "canceled"]
 
 
 def test_status_of_unknown_job_exits_2(pipeline_env: dict[str, str]) -> None:
@@ -160,7 +207,9 @@ def test_status_of_unknown_job_exits_2(pipeline_env: dict[str, str]) -> None:
     assert "no job" in result.stderr
 
 
-def test_idempotency_key_gives_back_the_same_job(workers: ServerProcess, settings: Settings) -> None:
+def test_idempotency_key_gives_back_the_same_job(
+    workers: ServerProcess, settings: Settings, pipeline_env: dict[str, str]
+) -> None:
     producer = Producer(settings)
     first = producer.submit("sandbox", "sandbox-image", "same", idempotency_key="key-1")
     again = producer.submit("sandbox", "sandbox-image", "same", idempotency_key="key-1")
@@ -168,3 +217,5 @@ def test_idempotency_key_gives_back_the_same_job(workers: ServerProcess, setting
     with pytest.raises(InvalidRequest, match="different request"):
         producer.submit("sandbox", "sandbox-image", "another prompt", idempotency_key="key-1")
     assert producer.wait(first.id, timeout=60).status.value == "succeeded"
+    too_late = run_cli(pipeline_env, "cancel", first.id)  # a finished job cannot be canceled
+    assert too_late.returncode == 1 and too_late.stdout.split() == [first.id, "succeeded"]

@@ -33,8 +33,23 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     workdir = tmp_path_factory.mktemp("redis")
     port = free_port()
     server = ServerProcess(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(workdir), "--save", "",
-         "--appendonly", "yes", "--appendfsync", "everysec", "--maxmemory-policy", "noeviction"],
+        [
+            binary,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            str(workdir),
+            "--save",
+            "",
+            "--appendonly",
+            "yes",
+            "--appendfsync",
+            "everysec",
+            "--maxmemory-policy",
+            "noeviction",
+        ],
         workdir / "redis.log",
     )
     server.wait_until(lambda: port_open(port), what="redis-server")
@@ -50,7 +65,9 @@ def moto_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
     workdir = tmp_path_factory.mktemp("moto")
     port = free_port()
-    server = ServerProcess([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)], workdir / "moto.log")
+    server = ServerProcess(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)], workdir / "moto.log"
+    )
     server.wait_until(lambda: port_open(port), what="moto server")
     yield f"http://127.0.0.1:{port}"
     server.stop()

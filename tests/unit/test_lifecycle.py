@@ -19,8 +19,13 @@ from shared.store import JobStore
 def make_job(webhook: str | None = "https://example.com/hook") -> Job:
     now = utcnow()
     return Job(
-        id="job_1", provider="sandbox", model="sandbox-video", request=GenerationRequest(model="sandbox-video"),
-        webhook_url=webhook, deadline_at=now + timedelta(hours=1), step=lifecycle.new_step("submit", now),
+        id="job_1",
+        provider="sandbox",
+        model="sandbox-video",
+        request=GenerationRequest(model="sandbox-video"),
+        webhook_url=webhook,
+        deadline_at=now + timedelta(hours=1),
+        step=lifecycle.new_step("submit", now),
     )
 
 
