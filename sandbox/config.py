@@ -35,6 +35,10 @@ def normalize_dialect(value: object) -> object:
     return "sandbox" if value == "native" else value
 
 
+def _default_balances() -> dict[DialectName, float]:
+    return dict.fromkeys(DIALECTS, DEFAULT_BALANCE)
+
+
 #: a dialect name as given in configuration and /_control bodies
 AnyDialect = Annotated[DialectName, BeforeValidator(normalize_dialect)]
 
@@ -76,18 +80,18 @@ class SandboxConfig(BaseModel):
     output_bytes: int = Field(default=256 * 1024, ge=0)
     outputs_per_task: int = Field(default=1, ge=1, le=16)
     api_keys: frozenset[str] | None = None
-    balances: dict[AnyDialect, float] = Field(default_factory=lambda: dict.fromkeys(DIALECTS, DEFAULT_BALANCE))
+    balances: dict[AnyDialect, float] = Field(default_factory=_default_balances)
     faults: list[Fault] = Field(default_factory=list)
 
     @field_validator("balances", mode="before")
     @classmethod
     def _fill_balances(cls, value: object) -> object:
         if value is None:
-            return dict.fromkeys(DIALECTS, DEFAULT_BALANCE)
+            return _default_balances()
         if not isinstance(value, dict):
             return value
         given = {normalize_dialect(k): v for k, v in value.items()}
-        return {name: DEFAULT_BALANCE for name in DIALECTS} | given
+        return _default_balances() | given
 
 
 class ConfigUpdate(BaseModel):
@@ -139,7 +143,7 @@ def parse_fault(spec: str) -> Fault:
     """
     parts = [p.strip() for p in spec.strip().split(":")]
     if len(parts) < 2 or not parts[0] or not parts[1]:
-        raise ValueError(f"fault spec {spec!r}: expected TARGET:STATUS[:KEY=VALUE]..., e.g. submit:429:count=5")
+        raise ValueError(f"fault spec {spec!r}: expected TARGET:STATUS[:KEY=VALUE]..., e.g. submit:429")
     target, status, *options = parts
     if target not in ("submit", "poll", "download"):
         raise ValueError(f"fault spec {spec!r}: target must be submit, poll or download, not {target!r}")
@@ -159,5 +163,6 @@ def parse_fault(spec: str) -> Fault:
     try:
         return Fault.model_validate(fields)
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(str(p) for p in err['loc']) or 'fault'}: {err['msg']}" for err in exc.errors())
+        where = [".".join(str(part) for part in err["loc"]) or "fault" for err in exc.errors()]
+        problems = "; ".join(f"{name}: {err['msg']}" for name, err in zip(where, exc.errors(), strict=True))
         raise ValueError(f"fault spec {spec!r}: {problems}") from None

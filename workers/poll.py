@@ -15,7 +15,7 @@ from shared.constants import POLL_TASK
 from shared.errors import GenerationFailed, GenqueueError, JobTimeout, ProviderUnavailable, TransientProviderError
 from shared.models import Job, JobStatus, utcnow
 from shared.providers.base import TaskState
-from shared.providers.client import send
+from shared.providers.client import redact, send
 from shared.providers.registry import get_adapter
 from workers import context
 from workers.app import genqueue_task
@@ -45,6 +45,7 @@ def poll_job(job: Job, task_id: str) -> None:
         retry_or_fail(job.id, task_id, "poll", exc, exc.retry_after)
         return
     except GenqueueError as exc:
+        exc.message = redact(exc.message, settings.provider(job.provider).api_key)
         fail(job.id, task_id, exc)
         return
     now = utcnow()

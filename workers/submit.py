@@ -15,7 +15,8 @@ from shared import lifecycle
 from shared.constants import SUBMIT_TASK
 from shared.errors import GenqueueError, SubmitOutcomeUnknown, TransientProviderError
 from shared.models import Cost, Job, JobStatus, utcnow
-from shared.providers.client import SendFailed, send
+from shared.providers.base import is_success
+from shared.providers.client import SendFailed, redact, send
 from shared.providers.registry import get_adapter
 from shared.storage import StorageInputs
 from workers import context
@@ -52,18 +53,26 @@ def submit_job(job: Job, task_id: str) -> None:
         is None
     ):
         return
+    answer = None
     try:
-        result = adapter.parse_submit(send(context.http(), request, config.api_key))
+        answer = send(context.http(), request, config.api_key)
+        result = adapter.parse_submit(answer)
     except SendFailed as exc:
         if exc.sent and not config.allow_resubmit:
             fail(job.id, task_id, SubmitOutcomeUnknown(f"submit to {job.provider} sent but its answer was lost: {exc}"))
         else:
             retry_or_fail(job.id, task_id, "submit", exc, submit_started_at=None)
         return
-    except TransientProviderError as exc:  # the vendor answered: it did not accept the job
-        retry_or_fail(job.id, task_id, "submit", exc, exc.retry_after, submit_started_at=None)
+    except TransientProviderError as exc:
+        if answer is not None and is_success(answer) and not config.allow_resubmit:
+            # a 2xx we cannot read: the vendor most likely accepted (and charged) the job
+            message = f"{job.provider} accepted the submit but its answer was unreadable: {exc.message}"
+            fail(job.id, task_id, SubmitOutcomeUnknown(redact(message, config.api_key)))
+        else:  # a refusal (429, 5xx): the vendor did not take the job, so submitting again is safe
+            retry_or_fail(job.id, task_id, "submit", exc, exc.retry_after, submit_started_at=None)
         return
     except GenqueueError as exc:
+        exc.message = redact(exc.message, config.api_key)
         fail(job.id, task_id, exc)
         return
     settings = context.settings()

@@ -130,6 +130,11 @@ def is_url(value: object) -> bool:
     return isinstance(value, str) and value.startswith(("https://", "http://")) and len(value) > 8
 
 
+def positive_number(value: object) -> bool:
+    """True for an int or float above zero (not a bool)."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and value > 0
+
+
 def string_list(value: object) -> list[str] | None:
     """`value` when it is a list of non-empty strings, else None."""
     if isinstance(value, list) and all(isinstance(v, str) and v for v in value):

@@ -18,7 +18,16 @@ import time
 import uuid
 from typing import Any
 
-from sandbox.dialects.base import Dialect, Request, Response, file_urls, is_url, route, string_list
+from sandbox.dialects.base import (
+    Dialect,
+    Request,
+    Response,
+    file_urls,
+    is_url,
+    positive_number,
+    route,
+    string_list,
+)
 from sandbox.files import Kind
 from sandbox.state import Shortfall, Store
 
@@ -55,7 +64,7 @@ def _problem(scope: str, body: dict[str, Any]) -> str | None:
     if videos is not None and not (string_list(videos) is not None and all(is_url(v) for v in videos)):
         return "videos must be a list of URLs"
     duration = body.get("duration")
-    if duration is not None and (isinstance(duration, bool) or not isinstance(duration, int | float) or duration <= 0):
+    if duration is not None and not positive_number(duration):
         return "duration must be a positive number"
     return None
 

@@ -20,7 +20,7 @@ import time
 import uuid
 from typing import Any
 
-from sandbox.dialects.base import Dialect, Request, Response, file_urls, number, route
+from sandbox.dialects.base import Dialect, Request, Response, file_urls, number, positive_number, route
 from sandbox.files import Kind
 from sandbox.state import Shortfall, Store
 
@@ -39,7 +39,8 @@ _ERRORS = {
 
 def error(status: int, message: str | None = None) -> Response:
     """The native error body for `status`; 5xx are `server_error`."""
-    code, text = _ERRORS.get(status, ("server_error" if status >= 500 else "invalid_request", f"HTTP {status}"))
+    fallback = ("server_error" if status >= 500 else "invalid_request", f"HTTP {status}")
+    code, text = _ERRORS.get(status, fallback)
     return Response(status, {"error": {"code": code, "message": message or text}})
 
 
@@ -68,7 +69,7 @@ def submit(req: Request, store: Store) -> Response:
     if not isinstance(options, dict):
         return error(400, "options must be an object")
     duration = options.get("duration")
-    if duration is not None and (isinstance(duration, bool) or not isinstance(duration, int | float) or duration <= 0):
+    if duration is not None and not positive_number(duration):
         return error(400, "options.duration must be a positive number of seconds")
     kind = kind_of(model)
     cost = COSTS[kind] * (math.ceil(duration) if kind == "video" and duration else 1)

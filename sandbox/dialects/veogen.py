@@ -99,7 +99,8 @@ _MESSAGES = {
 def error(status: int, message: str | None = None) -> Response:
     """VeoGen's error body for `status` (Laravel-style `{"message"}`; 402 and 422 with their extra keys)."""
     if status == 402:
-        return Response(402, {"error": "Insufficient balance.", "message": message or "Insufficient balance."})
+        text = message or "Insufficient balance."
+        return Response(402, {"error": "Insufficient balance.", "message": text})
     text = message or _MESSAGES.get(status, "Server Error" if status >= 500 else f"HTTP {status}")
     return Response(status, {"message": text, "errors": {}} if status == 422 else {"message": text})
 

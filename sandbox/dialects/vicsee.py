@@ -113,7 +113,7 @@ def _check_options(model: str, kind: Kind, options: dict[str, Any]) -> str | Non
         if name in options and not isinstance(options[name], str):
             problems.append(f"{name} must be a string")
     resolution = options.get("resolution")
-    if model.startswith("nano-banana-pro") and resolution is not None and resolution not in ("1K", "2K", "4K"):
+    if model.startswith("nano-banana-pro") and resolution not in (None, "1K", "2K", "4K"):
         problems.append(f"resolution for {model} must be 1K, 2K or 4K")
     if "image" in options and not (isinstance(options["image"], str) and options["image"]):
         problems.append("image must be a URL or base64 string")
@@ -138,7 +138,8 @@ def _check_options(model: str, kind: Kind, options: dict[str, Any]) -> str | Non
         if options.get("audioSetting", "auto") not in ("auto", "origin"):
             problems.append("audioSetting must be auto or origin")
     else:
-        problems += [f"{n} applies to video-edit models only" for n in ("videoUrl", "audioSetting") if n in options]
+        misplaced = [name for name in ("videoUrl", "audioSetting") if name in options]
+        problems += [f"{name} applies to video-edit models only" for name in misplaced]
     return next((p for p in problems if p), None)
 
 
@@ -181,7 +182,8 @@ def submit(req: Request, store: Store) -> Response:
         options=options,
     )
     if isinstance(task, Shortfall):
-        message = f"Not enough credits: this generation costs {credits}, your balance is {number(task.balance)}"
+        balance = number(task.balance)
+        message = f"Not enough credits: this generation costs {credits}, your balance is {balance}"
         return _fail(402, "INSUFFICIENT_CREDITS", message)
     data = {
         "id": task.id,

@@ -33,7 +33,7 @@ MAX_RETRY_AFTER = 86_400.0
 MAX_URL_CHARS = 8_192
 
 #: reads an error answer (its JSON object, or None when the body is not one) into the error to raise
-ErrorReader = Callable[[HttpAnswer, "dict[str, Any] | None"], ProviderError]
+ErrorReader = Callable[[HttpAnswer, dict[str, Any] | None], ProviderError]
 
 
 # --- building requests ---------------------------------------------------------------------------------------

@@ -35,8 +35,21 @@ def test_each_dialect_end_to_end(
     cost: dict[str, float] | None,
 ) -> None:
     before = httpx.get(f"{sandbox_url}/_control/stats").json()["submits"].get(provider, 0)
-    result = run_cli(pipeline_env, "submit", "--provider", provider, "--model", model, "--prompt",
-                     f"a flower opening, by {provider}", *options, "--webhook", receiver.url, "--wait", "--json")
+    result = run_cli(
+        pipeline_env,
+        "submit",
+        "--provider",
+        provider,
+        "--model",
+        model,
+        "--prompt",
+        f"a flower opening, by {provider}",
+        *options,
+        "--webhook",
+        receiver.url,
+        "--wait",
+        "--json",
+    )
     assert result.returncode == 0, result.stderr + result.stdout
     job = json.loads(result.stdout)
     assert job["status"] == "succeeded" and job["provider"] == provider

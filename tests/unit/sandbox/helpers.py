@@ -45,6 +45,13 @@ def download_sha256(client: httpx.Client, url: str) -> tuple[httpx.Response, str
     return response, digest.hexdigest(), size
 
 
+def control(client: httpx.Client, endpoint: str, **body: Any) -> Any:
+    """POST `body` to /_control/{endpoint}; returns the answer's JSON, failing the test on an error status."""
+    answer = client.post(f"/_control/{endpoint}", json=body)
+    answer.raise_for_status()
+    return answer.json()
+
+
 def set_delay(client: httpx.Client, seconds: float) -> None:
     client.post("/_control/config", json={"delay_seconds": seconds}).raise_for_status()
 

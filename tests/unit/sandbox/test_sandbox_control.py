@@ -8,9 +8,10 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.unit.sandbox.helpers import BEARER, TOKEN, set_delay, stats
+from tests.unit.sandbox.helpers import BEARER, TOKEN, control, set_delay, stats
 
 VICSEE = "/vicsee/api/v1/generate"
+VEOGEN = "/veogen/api/v1/generations"
 SORA = {"model": "sora-2", "prompt": "a cat"}
 
 
@@ -120,13 +121,11 @@ def test_poll_fault(client: httpx.Client) -> None:
 
 
 def test_fail_next_counts_and_dialect(client: httpx.Client) -> None:
-    client.post("/_control/fail_next", json={"count": 2, "reason": "nope", "dialect": "veogen"}).raise_for_status()
+    control(client, "fail_next", count=2, reason="nope", dialect="veogen")
     vicsee = client.post(VICSEE, json=SORA, headers=BEARER).json()["data"]["id"]
-    veogen = [
-        client.post("/veogen/api/v1/generations", json=SORA, headers=BEARER).json()["data"]["id"] for _ in range(3)
-    ]
+    veogen = [client.post(VEOGEN, json=SORA, headers=BEARER).json()["data"]["id"] for _ in range(3)]
     assert client.get(f"/vicsee/api/v1/tasks/{vicsee}", headers=BEARER).json()["data"]["status"] == "success"
-    statuses = [client.get(f"/veogen/api/v1/generations/{i}", headers=BEARER).json()["data"]["status"] for i in veogen]
+    statuses = [client.get(f"{VEOGEN}/{i}", headers=BEARER).json()["data"]["status"] for i in veogen]
     assert statuses == ["failed", "failed", "completed"]
 
 

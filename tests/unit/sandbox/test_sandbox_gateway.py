@@ -8,7 +8,10 @@ import httpx
 import pytest
 
 from sandbox.files import expected_sha256
-from tests.unit.sandbox.helpers import BEARER, download_sha256, poll_until, set_balance, set_delay
+from tests.unit.sandbox.helpers import BEARER, control, download_sha256, poll_until, set_balance, set_delay
+
+VIDEOS = "/gateway/v2/videos/generations"
+IMAGES = "/gateway/v2/images/generations"
 
 FIELDS = {
     "task_id", "platform", "action", "status", "fail_reason", "submit_time", "start_time", "finish_time",
@@ -18,7 +21,7 @@ FIELDS = {
 
 def test_text_to_video_round_trip(client: httpx.Client) -> None:
     set_delay(client, 0.3)
-    answer = client.post("/gateway/v2/videos/generations", json={"prompt": "A cat", "model": "veo3"}, headers=BEARER)
+    answer = client.post(VIDEOS, json={"prompt": "A cat", "model": "veo3"}, headers=BEARER)
     assert answer.status_code == 200
     assert set(answer.json()) == {"task_id"}
     task_id = answer.json()["task_id"]
@@ -79,10 +82,8 @@ def test_auth_and_not_found(client: httpx.Client) -> None:
 
 
 def test_failure_reason(client: httpx.Client) -> None:
-    client.post("/_control/fail_next", json={"reason": "NSFW content", "dialect": "gateway"}).raise_for_status()
-    task_id = client.post("/gateway/v2/videos/generations", json={"prompt": "x", "model": "m"}, headers=BEARER).json()[
-        "task_id"
-    ]
+    control(client, "fail_next", reason="NSFW content", dialect="gateway")
+    task_id = client.post(VIDEOS, json={"prompt": "x", "model": "m"}, headers=BEARER).json()["task_id"]
     final = client.get(f"/gateway/v2/videos/generations/{task_id}", headers=BEARER).json()
     assert final["status"] == "FAILURE" and final["fail_reason"] == "NSFW content" and final["data"] == {}
 
@@ -98,10 +99,8 @@ def test_free_but_quota_can_run_out(client: httpx.Client) -> None:
 
 def test_several_outputs(client: httpx.Client) -> None:
     client.post("/_control/config", json={"outputs_per_task": 3, "output_bytes": 1000}).raise_for_status()
-    task_id = client.post("/gateway/v2/images/generations", json={"prompt": "x", "model": "m"}, headers=BEARER).json()[
-        "task_id"
-    ]
-    outputs = client.get(f"/gateway/v2/images/generations/{task_id}", headers=BEARER).json()["data"]["outputs"]
+    task_id = client.post(IMAGES, json={"prompt": "x", "model": "m"}, headers=BEARER).json()["task_id"]
+    outputs = client.get(f"{IMAGES}/{task_id}", headers=BEARER).json()["data"]["outputs"]
     assert [u.rsplit("/", 1)[1] for u in outputs] == ["0.png", "1.png", "2.png"]
     bodies = [client.get(u).content for u in outputs]
     assert all(len(b) == 1000 for b in bodies) and len(set(bodies)) == 3

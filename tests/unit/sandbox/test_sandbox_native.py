@@ -18,7 +18,8 @@ def test_text_to_video_round_trip(client: httpx.Client) -> None:
     created = answer.json()
     assert created == {"id": created["id"], "status": "queued", "estimated_seconds": 0.3, "cost_credits": 5}
 
-    answers = poll_until(client, f"/sandbox/v1/jobs/{created['id']}", BEARER, lambda a: a["status"] == "succeeded")
+    path = f"/sandbox/v1/jobs/{created['id']}"
+    answers = poll_until(client, path, BEARER, lambda a: a["status"] == "succeeded")
     assert {a["status"] for a in answers} <= {"queued", "running", "succeeded"}
     assert "running" in {a["status"] for a in answers}
     assert all(set(a) == {"id", "status", "progress", "outputs", "error"} for a in answers)

@@ -24,7 +24,8 @@ def test_concurrent_clients_at_hundreds_of_requests_per_second(
         done = 0
         with httpx.Client(base_url=sandbox_server.base_url, timeout=10) as http:
             for i in range(25):
-                job = http.post("/sandbox/v1/jobs", json={"model": "m", "prompt": f"{worker}-{i}"}, headers=BEARER)
+                body = {"model": "m", "prompt": f"{worker}-{i}"}
+                job = http.post("/sandbox/v1/jobs", json=body, headers=BEARER)
                 poll = http.get(f"/sandbox/v1/jobs/{job.json()['id']}", headers=BEARER)
                 done += job.status_code == 200 and poll.json()["status"] == "succeeded"
         return done

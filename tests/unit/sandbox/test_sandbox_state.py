@@ -40,9 +40,11 @@ def test_zero_delay_is_done_at_once_and_fail_next_fails_it() -> None:
 def test_balance_is_checked_and_charged_atomically() -> None:
     store = Store(SandboxConfig(balances={"vicsee": 100}))
     results: list[Task | Shortfall] = []
-    threads = [
-        threading.Thread(target=lambda i=i: results.append(_accept(store, 30, prompt=str(i)))) for i in range(10)
-    ]
+
+    def submit(n: int) -> None:
+        results.append(_accept(store, 30, prompt=str(n)))
+
+    threads = [threading.Thread(target=submit, args=(n,)) for n in range(10)]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -55,7 +57,11 @@ def test_balance_is_checked_and_charged_atomically() -> None:
 def test_a_fault_is_used_exactly_count_times_across_threads() -> None:
     store = Store(SandboxConfig(faults=[Fault(target="poll", status=500, count=50)]))
     taken: list[Fault | None] = []
-    threads = [threading.Thread(target=lambda: taken.append(store.take_fault("poll", "veogen"))) for _ in range(80)]
+
+    def take() -> None:
+        taken.append(store.take_fault("poll", "veogen"))
+
+    threads = [threading.Thread(target=take) for _ in range(80)]
     for thread in threads:
         thread.start()
     for thread in threads:

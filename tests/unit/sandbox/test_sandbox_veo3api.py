@@ -19,7 +19,7 @@ def _submit(client: httpx.Client, body: dict[str, Any], headers: dict[str, str] 
 
 def test_text_to_video_round_trip(client: httpx.Client) -> None:
     set_delay(client, 0.3)
-    answer = _submit(client, {"prompt": "A cat in a garden", "video_model": "veo3_fast", "aspect_ratio": "16:9"})
+    answer = _submit(client, {"prompt": "A cat", "video_model": "veo3_fast", "aspect_ratio": "16:9"})
     assert answer.status_code == 200
     created = answer.json()
     assert created["success"] is True
@@ -49,7 +49,8 @@ def test_text_to_video_round_trip(client: httpx.Client) -> None:
 def test_defaults_premium_model_and_image_to_video(client: httpx.Client) -> None:
     default = _submit(client, {"prompt": "x"}).json()["data"]
     assert default["video_model"] == "veo3_fast" and default["credits_used"] == 240
-    premium = _submit(client, {"prompt": "x", "video_model": "veo3", "source_image_urls": ["https://a/c.jpg"]})
+    image_to_video = {"prompt": "x", "video_model": "veo3", "source_image_urls": ["https://a/c.jpg"]}
+    premium = _submit(client, image_to_video)
     data = premium.json()["data"]
     assert (data["credits_used"], data["mode"], data["source_images_count"]) == (500, "image-to-video", 1)
     assert data["credits_remaining"] == 1_000_000_000 - 740

@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from sandbox.files import expected_sha256
-from tests.unit.sandbox.helpers import BEARER, download_sha256, poll_until, set_balance, set_delay
+from tests.unit.sandbox.helpers import BEARER, control, download_sha256, poll_until, set_balance, set_delay
 
 SUBMIT = "/veogen/api/v1/generations"
 FIELDS = {
@@ -22,7 +22,8 @@ def _submit(client: httpx.Client, body: dict[str, Any], headers: dict[str, str] 
 
 def test_text_to_video_round_trip(client: httpx.Client) -> None:
     set_delay(client, 0.3)
-    answer = _submit(client, {"model": "seedance-2.0", "prompt": "A fox", "duration": 5, "aspect_ratio": "16:9"})
+    body = {"model": "seedance-2.0", "prompt": "A fox", "duration": 5, "aspect_ratio": "16:9"}
+    answer = _submit(client, body)
     assert answer.status_code == 201
     created = answer.json()
     assert set(created) == {"data", "price_usd"}
@@ -144,7 +145,7 @@ def test_auth_and_not_found(client: httpx.Client) -> None:
 
 
 def test_failed_generation(client: httpx.Client) -> None:
-    client.post("/_control/fail_next", json={"reason": "upstream refused", "dialect": "veogen"}).raise_for_status()
+    control(client, "fail_next", reason="upstream refused", dialect="veogen")
     task_id = _submit(client, {"model": "sora-2", "prompt": "x"}).json()["data"]["id"]
     data = client.get(f"{SUBMIT}/{task_id}", headers=BEARER).json()["data"]
     assert data["status"] == "failed" and data["output"] is None
@@ -152,7 +153,7 @@ def test_failed_generation(client: httpx.Client) -> None:
 
 
 def test_server_error_fault_shape(client: httpx.Client) -> None:
-    client.post("/_control/faults", json={"target": "poll", "status": 503, "dialect": "veogen"}).raise_for_status()
+    control(client, "faults", target="poll", status=503, dialect="veogen")
     task_id = _submit(client, {"model": "sora-2", "prompt": "x"}).json()["data"]["id"]
     answer = client.get(f"{SUBMIT}/{task_id}", headers=BEARER)
     assert answer.status_code == 503 and answer.json() == {"message": "Server Error"}

@@ -9,9 +9,18 @@ import httpx
 import pytest
 
 from sandbox.files import expected_sha256
-from tests.unit.sandbox.helpers import BEARER, download_sha256, poll_until, set_balance, set_delay, stats
+from tests.unit.sandbox.helpers import (
+    BEARER,
+    control,
+    download_sha256,
+    poll_until,
+    set_balance,
+    set_delay,
+    stats,
+)
 
 SUBMIT = "/vicsee/api/v1/generate"
+TASKS = "/vicsee/api/v1/tasks"
 ISO = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
 
 
@@ -57,12 +66,13 @@ def test_text_to_video_round_trip(client: httpx.Client) -> None:
 def test_status_words_alternate_between_page_versions(client: httpx.Client) -> None:
     ids = [_submit(client, {"model": "sora-2", "prompt": f"p{i}"}).json()["data"] for i in range(4)]
     assert [d["status"] for d in ids] == ["pending", "queued", "pending", "queued"]
-    done = [client.get(f"/vicsee/api/v1/tasks/{d['id']}", headers=BEARER).json()["data"]["status"] for d in ids]
+    done = [client.get(f"{TASKS}/{d['id']}", headers=BEARER).json()["data"]["status"] for d in ids]
     assert done == ["success", "completed", "success", "completed"]
 
 
 def test_image_model_makes_a_png(client: httpx.Client) -> None:
-    data = _submit(client, {"model": "nano-banana-pro", "prompt": "cat", "options": {"resolution": "2K"}}).json()
+    body = {"model": "nano-banana-pro", "prompt": "cat", "options": {"resolution": "2K"}}
+    data = _submit(client, body).json()
     assert data["data"]["creditsUsed"] == 10
     task = client.get(f"/vicsee/api/v1/tasks/{data['data']['id']}", headers=BEARER).json()["data"]
     assert task["mediaType"] == "image" and task["result"]["url"].endswith("/0.png")
@@ -83,8 +93,9 @@ def test_missing_or_wrong_auth_is_401(client: httpx.Client, headers: dict[str, s
 
 def test_unknown_key_is_401_when_keys_are_configured(client: httpx.Client) -> None:
     client.post("/_control/config", json={"api_keys": ["good"]}).raise_for_status()
-    assert _submit(client, {"model": "sora-2", "prompt": "x"}, {"Authorization": "Bearer bad"}).status_code == 401
-    assert _submit(client, {"model": "sora-2", "prompt": "x"}, {"Authorization": "Bearer good"}).status_code == 200
+    body = {"model": "sora-2", "prompt": "x"}
+    assert _submit(client, body, {"Authorization": "Bearer bad"}).status_code == 401
+    assert _submit(client, body, {"Authorization": "Bearer good"}).status_code == 200
 
 
 @pytest.mark.parametrize(
@@ -173,7 +184,7 @@ def test_failed_task_shape(client: httpx.Client) -> None:
 
 
 def test_rate_limited_fault_uses_vicsee_shape(client: httpx.Client) -> None:
-    client.post("/_control/faults", json={"target": "submit", "status": 429, "retry_after": 3}).raise_for_status()
+    control(client, "faults", target="submit", status=429, retry_after=3)
     answer = _submit(client, {"model": "sora-2", "prompt": "x"})
     assert answer.status_code == 429 and answer.headers["retry-after"] == "3"
     assert answer.json()["error"]["code"] == "RATE_LIMITED"
