@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,7 @@ from celery import Celery
 from producer.validate import build_request, fingerprint, local_image_paths, validate
 from shared import lifecycle
 from shared.errors import InvalidRequest
-from shared.models import Job, JobStatus, utcnow
+from shared.models import GenerationRequest, Job, JobStatus, utcnow
 from shared.queueing import make_celery, publish_step
 from shared.settings import Settings, get_settings
 from shared.storage import Storage
@@ -89,7 +90,8 @@ class Producer:
         publish_step(self.celery, self.settings, job.id, job.step, now)
         return job
 
-    def _upload_local_images(self, request: Any, job_id: str) -> Any:
+    def _upload_local_images(self, request: GenerationRequest, job_id: str) -> GenerationRequest:
+        """The request with every local image path replaced by the s3:// reference of its uploaded copy."""
         local = local_image_paths(request)
         if not local:
             return request
@@ -118,7 +120,7 @@ class Producer:
             raise JobNotFound(f"no job {job_id!r}")
         return job
 
-    def wait(self, job_id: str, timeout: float | None = None, on_change: Any = None) -> Job:
+    def wait(self, job_id: str, timeout: float | None = None, on_change: Callable[[Job], None] | None = None) -> Job:
         """Wait until the job ends, or `timeout` seconds pass; the job as it is then.
 
         `on_change(job)` is called whenever the status or progress moves, for a caller showing progress.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import subprocess
 import sys
 import time
@@ -28,14 +29,8 @@ pytestmark = pytest.mark.integration
 
 def run_cli(env: dict[str, str], *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [GENQUEUE, *args], env={**_base_env(), **env}, capture_output=True, text=True, timeout=timeout, check=False
+        [GENQUEUE, *args], env={**os.environ, **env}, capture_output=True, text=True, timeout=timeout, check=False
     )
-
-
-def _base_env() -> dict[str, str]:
-    import os
-
-    return dict(os.environ)
 
 
 def bucket_bytes(settings: Settings, key: str) -> bytes:
