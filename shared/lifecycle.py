@@ -52,9 +52,9 @@ class Claim:
     delay: float = 0.0
 
 
-def new_step(name: StepName, due_at: datetime, attempt: int = 0) -> Step:
+def new_step(name: StepName, due_at: datetime, attempt: int = 0, retries: dict[str, int] | None = None) -> Step:
     """A step with a fresh task id: only the task published with that id may run it."""
-    return Step(name=name, task_id=uuid.uuid4().hex, due_at=due_at, attempt=attempt)
+    return Step(name=name, task_id=uuid.uuid4().hex, due_at=due_at, attempt=attempt, retries=dict(retries or {}))
 
 
 def claim(job: Job, name: StepName, task_id: str, now: datetime, lease_seconds: float) -> tuple[Claim, Job | None]:

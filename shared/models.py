@@ -152,6 +152,8 @@ class Step(BaseModel):
     task_id: str
     due_at: datetime
     attempt: int = 0
+    #: transient failures of this step so far, by error code (each code has its own retry budget)
+    retries: dict[str, int] = Field(default_factory=dict)
     lease_until: datetime | None = None
 
 

@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared.errors import InvalidRequest
-from shared.providers.base import ProviderConfig
+from shared.providers.base import ProviderConfig, ProviderLimits
 
 #: where each built-in provider is reached by default, and the dialect it speaks
 BUILTIN_PROVIDERS: dict[str, tuple[str, str]] = {
@@ -31,6 +31,12 @@ class ProviderOverride(BaseModel):
     api_key: str | None = None
     dialect: str | None = None
     allow_resubmit: bool | None = None
+    rate_per_second: float | None = None
+    burst: int | None = None
+    max_in_flight: int | None = None
+    breaker_threshold: int | None = None
+    breaker_cooldown_seconds: float | None = None
+    credit_probe_interval_seconds: float | None = None
 
 
 class Settings(BaseSettings):
@@ -63,8 +69,13 @@ class Settings(BaseSettings):
     poll_jitter: float = 0.1
     #: a submit, poll or download call to a vendor gives up after this many seconds
     provider_timeout_seconds: float = 60.0
-    #: transient failures (429, 5xx, transport) of one step are retried this many times, then the job fails
-    max_step_retries: int = 5
+    #: transient failures of one step are retried this many times per error code, then the job fails with it
+    retry_budgets: dict[str, int] = Field(
+        default={"rate_limited": 8, "provider_error": 5, "download_failed": 5, "storage_error": 5}
+    )
+    #: a job whose next step is overdue by this long (its task lost, or its worker dead) is resumed by the sweeper
+    sweep_grace_seconds: float = 120.0
+    sweep_interval_seconds: float = 30.0
     retry_base_seconds: float = 2.0
     #: outputs are uploaded in parts of this size; the worker holds about one part in memory
     upload_part_bytes: int = 8 * 1024 * 1024
@@ -95,7 +106,11 @@ class Settings(BaseSettings):
     @property
     def max_countdown_seconds(self) -> float:
         """The longest countdown any task may be given: below half the visibility timeout (celery/celery#2599)."""
-        return self.visibility_timeout / 2 - 60
+        return self.visibility_timeout / 2 - min(60.0, self.visibility_timeout / 10)
+
+    def retry_budget(self, code: str) -> int:
+        """How many retries a step gets for transient failures with error code `code`."""
+        return self.retry_budgets.get(code, 5)
 
     def provider_names(self) -> list[str]:
         """Built-in providers and those added by settings, sorted."""
@@ -121,6 +136,13 @@ class Settings(BaseSettings):
             base_url=base_url,
             api_key=override.api_key,
             allow_resubmit=bool(override.allow_resubmit),
+            limits=ProviderLimits.model_validate(
+                {
+                    field: value
+                    for field in ProviderLimits.model_fields
+                    if (value := getattr(override, field)) is not None
+                }
+            ),
         )
 
 

@@ -84,15 +84,17 @@ def fail(job_id: str, task_id: str, error: GenqueueError) -> Job | None:
 def retry_or_fail(
     job_id: str, task_id: str, name: StepName, error: GenqueueError, retry_after: float | None = None, **fields: object
 ) -> Job | None:
-    """Run step `name` again after a backoff, or fail with `error` once Settings.max_step_retries are spent."""
+    """Run step `name` again after a backoff, or fail with `error` once its code's retry budget is spent."""
     settings = context.settings()
     job = context.store().get(job_id)
     if job is None or job.step is None or not lifecycle.owns_step(job, task_id):
         return None
-    attempt = job.step.attempt + 1
-    if attempt > settings.max_step_retries:
+    retries = dict(job.step.retries)
+    retries[error.code] = retries.get(error.code, 0) + 1
+    if retries[error.code] > settings.retry_budget(error.code):
         return fail(job_id, task_id, error)
+    attempt = job.step.attempt + 1
     delay = lifecycle.backoff_seconds(settings, attempt, retry_after, context.rng())
     log.info("%s: job %s: %s; retry %d in %.1fs", name, job_id, error.code, attempt, delay)
-    step = lifecycle.new_step(name, utcnow() + timedelta(seconds=delay), attempt)
+    step = lifecycle.new_step(name, utcnow() + timedelta(seconds=delay), attempt, retries)
     return move_on(job_id, task_id, None, step, **fields)
