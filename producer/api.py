@@ -149,3 +149,25 @@ class Producer:
         if written.step is not None:
             publish_step(self.celery, self.settings, job_id, written.step, now)
         return written
+
+    def redeliver_webhook(self, job_id: str) -> Job:
+        """Send an ended job's webhook event again, with the same webhook-id (receivers deduplicate on it).
+
+        Lifts a 410 Gone block on the job's endpoint and takes the job off the dead-letter list. InvalidRequest
+        when the job has not ended or has no webhook URL.
+        """
+        job = self.get(job_id)
+        if job.webhook_url is None or job.webhook is None:
+            raise InvalidRequest(f"job {job_id} has no webhook event to redeliver (no webhook URL, or not ended)")
+        self.store.clear_endpoint_gone(job.webhook_url)
+        now = utcnow()
+        written = self.store.update(job_id, lambda current: lifecycle.redeliver(current, now))
+        if written is None or written.step is None:
+            raise InvalidRequest(f"job {job_id} has no webhook event to redeliver")
+        self.store.remove_dead_letter(job_id)
+        publish_step(self.celery, self.settings, job_id, written.step, now)
+        return written
+
+    def dead_letters(self) -> list[Job]:
+        """Jobs whose webhook event was given up on after the whole retry schedule, newest first."""
+        return [job for job_id in self.store.dead_letters() if (job := self.store.get(job_id)) is not None]

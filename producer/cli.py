@@ -130,6 +130,32 @@ def cancel(job_id: Annotated[str, typer.Argument(help="the job id submit printed
         raise typer.Exit(EXIT_FAILED)
 
 
+webhooks_app = typer.Typer(no_args_is_help=True, help="Webhook deliveries: dead letters and redelivery.")
+app.add_typer(webhooks_app, name="webhooks")
+
+
+@webhooks_app.command("redeliver")
+def webhooks_redeliver(job_id: Annotated[str, typer.Argument(help="the job whose event to send again")]) -> None:
+    """Send a job's webhook event again, with the same webhook-id."""
+    try:
+        job = producer().redeliver_webhook(job_id)
+    except (JobNotFound, GenqueueError) as exc:
+        refuse(str(exc))
+    assert job.webhook is not None
+    typer.echo(f"{job.id} {job.webhook.event_type} {job.webhook.event_id} scheduled for redelivery")
+
+
+@webhooks_app.command("dead")
+def webhooks_dead(as_json: Annotated[bool, typer.Option("--json", help="print jobs as JSON lines")] = False) -> None:
+    """List jobs whose webhook event was given up on after the whole retry schedule."""
+    for job in producer().dead_letters():
+        if as_json:
+            typer.echo(json.dumps(job.public()))
+        else:
+            assert job.webhook is not None
+            typer.echo(f"{job.id} {job.webhook.event_type} {job.webhook.event_id} {job.webhook.gave_up}")
+
+
 @app.command()
 def sandbox(
     host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",

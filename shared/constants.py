@@ -11,10 +11,16 @@ DUE_KEY = KEY_PREFIX + "due"
 IDEMPOTENCY_KEY = KEY_PREFIX + "idem:{key}"
 IDEMPOTENCY_TTL_SECONDS = 24 * 3600
 
+#: list of job ids whose webhook event could not be delivered before the retry schedule was spent
+WEBHOOK_DEAD_LETTERS_KEY = KEY_PREFIX + "webhooks:dead"
+#: set of sha256(webhook URL) of endpoints that answered 410 Gone: nothing more is sent to them
+WEBHOOK_GONE_KEY = KEY_PREFIX + "webhooks:gone"
+
 SUBMIT_TASK = "genqueue.submit"
 POLL_TASK = "genqueue.poll"
 FINALIZE_TASK = "genqueue.finalize"
 WEBHOOK_TASK = "genqueue.deliver_webhook"
+SWEEP_TASK = "genqueue.sweep"
 
 #: step name (as in `Step.name`) -> (task name, queue)
 STEP_TASKS: dict[str, tuple[str, str]] = {

@@ -152,3 +152,32 @@ def first_poll_delay_seconds(settings: Settings, estimated_seconds: float | None
     if estimated_seconds is None or estimated_seconds <= 0:
         return settings.poll_initial_seconds
     return min(estimated_seconds, settings.poll_max_interval_seconds)
+
+
+def resume_overdue(job: Job, now: datetime, grace_seconds: float) -> Job | None:
+    """Give an overdue step a fresh task id, for the sweeper to publish; None when the step is not overdue.
+
+    A step is overdue when it was due more than `grace_seconds` ago and no run holds its lease: its task was
+    lost (a Redis crash, a publish that never happened) or its worker died. The old task id stops being valid,
+    so if the lost task turns up after all it drops itself: the job still has exactly one chain.
+    """
+    step = job.step
+    if step is None or step.due_at > now - timedelta(seconds=grace_seconds):
+        return None
+    if step.lease_until is not None and step.lease_until > now:
+        return None
+    resumed = job.model_copy(deep=True)
+    resumed.step = new_step(step.name, now, step.attempt, step.retries)
+    return resumed
+
+
+def redeliver(job: Job, now: datetime) -> Job | None:
+    """Schedule the job's webhook event again, with the same webhook-id; None if the job has no event yet."""
+    if not job.status.terminal or job.webhook is None or job.webhook_url is None:
+        return None
+    new = job.model_copy(deep=True)
+    assert new.webhook is not None
+    new.webhook.delivered = False
+    new.webhook.gave_up = None
+    new.step = new_step("deliver_webhook", now)
+    return new

@@ -13,7 +13,7 @@ from typing import Any
 from celery import Celery
 from kombu.entity import Queue
 
-from shared.constants import QUEUES, STEP_TASKS
+from shared.constants import QUEUES, STEP_TASKS, SWEEP_TASK
 from shared.models import Step, utcnow
 from shared.settings import Settings
 
@@ -54,11 +54,20 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_time_limit": 3600,
         "task_queues": [Queue(name) for name in QUEUES],  # type: ignore[no-untyped-call]
         "task_default_queue": "submit",
-        "task_routes": {task: {"queue": queue} for task, queue in STEP_TASKS.values()},
+        "task_routes": {task: {"queue": queue} for task, queue in STEP_TASKS.values()}
+        | {SWEEP_TASK: {"queue": "poll"}},
         # Finish warm shutdown even when only countdown tasks are reserved, so they are restored to Redis.
         "worker_enable_soft_shutdown_on_idle": True,
         "worker_soft_shutdown_timeout": 10.0,
         "worker_hijack_root_logger": False,
+        # `celery -A workers beat` runs the sweeper, which resumes jobs whose next step is overdue.
+        "beat_schedule": {
+            "sweep-overdue-jobs": {
+                "task": SWEEP_TASK,
+                "schedule": settings.sweep_interval_seconds,
+                "options": {"queue": "poll", "expires": settings.sweep_interval_seconds},
+            }
+        },
         "enable_utc": True,
     }
 

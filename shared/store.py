@@ -13,7 +13,14 @@ from collections.abc import Callable
 
 import redis
 
-from shared.constants import DUE_KEY, IDEMPOTENCY_KEY, IDEMPOTENCY_TTL_SECONDS, JOB_KEY
+from shared.constants import (
+    DUE_KEY,
+    IDEMPOTENCY_KEY,
+    IDEMPOTENCY_TTL_SECONDS,
+    JOB_KEY,
+    WEBHOOK_DEAD_LETTERS_KEY,
+    WEBHOOK_GONE_KEY,
+)
 from shared.errors import InvalidRequest
 from shared.models import Job
 
@@ -117,6 +124,34 @@ class JobStore:
         existing = self.redis.get(redis_key)
         if existing is not None and existing.decode().startswith(job_id + " "):  # type: ignore[union-attr]
             self.redis.delete(redis_key)
+
+    def add_dead_letter(self, job_id: str) -> None:
+        """Record that job `job_id`'s webhook event was given up on (once, however often it is called)."""
+        pipe = self.redis.pipeline()
+        pipe.lrem(WEBHOOK_DEAD_LETTERS_KEY, 0, job_id)
+        pipe.lpush(WEBHOOK_DEAD_LETTERS_KEY, job_id)
+        pipe.execute()
+
+    def remove_dead_letter(self, job_id: str) -> None:
+        self.redis.lrem(WEBHOOK_DEAD_LETTERS_KEY, 0, job_id)
+
+    def dead_letters(self, limit: int = 1000) -> list[str]:
+        """Job ids whose webhook events were given up on, newest first."""
+        return [_text(raw) for raw in self.redis.lrange(WEBHOOK_DEAD_LETTERS_KEY, 0, limit - 1)]
+
+    def mark_endpoint_gone(self, url: str) -> None:
+        """Stop delivering to `url`: it answered 410 Gone."""
+        self.redis.sadd(WEBHOOK_GONE_KEY, _url_id(url))
+
+    def endpoint_gone(self, url: str) -> bool:
+        return bool(self.redis.sismember(WEBHOOK_GONE_KEY, _url_id(url)))
+
+    def clear_endpoint_gone(self, url: str) -> None:
+        self.redis.srem(WEBHOOK_GONE_KEY, _url_id(url))
+
+
+def _url_id(url: str) -> str:
+    return hashlib.sha256(url.encode()).hexdigest()
 
 
 def _text(value: object) -> str:

@@ -39,6 +39,11 @@ def deliver_job_event(job: Job, task_id: str) -> None:
     if state is None or job.webhook_url is None or state.delivered or state.gave_up:
         move_on(job.id, task_id, None, None)
         return
+    store = context.store()
+    if store.endpoint_gone(job.webhook_url):
+        gone = state.model_copy(update={"gave_up": "the endpoint answered 410 Gone before; not sent"})
+        move_on(job.id, task_id, None, None, webhook=gone)
+        return
     body = event_body(state.event_type, state.timestamp, job.public())
     if settings.webhook_secret:
         headers = signature_headers(settings.webhook_secret, state.event_id, int(time.time()), body)
@@ -56,10 +61,12 @@ def deliver_job_event(job: Job, task_id: str) -> None:
         new_state.delivered = True
     elif result.gone:
         new_state.gave_up = "the endpoint answered 410 Gone"
+        store.mark_endpoint_gone(job.webhook_url)
     else:
         delay = next_delay(len(state.attempts), settings.webhook_retry_delays, result.retry_after)
         if delay is None:
             new_state.gave_up = f"no delivery after {len(new_state.attempts)} attempts"
+            store.add_dead_letter(job.id)
         else:
             step = lifecycle.new_step("deliver_webhook", utcnow() + timedelta(seconds=delay))
     if new_state.gave_up:

@@ -104,6 +104,8 @@ def start_stack(stack: LocalStack) -> tuple[dict[str, str], WebhookReceiver]:
     stack.env = dict(os.environ)
     stack.start_workers()
     console.print("workers: celery -A workers worker (queues submit, poll, finalize, webhooks)")
+    stack.start_beat()
+    console.print("sweeper: celery -A workers beat (resumes jobs whose next step is overdue)")
     flower_url = stack.start_flower()
     console.print(f"flower: {flower_url} (user admin, password genqueue)")
     return env, receiver

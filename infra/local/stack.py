@@ -130,6 +130,23 @@ class LocalStack:
         ]
         return self._start(name, argv, ready_text="ready.", timeout=60.0)
 
+    def start_beat(self) -> ServerProcess:
+        """`celery -A workers beat`: runs the sweeper every Settings.sweep_interval_seconds."""
+        schedule = self.workdir / "celerybeat-schedule"
+        argv = [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "workers",
+            "beat",
+            "--schedule",
+            str(schedule),
+            "--loglevel",
+            "INFO",
+        ]
+        return self._start("beat", argv, ready_text="beat: Starting", timeout=60.0)
+
     def start_flower(self, port: int | None = None, basic_auth: str = "admin:genqueue") -> str:
         port = port or free_port()
         self._start(

@@ -23,6 +23,8 @@ FAST_SETTINGS = {
     "GENQUEUE_WEBHOOK_RETRY_DELAYS": "[0.2, 0.5, 1]",
     "GENQUEUE_JOB_TIMEOUT_SECONDS": "120",
     "GENQUEUE_WAIT_INTERVAL_SECONDS": "0.1",
+    "GENQUEUE_SWEEP_GRACE_SECONDS": "3",
+    "GENQUEUE_SWEEP_INTERVAL_SECONDS": "1",
 }
 
 
@@ -72,5 +74,6 @@ def workers(pipeline_env: dict[str, str], tmp_path_factory: pytest.TempPathFacto
     """One `celery -A workers worker` process consuming all four queues."""
     stack = LocalStack(tmp_path_factory.mktemp("workers"), env=pipeline_env)
     process = stack.start_workers(concurrency=8)
+    stack.start_beat()
     yield process
     stack.stop()
