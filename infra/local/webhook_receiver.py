@@ -35,6 +35,8 @@ class WebhookReceiver:
     server: ThreadingHTTPServer
     events: list[ReceivedEvent] = field(default_factory=list)
     planned_answers: list[tuple[int, dict[str, str]]] = field(default_factory=list)
+    #: paths that always answer 410 Gone (an endpoint its owner deleted)
+    gone_paths: set[str] = field(default_factory=set)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
@@ -86,7 +88,12 @@ def start_receiver(secret: str | None, host: str = "127.0.0.1", port: int = 0) -
             except ValueError:
                 body = {}
             with receiver.lock:
-                status, extra = receiver.planned_answers.pop(0) if receiver.planned_answers else (200, {})
+                if self.path in receiver.gone_paths:
+                    status, extra = 410, {}
+                elif receiver.planned_answers:
+                    status, extra = receiver.planned_answers.pop(0)
+                else:
+                    status, extra = 200, {}
                 receiver.events.append(ReceivedEvent(self.path, headers, body, verified, status))
             self.send_response(status)
             for name, value in extra.items():

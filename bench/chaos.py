@@ -1,0 +1,340 @@
+"""The fault-injection suite: a few hundred jobs across every dialect while the world misbehaves.
+
+Starts its own redis-server (AOF on), moto's S3 server, the sandbox, a webhook receiver, one celery worker per
+queue and beat (the sweeper), all supervised: a worker that dies is started again, as docker-compose's restart
+policy does. While jobs run it injects: kill -9 of each kind of worker several times, a kill -9 and restart of
+Redis, 429 storms with Retry-After, 5xx bursts, vendor answers slower than our timeout, generations that fail,
+credits that run out (then are topped up), expired output links, a webhook receiver that is down for a while and
+one endpoint that answers 410 Gone. Then it prints a table: enqueued, succeeded, failed by code, lost (must be 0),
+duplicate vendor submits counted at the sandbox (must be 0), webhooks per terminal event.
+
+    python bench/chaos.py                 # the long form: 300 jobs
+    python bench/chaos.py --jobs 60 --short
+tests/chaos/ runs the short form in `make test`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import redis
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from infra.local.processes import ServerProcess
+from infra.local.stack import LocalStack, stack_env
+from infra.local.webhook_receiver import WebhookReceiver, start_receiver
+
+WORKER_KINDS = ("submit", "poll", "finalize", "webhooks")
+JOB_KINDS = [
+    ("vicsee", "sora-2", {"duration": 10}),
+    ("veogen", "gpt-4o-image", {}),
+    ("gateway", "veo3", {}),
+    ("veo3api", "veo3_fast", {}),
+    ("sandbox", "sandbox-video", {"duration": 2}),
+]
+CHAOS_SETTINGS = {
+    "GENQUEUE_POLL_INITIAL_SECONDS": "0.3",
+    "GENQUEUE_POLL_MAX_INTERVAL_SECONDS": "1.5",
+    "GENQUEUE_RETRY_BASE_SECONDS": "0.3",
+    "GENQUEUE_WEBHOOK_RETRY_DELAYS": "[0.5, 1, 2, 4, 8, 8]",
+    "GENQUEUE_VISIBILITY_TIMEOUT": "60",
+    "GENQUEUE_SWEEP_GRACE_SECONDS": "5",
+    "GENQUEUE_SWEEP_INTERVAL_SECONDS": "1",
+    "GENQUEUE_PROVIDER_TIMEOUT_SECONDS": "3",
+    "GENQUEUE_JOB_TIMEOUT_SECONDS": "240",
+    "GENQUEUE_WAIT_INTERVAL_SECONDS": "0.2",
+}
+
+
+@dataclass
+class Supervisor:
+    """Keeps one worker per queue (and beat) running: a dead one is started again, and counted."""
+
+    stack: LocalStack
+    workers: dict[str, ServerProcess] = field(default_factory=dict)
+    restarts: Counter[str] = field(default_factory=Counter)
+    kills: Counter[str] = field(default_factory=Counter)
+    stopping: threading.Event = field(default_factory=threading.Event)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def start_all(self) -> None:
+        for kind in WORKER_KINDS:
+            self.workers[kind] = self.stack.start_workers(name=f"chaos-{kind}", queues=kind, concurrency=8)
+        self.workers["beat"] = self.stack.start_beat()
+
+    def _restart(self, kind: str) -> None:
+        if kind == "beat":
+            self.workers[kind] = self.stack.start_beat()
+        else:
+            self.workers[kind] = self.stack.start_workers(name=f"chaos-{kind}", queues=kind, concurrency=8)
+        self.restarts[kind] += 1
+
+    def kill(self, kind: str) -> None:
+        with self.lock:
+            self.workers[kind].kill(signal.SIGKILL)
+            self.kills[kind] += 1
+
+    def watch(self) -> None:
+        while not self.stopping.wait(0.5):
+            for kind, process in list(self.workers.items()):
+                if process.proc.poll() is not None and not self.stopping.is_set():
+                    with self.lock:
+                        try:
+                            self._restart(kind)
+                        except RuntimeError as exc:  # e.g. Redis still down: try again next round
+                            print(f"supervisor: restarting {kind} failed: {str(exc)[:120]}", file=sys.stderr)
+
+
+@dataclass
+class Report:
+    enqueued: int = 0
+    statuses: Counter[str] = field(default_factory=Counter)
+    codes: Counter[str] = field(default_factory=Counter)
+    lost: list[str] = field(default_factory=list)
+    duplicate_submits: int = 0
+    accepted_submits: int = 0
+    webhook_min_delivered: int = 0
+    webhook_ids_consistent: bool = True
+    webhook_unverified: int = 0
+    untold: list[str] = field(default_factory=list)
+    gone_endpoint_jobs: int = 0
+    kills: Counter[str] = field(default_factory=Counter)
+    restarts: Counter[str] = field(default_factory=Counter)
+    redis_restarts: int = 0
+    seconds: float = 0.0
+
+    def table(self) -> str:
+        rows = [
+            ("jobs enqueued", str(self.enqueued)),
+            ("succeeded", str(self.statuses.get("succeeded", 0))),
+            *[(f"failed: {code}", str(n)) for code, n in sorted(self.codes.items())],
+            ("canceled", str(self.statuses.get("canceled", 0))),
+            ("LOST (not ended or never told; must be 0)", str(len(self.lost) + len(self.untold))),
+            ("duplicate vendor submits at the sandbox (must be 0)", str(self.duplicate_submits)),
+            ("vendor submits accepted", str(self.accepted_submits)),
+            ("webhooks delivered per terminal event (min)", str(self.webhook_min_delivered)),
+            ("same webhook-id on every retry", "yes" if self.webhook_ids_consistent else "NO"),
+            ("webhooks failing signature verification", str(self.webhook_unverified)),
+            ("jobs whose endpoint answered 410 (delivery stopped)", str(self.gone_endpoint_jobs)),
+            ("kill -9 of workers", ", ".join(f"{k} {n}" for k, n in sorted(self.kills.items()))),
+            ("workers restarted by the supervisor", ", ".join(f"{k} {n}" for k, n in sorted(self.restarts.items()))),
+            ("redis-server kill -9 + restart (AOF)", str(self.redis_restarts)),
+            ("wall time", f"{self.seconds:.1f} s"),
+        ]
+        width = max(len(name) for name, _ in rows)
+        return "\n".join(f"{name:<{width}}  {value}" for name, value in rows)
+
+    @property
+    def ok(self) -> bool:
+        return not self.lost and not self.untold and self.duplicate_submits == 0 and self.webhook_ids_consistent
+
+
+def submit_all(producer: object, count: int, receiver: WebhookReceiver, ids: dict[int, str], run: str) -> None:
+    """Enqueue `count` jobs over about 8 s (while the faults happen), retrying through a Redis outage with the
+    same idempotency key, as a well-behaved client does."""
+    from producer.api import Producer
+
+    assert isinstance(producer, Producer)
+    for n in range(count):
+        provider, model, options = JOB_KINDS[n % len(JOB_KINDS)]
+        webhook = receiver.url + ("/gone" if n % 10 == 9 else "")
+        for _ in range(200):
+            try:
+                job = producer.submit(
+                    provider,
+                    model,
+                    f"chaos {run} job {n}",
+                    dict(options),
+                    webhook_url=webhook,
+                    idempotency_key=f"chaos-{run}-{n}",
+                )
+                ids[n] = job.id
+                break
+            except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError):
+                time.sleep(0.25)
+        time.sleep(8.0 / count)
+
+
+def inject_faults(
+    sandbox: str, receiver: WebhookReceiver, supervisor: Supervisor, restart_redis: object, short: bool, report: Report
+) -> None:
+    """The fault timeline, relative to the start of the run."""
+    control = httpx.Client(base_url=f"{sandbox}/_control", timeout=10)
+    timeline: list[tuple[float, object]] = [
+        (
+            0.5,
+            lambda: control.post(
+                "/faults", json={"target": "submit", "dialect": "vicsee", "status": 429, "retry_after": 1, "count": 15}
+            ),
+        ),
+        (
+            1.0,
+            lambda: control.post(
+                "/faults",
+                json=[
+                    {"target": "poll", "dialect": "veogen", "status": 500, "count": 15},
+                    {"target": "submit", "dialect": "gateway", "status": 503, "count": 6},
+                ],
+            ),
+        ),
+        (1.5, lambda: control.post("/fail_next", json={"count": 4, "reason": "content policy (chaos)"})),
+        (
+            2.0,
+            lambda: control.post(
+                "/faults",
+                json=[
+                    {"target": "submit", "dialect": "sandbox", "status": None, "delay_seconds": 4, "count": 2},
+                    {"target": "poll", "dialect": "vicsee", "status": None, "delay_seconds": 4, "count": 3},
+                ],
+            ),
+        ),
+        (2.5, lambda: control.post("/faults", json={"target": "download", "status": 403, "count": 3})),
+        (3.0, lambda: receiver.answer_next(503, count=25)),
+        (0.2, lambda: control.post("/balance", json={"dialect": "veo3api", "balance": 300})),
+        (9.0, lambda: control.post("/balance", json={"dialect": "veo3api", "balance": 1_000_000_000})),
+    ]
+    kill_times = [2.0, 5.0] if short else [2.0, 5.0, 9.0, 13.0]
+    for at in kill_times:
+        timeline.extend((at + i * 0.3, lambda kind=kind: supervisor.kill(kind)) for i, kind in enumerate(WORKER_KINDS))
+    timeline.append((6.5, restart_redis))
+    started = time.monotonic()
+    for at, action in sorted(timeline, key=lambda item: item[0]):
+        time.sleep(max(0.0, at - (time.monotonic() - started)))
+        try:
+            action()  # type: ignore[operator]
+        except httpx.HTTPError as exc:
+            print(f"fault injection at {at}s failed: {exc}", file=sys.stderr)
+
+
+def run_chaos(jobs: int, short: bool, workdir: Path, timeout: float = 300.0) -> Report:
+    from shared.webhooks.signing import generate_secret
+
+    report = Report()
+    saved_environ = dict(os.environ)
+    stack = LocalStack(workdir)
+    receiver = start_receiver(generate_secret())
+    receiver.gone_paths.add("/hooks/gone")
+    supervisor = Supervisor(stack)
+    watcher = threading.Thread(target=supervisor.watch, daemon=True)
+    try:
+        redis_port = __import__("infra.local.processes", fromlist=["free_port"]).free_port()
+        redis_url = stack.start_redis(redis_port)
+        redis_process = stack.processes[-1]
+        s3 = stack.start_moto()
+        sandbox = stack.start_sandbox(delay=1.0, output_bytes=64 * 1024)
+        env = stack_env(redis_url, s3, sandbox, receiver.secret or "", bucket="chaos")
+        env.update(CHAOS_SETTINGS)
+        os.environ.update(env)
+        stack.env = dict(os.environ)
+        from producer.api import Producer
+        from shared.settings import Settings
+        from shared.storage import Storage
+
+        settings = Settings()
+        Storage(settings).ensure_bucket()
+        supervisor.start_all()
+        watcher.start()
+
+        def restart_redis() -> None:
+            nonlocal redis_process
+            redis_process.kill(signal.SIGKILL)
+            redis_process.proc.wait(5)
+            time.sleep(1.0)
+            stack.start_redis(redis_port)
+            redis_process = stack.processes[-1]
+            report.redis_restarts += 1
+
+        producer = Producer(settings)
+        ids: dict[int, str] = {}
+        run = str(int(time.time()))
+        started = time.monotonic()
+        submitter = threading.Thread(target=submit_all, args=(producer, jobs, receiver, ids, run), daemon=True)
+        submitter.start()
+        inject_faults(sandbox, receiver, supervisor, restart_redis, short, report)
+        submitter.join(timeout)
+        deadline = started + timeout
+        while time.monotonic() < deadline:
+            settled = 0
+            for job_id in list(ids.values()):
+                try:
+                    job = producer.get(job_id)
+                except redis.exceptions.ConnectionError:
+                    break
+                hook_done = job.webhook is not None and (job.webhook.delivered or job.webhook.gave_up is not None)
+                settled += job.status.terminal and hook_done
+            if settled == jobs:
+                break
+            time.sleep(1.0)
+        report.seconds = time.monotonic() - started
+        collect(report, producer, ids, jobs, receiver, sandbox)
+        report.kills, report.restarts = supervisor.kills, supervisor.restarts
+    finally:
+        supervisor.stopping.set()
+        receiver.stop()
+        stack.stop()
+        os.environ.clear()
+        os.environ.update(saved_environ)
+    return report
+
+
+def collect(
+    report: Report, producer: object, ids: dict[int, str], jobs: int, receiver: WebhookReceiver, sandbox: str
+) -> None:
+    from producer.api import Producer
+
+    assert isinstance(producer, Producer)
+    report.enqueued = len(ids)
+    report.lost.extend(f"line {n}: never enqueued" for n in range(jobs) if n not in ids)
+    delivered_counts = []
+    for job_id in ids.values():
+        job = producer.get(job_id)
+        report.statuses[job.status.value] += 1
+        if job.error is not None and job.status.value == "failed":
+            report.codes[job.error.code] += 1
+        if not job.status.terminal:
+            report.lost.append(f"{job_id}: still {job.status.value}")
+            continue
+        events = receiver.for_job(job_id)
+        if len({e.headers.get("webhook-id") for e in events}) > 1:
+            report.webhook_ids_consistent = False
+        report.webhook_unverified += sum(not e.verified for e in events)
+        if job.webhook_url and job.webhook_url.endswith("/gone"):
+            report.gone_endpoint_jobs += 1
+            continue
+        delivered = sum(e.answered == 200 for e in events)
+        delivered_counts.append(delivered)
+        if delivered == 0:
+            report.untold.append(f"{job_id}: no webhook delivered ({job.webhook.gave_up if job.webhook else 'none'})")
+    report.webhook_min_delivered = min(delivered_counts, default=0)
+    stats = httpx.get(f"{sandbox}/_control/stats", timeout=10).json()
+    report.duplicate_submits = int(stats["duplicate_submits"])
+    report.accepted_submits = sum(stats["submits"].values())
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--jobs", type=int, default=300)
+    parser.add_argument("--short", action="store_true", help="fewer kill rounds")
+    parser.add_argument("--timeout", type=float, default=300.0)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        report = run_chaos(args.jobs, args.short, Path(tmp), args.timeout)
+    print(report.table())
+    for line in (report.lost + report.untold)[:20]:
+        print("  ", line)
+    return 0 if report.ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

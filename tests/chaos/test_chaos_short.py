@@ -1,0 +1,40 @@
+"""The fault-injection suite, short form: bench/chaos.py with 60 jobs; nothing lost, nothing paid twice."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+CHAOS = Path(__file__).resolve().parents[2] / "bench" / "chaos.py"
+
+
+def load_chaos():  # type: ignore[no-untyped-def]
+    spec = importlib.util.spec_from_file_location("genqueue_chaos", CHAOS)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["genqueue_chaos"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_chaos_short_form(tmp_path: Path, artifacts_dir: Path) -> None:
+    chaos = load_chaos()
+    report = chaos.run_chaos(jobs=60, short=True, workdir=tmp_path, timeout=240.0)
+    table = report.table()
+    (artifacts_dir / "chaos-short.txt").write_text(table + "\n" + "\n".join(report.lost + report.untold) + "\n")
+    print(table)
+    assert report.enqueued == 60
+    assert report.lost == [] and report.untold == [], table
+    assert report.duplicate_submits == 0, table
+    assert report.webhook_ids_consistent and report.webhook_unverified == 0, table
+    assert report.webhook_min_delivered >= 1, table
+    assert report.redis_restarts == 1 and sum(report.kills.values()) >= 8, table
+    # every injected fault shows up as its own error code
+    for code in ("generation_failed", "download_failed", "insufficient_credits", "submit_outcome_unknown"):
+        assert report.codes.get(code, 0) >= 1, f"{code} missing:\n{table}"
+    assert report.statuses["succeeded"] >= 40, table
