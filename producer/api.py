@@ -53,9 +53,7 @@ class Producer:
         """
         request = build_request(model, prompt, options or {}, images or [])
         metadata = {str(k): str(v) for k, v in (metadata or {}).items()}
-        if webhook_url is not None and not webhook_url.startswith(("http://", "https://")):
-            raise InvalidRequest(f"webhook URL must be http or https: {webhook_url[:80]!r}")
-        _, cost = validate(self.settings, provider, request)
+        _, cost = validate(self.settings, provider, request, webhook_url)
         job_id = f"job_{uuid.uuid4().hex}"
         if idempotency_key:
             existing = self.store.claim_idempotency_key(

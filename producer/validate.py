@@ -11,12 +11,21 @@ from pydantic import ValidationError
 
 from shared.errors import InvalidRequest
 from shared.models import Cost, GenerationRequest
+from shared.netguard import check_url
 from shared.providers.base import PassThroughInputs, ProviderConfig
 from shared.providers.catalog import estimate_cost, validate_request
 from shared.providers.registry import get_adapter
 from shared.settings import Settings
 
 MAX_REQUEST_BYTES = 256 * 1024
+#: request fields holding input URLs, and what a refusal calls them
+INPUT_URL_FIELDS = {
+    "image_urls": "image input",
+    "reference_image_urls": "reference image input",
+    "reference_video_urls": "reference video input",
+    "reference_audio_urls": "reference audio input",
+    "video_url": "video input",
+}
 
 
 def build_request(model: str, prompt: str, options: dict[str, Any], images: list[str]) -> GenerationRequest:
@@ -57,15 +66,33 @@ def check_local_files(paths: list[str]) -> None:
             raise InvalidRequest(f"image input {raw!r} is not a URL and no such file exists")
 
 
-def validate(settings: Settings, provider: str, request: GenerationRequest) -> tuple[ProviderConfig, Cost]:
+def check_urls(settings: Settings, request: GenerationRequest, webhook_url: str | None = None) -> None:
+    """InvalidRequest unless the webhook URL and every http(s) input URL may be reached (shared/netguard.py).
+
+    Input URLs are fetched by the vendor, not by us; they are checked here (against our DNS) all the same.
+    data: URIs, s3:// references and local paths are not URLs and are not checked here.
+    """
+    if webhook_url is not None:
+        check_url(webhook_url, settings.allow_private_urls, what="webhook URL")
+    for field, what in INPUT_URL_FIELDS.items():
+        value = getattr(request, field)
+        for ref in value if isinstance(value, list) else [value] if value else []:
+            if ref.lower().startswith(("http://", "https://")):
+                check_url(ref, settings.allow_private_urls, what=what)
+
+
+def validate(
+    settings: Settings, provider: str, request: GenerationRequest, webhook_url: str | None = None
+) -> tuple[ProviderConfig, Cost]:
     """The provider's config and the cost estimate; InvalidRequest for anything the job would be refused for.
 
     The adapter builds the vendor request once here (pure, nothing sent), so an option its vendor cannot take is
-    refused now rather than by a worker later.
+    refused now rather than by a worker later. The webhook URL and input URLs must lead to public addresses.
     """
     config = settings.provider(provider)
     validate_request(provider, request)
     check_local_files(local_image_paths(request))
+    check_urls(settings, request, webhook_url)
     get_adapter(config.dialect).build_submit(request, config, PassThroughInputs())
     return config, estimate_cost(provider, request)
 

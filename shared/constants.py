@@ -16,6 +16,15 @@ WEBHOOK_DEAD_LETTERS_KEY = KEY_PREFIX + "webhooks:dead"
 #: set of sha256(webhook URL) of endpoints that answered 410 Gone: nothing more is sent to them
 WEBHOOK_GONE_KEY = KEY_PREFIX + "webhooks:gone"
 
+#: per provider (shared/protection/): token bucket hash `tokens`, `at` (unix time of its last update)
+PROVIDER_BUCKET_KEY = KEY_PREFIX + "provider:{name}:bucket"
+#: sorted set: job id -> unix time its in-flight slot expires if never released
+PROVIDER_IN_FLIGHT_KEY = KEY_PREFIX + "provider:{name}:inflight"
+#: circuit breaker hash: `failures` (consecutive), `open_until`, `probe_job` and `probe_until` (half-open probe)
+PROVIDER_BREAKER_KEY = KEY_PREFIX + "provider:{name}:breaker"
+#: insufficient-credits hold hash: `since`, `message`, `refused_at`, `last_probe_at`, `probe_job`
+PROVIDER_CREDIT_HOLD_KEY = KEY_PREFIX + "provider:{name}:credit_hold"
+
 SUBMIT_TASK = "genqueue.submit"
 POLL_TASK = "genqueue.poll"
 FINALIZE_TASK = "genqueue.finalize"

@@ -12,6 +12,7 @@ from functools import lru_cache
 
 import httpx
 
+from shared.netguard import guarded_client
 from shared.settings import Settings, get_settings
 from shared.storage import Storage
 from shared.store import JobStore
@@ -44,10 +45,16 @@ def http() -> httpx.Client:
 
 
 def webhook_http() -> httpx.Client:
-    """This thread's HTTP client for webhooks: redirects are never followed (a 3xx is a failed delivery)."""
+    """This thread's HTTP client for webhooks: redirects are never followed (a 3xx is a failed delivery).
+
+    It connects only to public addresses, checked at connect time (shared/netguard.py), unless
+    GENQUEUE_ALLOW_PRIVATE_URLS is set; a refused address is a failed delivery attempt (BlockedAddress).
+    """
     client: httpx.Client | None = getattr(_local, "webhook_http", None)
     if client is None:
-        client = httpx.Client(timeout=settings().webhook_timeout_seconds, follow_redirects=False)
+        client = guarded_client(
+            settings().allow_private_urls, settings().webhook_timeout_seconds, follow_redirects=False
+        )
         _local.webhook_http = client
     return client
 
