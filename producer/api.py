@@ -15,6 +15,7 @@ from producer.validate import build_request, fingerprint, local_image_paths, val
 from shared import lifecycle
 from shared.errors import InvalidRequest
 from shared.models import GenerationRequest, Job, JobStatus, utcnow
+from shared.protection import ProviderGuard, ProviderStatus
 from shared.queueing import make_celery, publish_step
 from shared.settings import Settings, get_settings
 from shared.storage import Storage
@@ -144,6 +145,7 @@ class Producer:
         written = self.store.update(job_id, lambda job: lifecycle.cancel(job, now))
         if written is None:
             return self.get(job_id)
+        ProviderGuard(self.store.redis).release(written.provider, job_id)
         if written.step is not None:
             publish_step(self.celery, self.settings, job_id, written.step, now)
         return written
@@ -169,3 +171,18 @@ class Producer:
     def dead_letters(self) -> list[Job]:
         """Jobs whose webhook event was given up on after the whole retry schedule, newest first."""
         return [job for job_id in self.store.dead_letters() if (job := self.store.get(job_id)) is not None]
+
+    def provider_status(self) -> list[ProviderStatus]:
+        """Every provider's limits, credit hold and breaker, as all workers see them."""
+        configs = []
+        for name in self.settings.provider_names():
+            try:
+                configs.append(self.settings.provider(name))
+            except InvalidRequest:  # a built-in provider with no base URL configured
+                continue
+        return ProviderGuard(self.store.redis).status(configs, time.time())
+
+    def resume_provider(self, name: str) -> None:
+        """Lift provider `name`'s credit hold and close its breaker; InvalidRequest for an unknown provider."""
+        config = self.settings.provider(name)
+        ProviderGuard(self.store.redis).resume(config.name)

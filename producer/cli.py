@@ -6,6 +6,7 @@ Exit status: 0 succeeded (or enqueued), 1 the job failed or was canceled, 2 refu
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from typing import Annotated, Any, NoReturn
@@ -14,7 +15,7 @@ import redis
 import typer
 
 from producer.api import JobNotFound, Producer
-from producer.render import job_lines, progress_printer
+from producer.render import job_lines, progress_printer, provider_lines
 from shared.errors import GenqueueError
 from shared.models import Job, JobStatus
 from shared.settings import get_settings
@@ -154,6 +155,30 @@ def webhooks_dead(as_json: Annotated[bool, typer.Option("--json", help="print jo
         else:
             assert job.webhook is not None
             typer.echo(f"{job.id} {job.webhook.event_type} {job.webhook.event_id} {job.webhook.gave_up}")
+
+
+provider_app = typer.Typer(no_args_is_help=True, help="Provider limits: rate, in-flight, breaker, credit hold.")
+app.add_typer(provider_app, name="provider")
+
+
+@provider_app.command("status")
+def provider_status(as_json: Annotated[bool, typer.Option("--json", help="print as JSON")] = False) -> None:
+    """Show each provider's limits as every worker sees them."""
+    rows = producer().provider_status()
+    if as_json:
+        typer.echo(json.dumps([dataclasses.asdict(row) for row in rows], indent=2, default=str))
+        return
+    typer.echo("\n".join(provider_lines(rows)))
+
+
+@provider_app.command("resume")
+def provider_resume(name: Annotated[str, typer.Argument(help="provider name")]) -> None:
+    """Lift a credit hold or an open circuit breaker on provider NAME (after topping up, say)."""
+    try:
+        producer().resume_provider(name)
+    except GenqueueError as exc:
+        refuse(exc.message)
+    typer.echo(f"{name} resumed")
 
 
 @app.command()

@@ -32,7 +32,10 @@ def build_request(model: str, prompt: str, options: dict[str, Any], images: list
     """The unified request from command-line or API pieces; InvalidRequest with a one-line reason if malformed."""
     fields: dict[str, Any] = {"model": model, "prompt": prompt, **options}
     if images:
-        fields["image_urls"] = list(fields.get("image_urls") or []) + images
+        given = fields.get("image_urls") or []
+        if not isinstance(given, list):
+            raise InvalidRequest("image_urls: must be a list of URLs")
+        fields["image_urls"] = given + images
     try:
         request = GenerationRequest.model_validate(fields)
     except ValidationError as exc:

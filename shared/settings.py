@@ -76,6 +76,9 @@ class Settings(BaseSettings):
     #: a job whose next step is overdue by this long (its task lost, or its worker dead) is resumed by the sweeper
     sweep_grace_seconds: float = 120.0
     sweep_interval_seconds: float = 30.0
+    #: a job waiting for provider capacity (rate, in-flight cap, breaker, credit hold) checks again at least this
+    #: often, so `genqueue provider resume` or a freed slot takes effect within that time
+    capacity_recheck_seconds: float = 5.0
     retry_base_seconds: float = 2.0
     #: outputs are uploaded in parts of this size; the worker holds about one part in memory
     upload_part_bytes: int = 8 * 1024 * 1024

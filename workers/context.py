@@ -13,6 +13,7 @@ from functools import lru_cache
 import httpx
 
 from shared.netguard import guarded_client
+from shared.protection import ProviderGuard
 from shared.settings import Settings, get_settings
 from shared.storage import Storage
 from shared.store import JobStore
@@ -27,6 +28,12 @@ def settings() -> Settings:
 @lru_cache(maxsize=1)
 def store() -> JobStore:
     return JobStore.from_url(settings().redis_url)
+
+
+@lru_cache(maxsize=1)
+def guard() -> ProviderGuard:
+    """The provider limits (rate, in-flight cap, breaker, credit hold), shared through the job store's Redis."""
+    return ProviderGuard(store().redis)
 
 
 @lru_cache(maxsize=1)

@@ -60,6 +60,7 @@ def poll_job(job: Job, task_id: str) -> None:
                 job.id, task_id, "poll", ProviderUnavailable(f"{job.provider} reported success with no output")
             )
             return
+        context.guard().release(job.provider, job.id)  # rendering is over: free its in-flight slot
         move_on(
             job.id,
             task_id,

@@ -7,15 +7,23 @@ fails with `submit_outcome_unknown`, unless the provider's settings allow a resu
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 
 from celery import Task
 
 from shared import lifecycle
 from shared.constants import SUBMIT_TASK
-from shared.errors import GenqueueError, SubmitOutcomeUnknown, TransientProviderError
+from shared.errors import (
+    GenqueueError,
+    InsufficientCredits,
+    JobTimeout,
+    ProviderUnavailable,
+    SubmitOutcomeUnknown,
+    TransientProviderError,
+)
 from shared.models import Cost, Job, JobStatus, utcnow
-from shared.providers.base import is_success
+from shared.providers.base import HttpAnswer, ProviderConfig, is_success
 from shared.providers.client import SendFailed, redact, send
 from shared.providers.registry import get_adapter
 from shared.storage import StorageInputs
@@ -47,6 +55,8 @@ def submit_job(job: Job, task_id: str) -> None:
     except GenqueueError as exc:
         fail(job.id, task_id, exc)
         return
+    if not admitted(job, task_id, config):
+        return
     now = utcnow()
     if (
         context.store().update(job.id, lambda j: lifecycle.advance(j, task_id, now, step=j.step, submit_started_at=now))
@@ -54,27 +64,24 @@ def submit_job(job: Job, task_id: str) -> None:
     ):
         return
     answer = None
+    guard = context.guard()
     try:
         answer = send(context.http(), request, config.api_key)
         result = adapter.parse_submit(answer)
-    except SendFailed as exc:
-        if exc.sent and not config.allow_resubmit:
-            fail(job.id, task_id, SubmitOutcomeUnknown(f"submit to {job.provider} sent but its answer was lost: {exc}"))
+    except (ProviderUnavailable, InsufficientCredits) as exc:
+        # the vendor is failing (5xx, transport) or out of credits: hold other submits back, free this job's slot
+        if isinstance(exc, InsufficientCredits):
+            guard.hold_for_credits(config.name, time.time(), exc.message)
         else:
-            retry_or_fail(job.id, task_id, "submit", exc, submit_started_at=None)
-        return
-    except TransientProviderError as exc:
-        if answer is not None and is_success(answer) and not config.allow_resubmit:
-            # a 2xx we cannot read: the vendor most likely accepted (and charged) the job
-            message = f"{job.provider} accepted the submit but its answer was unreadable: {exc.message}"
-            fail(job.id, task_id, SubmitOutcomeUnknown(redact(message, config.api_key)))
-        else:  # a refusal (429, 5xx): the vendor did not take the job, so submitting again is safe
-            retry_or_fail(job.id, task_id, "submit", exc, exc.retry_after, submit_started_at=None)
+            guard.record_failure(config, time.time())
+        guard.release(config.name, job.id)
+        handle_submit_error(job, task_id, config, exc, answer)
         return
     except GenqueueError as exc:
-        exc.message = redact(exc.message, config.api_key)
-        fail(job.id, task_id, exc)
+        guard.release(config.name, job.id)
+        handle_submit_error(job, task_id, config, exc, answer)
         return
+    guard.record_success(config.name, job.id)
     settings = context.settings()
     cost = result.cost if (result.cost.credits is not None or result.cost.usd is not None) else job.cost
     first_poll = utcnow() + timedelta(seconds=lifecycle.first_poll_delay_seconds(settings, result.estimated_seconds))
@@ -86,3 +93,46 @@ def submit_job(job: Job, task_id: str) -> None:
         provider_task_id=result.task_id,
         cost=Cost.model_validate(cost.model_dump()),
     )
+
+
+def admitted(job: Job, task_id: str, config: ProviderConfig) -> bool:
+    """Take a rate-limit token and an in-flight slot for the job, or reschedule it to wait (False).
+
+    A job over a limit waits by rescheduling its submit step, holding no worker; its retry budget is not touched.
+    Past its deadline, a job still waiting fails with `timeout`.
+    """
+    settings = context.settings()
+    ttl = settings.job_timeout_seconds + 3600
+    admission = context.guard().admit(config, job.id, time.time(), ttl_seconds=ttl)
+    if admission.allowed:
+        return True
+    if utcnow() > job.deadline_at:
+        fail(job.id, task_id, JobTimeout(f"{job.provider} had no capacity before the deadline ({admission.reason})"))
+        return False
+    wait = min(admission.wait_seconds, settings.capacity_recheck_seconds, settings.max_countdown_seconds)
+    delay = wait * context.rng().uniform(1.0, 1.25)
+    assert job.step is not None
+    step = lifecycle.new_step("submit", utcnow() + timedelta(seconds=delay), job.step.attempt, job.step.retries)
+    move_on(job.id, task_id, None, step)
+    return False
+
+
+def handle_submit_error(
+    job: Job, task_id: str, config: ProviderConfig, exc: GenqueueError, answer: HttpAnswer | None
+) -> None:
+    """Fail, or retry, a submit that did not return a task id, never risking a second charge."""
+    if isinstance(exc, SendFailed):
+        if exc.sent and not config.allow_resubmit:
+            fail(job.id, task_id, SubmitOutcomeUnknown(f"submit to {job.provider} sent but its answer was lost: {exc}"))
+        else:
+            retry_or_fail(job.id, task_id, "submit", exc, submit_started_at=None)
+    elif isinstance(exc, TransientProviderError):
+        if answer is not None and is_success(answer) and not config.allow_resubmit:
+            # a 2xx we cannot read: the vendor most likely accepted (and charged) the job
+            message = f"{job.provider} accepted the submit but its answer was unreadable: {exc.message}"
+            fail(job.id, task_id, SubmitOutcomeUnknown(redact(message, config.api_key)))
+        else:  # a refusal (429, 5xx): the vendor did not take the job, so submitting again is safe
+            retry_or_fail(job.id, task_id, "submit", exc, exc.retry_after, submit_started_at=None)
+    else:
+        exc.message = redact(exc.message, config.api_key)
+        fail(job.id, task_id, exc)

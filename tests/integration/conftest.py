@@ -52,6 +52,12 @@ def receiver(webhook_secret: str) -> Iterator[WebhookReceiver]:
 def pipeline_env(redis_url: str, moto_endpoint: str, sandbox_url: str, webhook_secret: str) -> dict[str, str]:
     env = stack_env(redis_url, moto_endpoint, sandbox_url, webhook_secret, bucket=f"genqueue-{uuid.uuid4().hex[:8]}")
     env.update(FAST_SETTINGS)
+    # providers added by settings alone, with tight limits, for the vendor-protection tests
+    for name, limits in {"capped": {"MAX_IN_FLIGHT": "1"}, "throttled": {"RATE_PER_SECOND": "2", "BURST": "1"}}.items():
+        env[f"GENQUEUE_PROVIDERS__{name.upper()}__DIALECT"] = "sandbox"
+        env[f"GENQUEUE_PROVIDERS__{name.upper()}__BASE_URL"] = f"{sandbox_url}/sandbox"
+        env[f"GENQUEUE_PROVIDERS__{name.upper()}__API_KEY"] = "sk-sandbox-extra"
+        env.update({f"GENQUEUE_PROVIDERS__{name.upper()}__{key}": value for key, value in limits.items()})
     Storage(settings_for(env)).ensure_bucket()
     return env
 

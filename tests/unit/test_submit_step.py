@@ -11,6 +11,7 @@ import pytest
 
 from shared import lifecycle
 from shared.models import GenerationRequest, Job, JobStatus, utcnow
+from shared.protection import ProviderGuard
 from shared.settings import Settings
 from shared.store import JobStore
 from workers import context, submit
@@ -22,6 +23,8 @@ def store(monkeypatch: pytest.MonkeyPatch) -> JobStore:
     settings = Settings(providers={"sandbox": {"base_url": "http://vendor.test/sandbox", "api_key": "sk-secret-1"}})
     monkeypatch.setattr(context, "store", lambda: job_store)
     monkeypatch.setattr(context, "settings", lambda: settings)
+    guard = ProviderGuard(job_store.redis)
+    monkeypatch.setattr(context, "guard", lambda: guard)
     return job_store
 
 
