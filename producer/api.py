@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +14,7 @@ from celery import Celery
 from producer.validate import build_request, fingerprint, local_image_paths, validate
 from shared import lifecycle
 from shared.errors import InvalidRequest
-from shared.models import GenerationRequest, Job, JobStatus, utcnow
+from shared.models import Cost, GenerationRequest, Job, JobStatus, utcnow
 from shared.protection import ProviderGuard, ProviderStatus
 from shared.queueing import make_celery, publish_step
 from shared.settings import Settings, get_settings
@@ -44,7 +44,6 @@ class Producer:
         webhook_url: str | None = None,
         metadata: dict[str, str] | None = None,
         idempotency_key: str | None = None,
-        batch_id: str | None = None,
     ) -> Job:
         """Validate the request, store the job and enqueue its submit; the job as stored.
 
@@ -63,30 +62,53 @@ class Producer:
             if existing is not None:
                 return self._wait_for_creation(existing)
         try:
-            request = self._upload_local_images(request, job_id)
-            now = utcnow()
-            job = Job(
-                id=job_id,
-                provider=provider,
-                model=model,
-                request=request,
-                cost=cost,
-                metadata=metadata,
-                batch_id=batch_id,
-                webhook_url=webhook_url,
-                idempotency_key=idempotency_key,
-                created_at=now,
-                updated_at=now,
-                deadline_at=now + timedelta(seconds=self.settings.job_timeout_seconds),
-                step=lifecycle.new_step("submit", now),
+            job = self.create_job(
+                job_id, provider, request, cost, webhook_url, metadata, idempotency_key=idempotency_key
             )
-            self.store.create(job)
         except BaseException:
             if idempotency_key:
                 self.store.release_idempotency_key(idempotency_key, job_id)
             raise
         assert job.step is not None
-        publish_step(self.celery, self.settings, job.id, job.step, now)
+        publish_step(self.celery, self.settings, job.id, job.step, job.created_at)
+        return job
+
+    def create_job(
+        self,
+        job_id: str,
+        provider: str,
+        request: GenerationRequest,
+        cost: Cost,
+        webhook_url: str | None,
+        metadata: dict[str, str],
+        idempotency_key: str | None = None,
+        batch_id: str | None = None,
+        submit_by: datetime | None = None,
+        held: bool = False,
+    ) -> Job:
+        """Store a validated job (uploading its local images first); its submit step is not published here.
+
+        A `held` job has no step: it waits in its batch until the dispatcher releases it.
+        """
+        request = self._upload_local_images(request, job_id)
+        now = utcnow()
+        job = Job(
+            id=job_id,
+            provider=provider,
+            model=request.model,
+            request=request,
+            cost=cost,
+            metadata=metadata,
+            batch_id=batch_id,
+            webhook_url=webhook_url,
+            idempotency_key=idempotency_key,
+            created_at=now,
+            updated_at=now,
+            deadline_at=now + timedelta(seconds=self.settings.job_timeout_seconds),
+            submit_by=submit_by,
+            step=None if held else lifecycle.new_step("submit", now),
+        )
+        self.store.create(job)
         return job
 
     def _upload_local_images(self, request: GenerationRequest, job_id: str) -> GenerationRequest:

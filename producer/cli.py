@@ -9,13 +9,16 @@ from __future__ import annotations
 import dataclasses
 import json
 import sys
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any
 
 import redis
 import typer
 
-from producer.api import JobNotFound, Producer
+from producer.api import JobNotFound
+from producer.cli_batch import batch_app
+from producer.cli_common import EXIT_FAILED, EXIT_REFUSED, EXIT_WAIT_TIMEOUT, producer, refuse
 from producer.render import job_lines, progress_printer, provider_lines
+from producer.stats_cli import metrics_serve, stats
 from shared.errors import GenqueueError
 from shared.models import Job, JobStatus
 from shared.settings import get_settings
@@ -26,14 +29,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     help="genqueue: AI image and video generation jobs.",
 )
-
-EXIT_FAILED, EXIT_REFUSED, EXIT_WAIT_TIMEOUT = 1, 2, 3
-
-
-def refuse(reason: str) -> NoReturn:
-    """Print a one-line reason on stderr and exit 2."""
-    typer.echo(f"genqueue: error: {reason}", err=True)
-    raise typer.Exit(EXIT_REFUSED)
 
 
 def parse_pairs(pairs: list[str], what: str, as_json: bool) -> dict[str, Any]:
@@ -51,13 +46,6 @@ def parse_pairs(pairs: list[str], what: str, as_json: bool) -> dict[str, Any]:
         else:
             parsed[key.strip()] = value
     return parsed
-
-
-def producer() -> Producer:
-    try:
-        return Producer(get_settings())
-    except ValueError as exc:  # settings that do not validate
-        refuse(f"bad settings: {str(exc).splitlines()[0]}")
 
 
 def print_job(job: Job, as_json: bool) -> None:
@@ -198,6 +186,13 @@ def sandbox(
     except ValueError as exc:
         refuse(str(exc))
     serve(SandboxConfig(host=host, port=port, delay_seconds=delay, output_bytes=output_bytes, faults=faults))
+
+
+app.add_typer(batch_app, name="batch")
+app.command("stats")(stats)
+metrics_app = typer.Typer(no_args_is_help=True, help="Job metrics for Prometheus (Flower shows tasks, not jobs).")
+app.add_typer(metrics_app, name="metrics")
+metrics_app.command("serve")(metrics_serve)
 
 
 def main() -> None:

@@ -16,6 +16,28 @@ WEBHOOK_DEAD_LETTERS_KEY = KEY_PREFIX + "webhooks:dead"
 #: set of sha256(webhook URL) of endpoints that answered 410 Gone: nothing more is sent to them
 WEBHOOK_GONE_KEY = KEY_PREFIX + "webhooks:gone"
 
+#: batch hash: `data` (the Batch as JSON); name -> batch id
+BATCH_KEY = KEY_PREFIX + "batch:{batch_id}"
+BATCH_NAME_KEY = KEY_PREFIX + "batch-name:{name}"
+#: set of ids of batches with work left for the dispatcher (pending lines, or jobs not yet ended)
+ACTIVE_BATCHES_KEY = KEY_PREFIX + "batches:active"
+#: hash: line number -> `{job_id} {request hash}`: what each line of the batch file became (resume, report order)
+BATCH_LINES_KEY = KEY_PREFIX + "batch:{batch_id}:lines"
+#: sorted set per provider: job ids held back until the dispatcher releases them, by line number
+BATCH_PENDING_KEY = KEY_PREFIX + "batch:{batch_id}:pending:{provider}"
+#: hash: job status -> number of the batch's jobs in it; kept by the job store's write script
+BATCH_COUNTS_KEY = KEY_PREFIX + "batch:{batch_id}:counts"
+#: list: ids of the batch's jobs that ended, not yet accounted for by the dispatcher; pushed by the write script
+BATCH_ENDED_KEY = KEY_PREFIX + "batch:{batch_id}:ended"
+#: hash: `committed` (reserved or spent, in the budget's currency), `spent_credits`, `spent_usd` (charged by vendors)
+BATCH_LEDGER_KEY = KEY_PREFIX + "batch:{batch_id}:ledger"
+#: hash: job id -> the amount reserved for it at release, until it ends
+BATCH_RESERVED_KEY = KEY_PREFIX + "batch:{batch_id}:reserved"
+#: sorted set per provider: batch jobs released to the submit queue and not yet started, by release time
+RELEASED_KEY = KEY_PREFIX + "provider:{name}:released"
+#: lock held by the one dispatcher pass running
+DISPATCH_LOCK_KEY = KEY_PREFIX + "dispatch:lock"
+
 #: per provider (shared/protection/): token bucket hash `tokens`, `at` (unix time of its last update)
 PROVIDER_BUCKET_KEY = KEY_PREFIX + "provider:{name}:bucket"
 #: sorted set: job id -> unix time its in-flight slot expires if never released
@@ -30,6 +52,8 @@ POLL_TASK = "genqueue.poll"
 FINALIZE_TASK = "genqueue.finalize"
 WEBHOOK_TASK = "genqueue.deliver_webhook"
 SWEEP_TASK = "genqueue.sweep"
+DISPATCH_TASK = "genqueue.dispatch"
+BATCH_WEBHOOK_TASK = "genqueue.deliver_batch_webhook"
 
 #: step name (as in `Step.name`) -> (task name, queue)
 STEP_TASKS: dict[str, tuple[str, str]] = {

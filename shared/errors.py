@@ -20,7 +20,8 @@ GenqueueError
 
 from __future__ import annotations
 
-from typing import ClassVar
+import copy
+from typing import ClassVar, Self
 
 
 class GenqueueError(Exception):
@@ -31,6 +32,13 @@ class GenqueueError(Exception):
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
+
+    def reworded(self, message: str) -> Self:
+        """The same error (class, code, fields) with another message."""
+        copied = copy.copy(self)
+        copied.message = message
+        copied.args = (message,)
+        return copied
 
 
 class InvalidRequest(GenqueueError):

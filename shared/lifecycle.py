@@ -126,6 +126,13 @@ def fail_owned(job: Job, task_id: str, error: GenqueueError, now: datetime) -> J
     return finish(job, JobStatus.FAILED, now, JobError(code=error.code, message=error.message))
 
 
+def cancel_owned(job: Job, task_id: str, reason: str, now: datetime) -> Job | None:
+    """Cancel a job, with `reason`, from the step task `task_id` owns."""
+    if not owns_step(job, task_id):
+        return None
+    return finish(job, JobStatus.CANCELED, now, JobError(code="canceled", message=reason))
+
+
 def cancel(job: Job, now: datetime | None = None) -> Job | None:
     """Cancel a job that has not ended; None when it already ended."""
     return finish(job, JobStatus.CANCELED, now or utcnow(), JobError(code="canceled", message="canceled by the caller"))

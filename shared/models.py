@@ -197,12 +197,16 @@ class Job(BaseModel):
     webhook_url: str | None = None
     idempotency_key: str | None = None
     deadline_at: datetime
+    #: a batch job not submitted to its vendor by then is canceled (the batch's --deadline)
+    submit_by: datetime | None = None
     step: Step | None = None
     submit_started_at: datetime | None = None
     progress: float | None = None
     poll_count: int = 0
     output_urls: list[str] = Field(default_factory=list)
     webhook: WebhookState | None = None
+    #: when the job entered each status it has been in (status value -> time), stamped by the job store
+    entered_at: dict[str, datetime] = Field(default_factory=dict)
 
     def public(self) -> dict[str, Any]:
         """The job as INTERFACE.md describes it, ready for JSON."""

@@ -13,7 +13,7 @@ from typing import Any
 from celery import Celery
 from kombu.entity import Queue
 
-from shared.constants import QUEUES, STEP_TASKS, SWEEP_TASK
+from shared.constants import BATCH_WEBHOOK_TASK, DISPATCH_TASK, QUEUES, STEP_TASKS, SWEEP_TASK
 from shared.models import Step, utcnow
 from shared.settings import Settings
 
@@ -55,7 +55,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_queues": [Queue(name) for name in QUEUES],  # type: ignore[no-untyped-call]
         "task_default_queue": "submit",
         "task_routes": {task: {"queue": queue} for task, queue in STEP_TASKS.values()}
-        | {SWEEP_TASK: {"queue": "poll"}},
+        | {SWEEP_TASK: {"queue": "poll"}, DISPATCH_TASK: {"queue": "poll"}, BATCH_WEBHOOK_TASK: {"queue": "webhooks"}},
         # Finish warm shutdown even when only countdown tasks are reserved, so they are restored to Redis.
         "worker_enable_soft_shutdown_on_idle": True,
         "worker_soft_shutdown_timeout": 10.0,
@@ -66,7 +66,13 @@ def celery_config(settings: Settings) -> dict[str, Any]:
                 "task": SWEEP_TASK,
                 "schedule": settings.sweep_interval_seconds,
                 "options": {"queue": "poll", "expires": settings.sweep_interval_seconds},
-            }
+            },
+            # and the dispatcher, which releases held batch jobs at the pace of each vendor's limits
+            "dispatch-batches": {
+                "task": DISPATCH_TASK,
+                "schedule": settings.dispatch_interval_seconds,
+                "options": {"queue": "poll", "expires": settings.dispatch_interval_seconds * 2},
+            },
         },
         "enable_utc": True,
     }

@@ -76,6 +76,8 @@ class Settings(BaseSettings):
     #: a job whose next step is overdue by this long (its task lost, or its worker dead) is resumed by the sweeper
     sweep_grace_seconds: float = 120.0
     sweep_interval_seconds: float = 30.0
+    #: how often the dispatcher releases held batch jobs (workers/dispatcher.py)
+    dispatch_interval_seconds: float = 1.0
     #: a job waiting for provider capacity (rate, in-flight cap, breaker, credit hold) checks again at least this
     #: often, so `genqueue provider resume` or a freed slot takes effect within that time
     capacity_recheck_seconds: float = 5.0

@@ -14,6 +14,8 @@ from collections.abc import Callable
 import redis
 
 from shared.constants import (
+    BATCH_COUNTS_KEY,
+    BATCH_ENDED_KEY,
     DUE_KEY,
     IDEMPOTENCY_KEY,
     IDEMPOTENCY_TTL_SECONDS,
@@ -22,9 +24,11 @@ from shared.constants import (
     WEBHOOK_GONE_KEY,
 )
 from shared.errors import InvalidRequest
-from shared.models import Job
+from shared.models import Job, utcnow
 
-# KEYS: job hash, due zset. ARGV: expected version ("" = must not exist), data, status, job id, due score ("" = none)
+# KEYS: job hash, due zset, batch counts hash, batch ended list (the last two unused for a job in no batch).
+# ARGV: expected version ("" = must not exist), data, status, job id, due score ("" = none), "1" when in a batch,
+# "1" when the new status is terminal.
 _CAS_SCRIPT = """
 local current = redis.call('HGET', KEYS[1], 'version')
 if ARGV[1] == '' then
@@ -33,12 +37,18 @@ if ARGV[1] == '' then
 elseif current ~= ARGV[1] then
   return -1
 end
+local old_status = redis.call('HGET', KEYS[1], 'status')
 local version = tonumber(current) + 1
 redis.call('HSET', KEYS[1], 'data', ARGV[2], 'version', version, 'status', ARGV[3])
 if ARGV[5] == '' then
   redis.call('ZREM', KEYS[2], ARGV[4])
 else
   redis.call('ZADD', KEYS[2], ARGV[5], ARGV[4])
+end
+if ARGV[6] == '1' and old_status ~= ARGV[3] then
+  if old_status then redis.call('HINCRBY', KEYS[3], old_status, -1) end
+  redis.call('HINCRBY', KEYS[3], ARGV[3], 1)
+  if ARGV[7] == '1' then redis.call('RPUSH', KEYS[4], ARGV[4]) end
 end
 return version
 """
@@ -63,6 +73,8 @@ class JobStore:
 
     def create(self, job: Job) -> None:
         """Store a new job; ValueError if its id is taken."""
+        if job.status.value not in job.entered_at:
+            job.entered_at = {**job.entered_at, job.status.value: job.created_at}
         if self._write(job, expected_version="") < 0:
             raise ValueError(f"job {job.id} already exists")
 
@@ -70,6 +82,13 @@ class JobStore:
         """The job, or None when there is no such job."""
         data = self.redis.hget(JOB_KEY.format(job_id=job_id), "data")
         return Job.model_validate_json(data) if data else None
+
+    def get_many(self, job_ids: list[str]) -> list[Job | None]:
+        """The jobs with these ids, in the same order (None where there is none), in one round trip."""
+        pipe = self.redis.pipeline(transaction=False)
+        for job_id in job_ids:
+            pipe.hget(JOB_KEY.format(job_id=job_id), "data")
+        return [Job.model_validate_json(data) if data else None for data in pipe.execute()]
 
     def update(self, job_id: str, change: Callable[[Job], Job | None]) -> Job | None:
         """Apply `change` to the current job and write the result atomically.
@@ -82,18 +101,36 @@ class JobStore:
             data, version = self.redis.hmget(key, ["data", "version"])
             if data is None:
                 return None
-            new = change(Job.model_validate_json(data))
+            current = Job.model_validate_json(data)
+            old_status = current.status
+            new = change(current)
             if new is None:
                 return None
+            if new.status is not old_status and new.status.value not in new.entered_at:
+                new.entered_at = {**new.entered_at, new.status.value: utcnow()}
             if self._write(new, expected_version=_text(version)) > 0:
                 return new
         raise ConcurrentUpdate(f"job {job_id} changed {MAX_CAS_ATTEMPTS} times while being updated")
 
     def _write(self, job: Job, expected_version: str) -> int:
         due = "" if job.step is None else str(job.step.due_at.timestamp())
+        batch = job.batch_id or "-"
         result = self._cas(
-            keys=[JOB_KEY.format(job_id=job.id), DUE_KEY],
-            args=[expected_version, job.model_dump_json(), job.status.value, job.id, due],
+            keys=[
+                JOB_KEY.format(job_id=job.id),
+                DUE_KEY,
+                BATCH_COUNTS_KEY.format(batch_id=batch),
+                BATCH_ENDED_KEY.format(batch_id=batch),
+            ],
+            args=[
+                expected_version,
+                job.model_dump_json(),
+                job.status.value,
+                job.id,
+                due,
+                "1" if job.batch_id else "",
+                "1" if job.status.terminal else "",
+            ],
         )
         return int(result)
 

@@ -82,6 +82,15 @@ def fail(job_id: str, task_id: str, error: GenqueueError) -> Job | None:
     return written
 
 
+def cancel(job_id: str, task_id: str, reason: str) -> Job | None:
+    """End the job as canceled with `reason`, from the step task `task_id` owns (a batch deadline passed, say)."""
+    now = utcnow()
+    written = context.store().update(job_id, lambda job: lifecycle.cancel_owned(job, task_id, reason, now))
+    if written is not None and written.step is not None:
+        publish_step(app, context.settings(), job_id, written.step, now)
+    return written
+
+
 def retry_or_fail(
     job_id: str, task_id: str, name: StepName, error: GenqueueError, retry_after: float | None = None, **fields: object
 ) -> Job | None:
@@ -93,7 +102,8 @@ def retry_or_fail(
     retries = dict(job.step.retries)
     retries[error.code] = retries.get(error.code, 0) + 1
     if retries[error.code] > settings.retry_budget(error.code):
-        return fail(job_id, task_id, error)
+        spent = f"{job.provider} {name}: {error.message} (gave up after {retries[error.code] - 1} retries)"
+        return fail(job_id, task_id, error.reworded(spent))
     attempt = job.step.attempt + 1
     delay = lifecycle.backoff_seconds(settings, attempt, retry_after, context.rng())
     log.info("%s: job %s: %s; retry %d in %.1fs", name, job_id, error.code, attempt, delay)

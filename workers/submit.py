@@ -13,6 +13,7 @@ from datetime import timedelta
 from celery import Task
 
 from shared import lifecycle
+from shared.batch import BatchStore
 from shared.constants import SUBMIT_TASK
 from shared.errors import (
     GenqueueError,
@@ -29,7 +30,7 @@ from shared.providers.registry import get_adapter
 from shared.storage import StorageInputs
 from workers import context
 from workers.app import genqueue_task
-from workers.steps import fail, move_on, retry_or_fail, run_step
+from workers.steps import cancel, fail, move_on, retry_or_fail, run_step
 
 
 @genqueue_task(SUBMIT_TASK)
@@ -43,6 +44,11 @@ def submit_job(job: Job, task_id: str) -> None:
     """The submit step for a claimed job."""
     if job.status is not JobStatus.QUEUED:
         return
+    if job.batch_id is not None:
+        BatchStore(context.store().redis).mark_started(job.provider, job.id)
+        if job.submit_by is not None and job.submit_started_at is None and utcnow() >= job.submit_by:
+            cancel(job.id, task_id, f"the batch deadline {job.submit_by.isoformat()} passed before it was submitted")
+            return
     try:
         config = context.settings().provider(job.provider)
         if job.submit_started_at is not None and not config.allow_resubmit:

@@ -1,0 +1,301 @@
+"""Batches from the producer's side: check a whole file, plan it, enqueue (or resume) it, follow and report it.
+
+A batch's jobs are stored at once but held back in Redis (no Celery message each); the dispatcher
+(workers/dispatcher.py) releases them at the pace each vendor's limits allow, so they never crowd out
+interactive jobs and never hold worker memory while they wait.
+"""
+
+from __future__ import annotations
+
+import functools
+import uuid
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from producer.api import Producer
+from producer.batch_file import ParsedLine, read_batch_file
+from producer.validate import build_request, fingerprint, validate
+from shared.batch import Batch, BatchStore, Budget
+from shared.errors import GenqueueError, InvalidRequest
+from shared.models import Cost, GenerationRequest, Job, JobStatus
+from shared.netguard import check_url
+from shared.providers.catalog import estimate_cost
+
+
+@dataclass(frozen=True)
+class PlannedJob:
+    """A batch line checked completely: what its job will be."""
+
+    line: int
+    provider: str
+    request: GenerationRequest
+    cost: Cost
+    webhook_url: str | None
+    metadata: dict[str, str]
+
+    @property
+    def fingerprint(self) -> str:
+        return fingerprint(self.provider, self.request, self.webhook_url, self.metadata)
+
+
+@dataclass
+class Plan:
+    """A batch file checked: the jobs it makes, the lines refused (line number, reason), and what it costs."""
+
+    jobs: list[PlannedJob] = field(default_factory=list)
+    refused: list[tuple[int, str]] = field(default_factory=list)
+
+    def by_provider(self) -> dict[str, tuple[int, float | None, float | None]]:
+        """provider -> (jobs, credits estimate, USD estimate); an estimate is None when any job's is unknown."""
+        rows: dict[str, list[PlannedJob]] = defaultdict(list)
+        for job in self.jobs:
+            rows[job.provider].append(job)
+        return {
+            name: (len(jobs), _sum(j.cost.credits for j in jobs), _sum(j.cost.usd for j in jobs))
+            for name, jobs in sorted(rows.items())
+        }
+
+
+@dataclass(frozen=True)
+class BatchOptions:
+    """The options of `genqueue batch submit`."""
+
+    name: str
+    not_before: datetime | None = None
+    deadline: datetime | None = None
+    budget: Budget | None = None
+    webhook_url: str | None = None
+
+
+@dataclass(frozen=True)
+class EnqueueResult:
+    """What `enqueue` did: the batch, whether it was new, lines enqueued now and lines found enqueued before."""
+
+    batch: Batch
+    created: bool
+    enqueued: int
+    already: int
+
+
+class BatchProducer:
+    """Submit, follow, report and retry batches. Uses a Producer for the jobs themselves."""
+
+    def __init__(self, producer: Producer | None = None) -> None:
+        self.producer = producer or Producer()
+        self.settings = self.producer.settings
+        self.batches = BatchStore(self.producer.store.redis)
+
+    def plan(self, path: Path, options: BatchOptions) -> Plan:
+        """Check every line of the file at `path` as `genqueue submit` would; ValueError if the file is unreadable."""
+        check = _cached_validator(self)
+        if options.webhook_url is not None:
+            check_url(options.webhook_url, self.settings.allow_private_urls, what="--webhook")
+        plan = Plan()
+        for parsed in read_batch_file(path):
+            planned = self._plan_line(parsed, options, check)
+            if isinstance(planned, PlannedJob):
+                plan.jobs.append(planned)
+            else:
+                plan.refused.append((parsed.number, planned))
+        return plan
+
+    def _plan_line(
+        self, parsed: ParsedLine, options: BatchOptions, check: Callable[[str, GenerationRequest, str | None], Cost]
+    ) -> PlannedJob | str:
+        if parsed.line is None:
+            return parsed.error or "unreadable"
+        line = parsed.line
+        webhook = line.webhook or options.webhook_url
+        try:
+            request = build_request(line.model, line.prompt, line.options, line.images)
+            cost = check(line.provider, request, webhook)
+        except GenqueueError as exc:
+            return exc.message
+        if options.budget is not None and getattr(cost, options.budget.currency) is None:
+            return (
+                f"no {options.budget.currency} estimate for {line.provider} {line.model}, so a "
+                f"--budget-{options.budget.currency} cannot bound it"
+            )
+        return PlannedJob(parsed.number, line.provider, request, cost, webhook, dict(line.metadata))
+
+    def enqueue(
+        self, plan: Plan, options: BatchOptions, on_progress: Callable[[int], None] | None = None
+    ) -> EnqueueResult:
+        """Create the batch (or resume the one with this name) and store every planned job, held for the dispatcher.
+
+        Lines enqueued by an earlier run of the same batch are not enqueued again; a line whose request changed
+        since is refused with InvalidRequest naming it, before anything new is stored.
+        """
+        batch, created = self.batches.open(options.name, lambda batch_id: _new_batch(batch_id, options))
+        if not created:
+            batch = batch.model_copy(
+                update={
+                    "not_before": options.not_before,
+                    "deadline": options.deadline,
+                    "budget": options.budget,
+                    "webhook_url": options.webhook_url,
+                    "completed_at": None,
+                }
+            )
+        batch.providers = sorted(set(batch.providers) | {job.provider for job in plan.jobs})
+        # the total is known before any job is stored, so the dispatcher cannot complete the batch half-enqueued
+        known = {line for line, _ in self.batches.line_jobs(batch.id)}
+        batch.total = len(known | {job.line for job in plan.jobs})
+        self.batches.save(batch)
+        enqueued = already = 0
+        try:
+            for done, job in enumerate(plan.jobs, start=1):
+                if self._enqueue_line(batch, job):
+                    enqueued += 1
+                else:
+                    already += 1
+                if on_progress is not None:
+                    on_progress(done)
+        except BaseException:
+            batch.total = len(self.batches.line_jobs(batch.id))
+            self.batches.save(batch)
+            raise
+        finally:
+            self.batches.activate(batch.id)
+        return EnqueueResult(batch, created, enqueued, already)
+
+    def _enqueue_line(self, batch: Batch, planned: PlannedJob) -> bool:
+        """Store one line's job, held; False when an earlier run stored it (it is held again if it was never
+        released, in case that run died between storing and holding it)."""
+        job_id = f"job_{uuid.uuid4().hex}"
+        try:
+            existing = self.batches.claim_line(batch.id, planned.line, job_id, planned.fingerprint)
+        except InvalidRequest as exc:
+            raise InvalidRequest(f"line {planned.line}: {exc.message}") from None
+        if existing is not None:
+            job = self.producer.store.get(existing)
+            if job is not None and job.status is JobStatus.QUEUED and job.step is None:
+                self.batches.hold(batch.id, job.provider, job.id, planned.line)
+            return False
+        try:
+            self.producer.create_job(
+                job_id,
+                planned.provider,
+                planned.request,
+                planned.cost,
+                planned.webhook_url,
+                planned.metadata,
+                batch_id=batch.id,
+                submit_by=batch.deadline,
+                held=True,
+            )
+        except BaseException:
+            self.batches.release_line(batch.id, planned.line, job_id)
+            raise
+        self.batches.hold(batch.id, planned.provider, job_id, planned.line)
+        return True
+
+    def get(self, name: str) -> Batch:
+        """The batch called `name` (or with that id); InvalidRequest when there is none."""
+        batch = self.batches.get_by_name(name)
+        if batch is None:
+            raise InvalidRequest(f"no batch named {name!r}")
+        return batch
+
+    def summary(self, batch: Batch) -> dict[str, Any]:
+        """Counts by status, jobs still held, committed cost: what `batch status` shows."""
+        return batch.summary(
+            self.batches.counts(batch.id),
+            self.batches.ledger(batch.id),
+            self.batches.held_count(batch.id, batch.providers),
+        )
+
+    def jobs(self, batch: Batch) -> Iterator[tuple[int, Job]]:
+        """(line number, job) for every enqueued line, in the file's line order."""
+        lines = self.batches.line_jobs(batch.id)
+        for start in range(0, len(lines), 500):
+            chunk = lines[start : start + 500]
+            jobs = self.producer.store.get_many([job_id for _, job_id in chunk])
+            for (line, _), job in zip(chunk, jobs, strict=True):
+                if job is not None:
+                    yield line, job
+
+    def retry_failed(self, batch: Batch) -> int:
+        """Enqueue every failed job of the batch again as a new job of the same batch; how many.
+
+        Each new job's metadata names the job it retries; a failed job is retried once per call of this.
+        """
+        lines = self.batches.line_jobs(batch.id)
+        failed = [
+            (line, job)
+            for line, job in self.jobs(batch)
+            if job.status is JobStatus.FAILED and "genqueue_retried_as" not in job.metadata
+        ]
+        if not failed:
+            return 0
+        next_line = max((line for line, _ in lines), default=0) + 1
+        batch = batch.model_copy(update={"completed_at": None, "webhook": None, "webhook_next_at": None})
+        batch.total = len(lines) + len(failed)
+        self.batches.save(batch)
+        for offset, (line, job) in enumerate(failed):
+            metadata = dict(job.metadata) | {"genqueue_retry_of": job.id, "genqueue_line": str(line)}
+            cost = estimate_cost(job.provider, job.request)
+            planned = PlannedJob(next_line + offset, job.provider, job.request, cost, job.webhook_url, metadata)
+            self._enqueue_line(batch, planned)
+            self.producer.store.update(job.id, functools.partial(_mark_retried, line=planned.line))
+        self.batches.activate(batch.id)
+        return len(failed)
+
+
+def _mark_retried(job: Job, line: int) -> Job:
+    new = job.model_copy(deep=True)
+    new.metadata["genqueue_retried_as"] = f"line {line}"
+    return new
+
+
+def _new_batch(batch_id: str, options: BatchOptions) -> Batch:
+    return Batch(
+        id=batch_id,
+        name=options.name,
+        not_before=options.not_before,
+        deadline=options.deadline,
+        budget=options.budget,
+        webhook_url=options.webhook_url,
+    )
+
+
+def _sum(values: Iterator[float | None]) -> float | None:
+    total = 0.0
+    for value in values:
+        if value is None:
+            return None
+        total += value
+    return total
+
+
+def _cached_validator(batches: BatchProducer) -> Callable[[str, GenerationRequest, str | None], Cost]:
+    """`validate` for many lines: each distinct webhook URL is resolved once, not once a line."""
+    check_webhook = _cached_check(batches.settings.allow_private_urls)
+
+    def check(provider: str, request: GenerationRequest, webhook: str | None) -> Cost:
+        if webhook is not None:
+            check_webhook(webhook)
+        return validate(batches.settings, provider, request, None)[1]
+
+    return check
+
+
+def _cached_check(allow_private: bool) -> Callable[[str], None]:
+    """check_url for webhook URLs, remembering each URL's verdict (refusals included)."""
+    verdicts: dict[str, str | None] = {}
+
+    def check(url: str) -> None:
+        if url not in verdicts:
+            try:
+                check_url(url, allow_private, what="webhook URL")
+                verdicts[url] = None
+            except InvalidRequest as exc:
+                verdicts[url] = exc.message
+        if (reason := verdicts[url]) is not None:
+            raise InvalidRequest(reason)
+
+    return check

@@ -1,0 +1,25 @@
+"""What every `genqueue` subcommand shares: exit statuses, the one-line refusal, the Producer from settings."""
+
+from __future__ import annotations
+
+from typing import NoReturn
+
+import typer
+
+from producer.api import Producer
+from shared.settings import get_settings
+
+EXIT_FAILED, EXIT_REFUSED, EXIT_WAIT_TIMEOUT = 1, 2, 3
+
+
+def refuse(reason: str) -> NoReturn:
+    """Print a one-line reason on stderr and exit 2."""
+    typer.echo(f"genqueue: error: {reason}", err=True)
+    raise typer.Exit(EXIT_REFUSED)
+
+
+def producer() -> Producer:
+    try:
+        return Producer(get_settings())
+    except ValueError as exc:  # settings that do not validate
+        refuse(f"bad settings: {str(exc).splitlines()[0]}")

@@ -1,0 +1,127 @@
+"""`genqueue stats` and `genqueue metrics serve`: job-level metrics at a terminal and for Prometheus.
+
+`stats` reads every job once (shared.metrics.collect) and prints, per provider, jobs by status, errors by code,
+average polls per polled job, average time in each status, cost; then one webhooks line. `--json` prints the
+JobMetrics snapshot as JSON instead. `metrics_serve` runs the Prometheus exporter (shared.metrics_exporter) and
+blocks. Both are plain functions with typer annotations; producer/cli.py registers them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Annotated
+
+import redis
+import typer
+
+from shared.metrics import JobMetrics, StateTime, collect
+from shared.models import STATUS_RANK, JobStatus, utcnow
+from shared.settings import get_settings
+
+#: statuses a job spends time in (terminal statuses are where it stops)
+TIMED_STATUSES = [status for status in JobStatus if not status.terminal]
+
+
+def stats(as_json: Annotated[bool, typer.Option("--json", help="print the metrics as JSON")] = False) -> None:
+    """Show job metrics per provider: status counts, errors, polls, time in each status, cost, webhooks."""
+    typer.echo(stats_text(_client(), as_json))
+
+
+def metrics_serve(
+    host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port to listen on")] = 9808,
+) -> None:
+    """Serve job metrics for Prometheus at http://HOST:PORT/metrics (read from the job store on each scrape)."""
+    from shared.metrics_exporter import serve
+
+    typer.echo(f"serving job metrics at http://{host}:{port}/metrics", err=True)
+    serve(get_settings().redis_url, host, port)
+
+
+def stats_text(client: redis.Redis, as_json: bool) -> str:
+    """What `stats` prints for the job store behind `client`."""
+    metrics = collect(client, utcnow())
+    return metrics.model_dump_json(indent=2) if as_json else "\n".join(stats_lines(metrics))
+
+
+def stats_lines(metrics: JobMetrics) -> list[str]:
+    """A snapshot as aligned text tables."""
+    if not metrics.providers:
+        return ["no jobs", _webhook_line(metrics)]
+    statuses = sorted(JobStatus, key=lambda status: STATUS_RANK[status])
+    counts = _table(
+        ["provider", *(status.value for status in statuses), "total"],
+        [
+            [
+                name,
+                *(str(provider.jobs_by_status.get(status.value, 0)) for status in statuses),
+                str(provider.jobs),
+            ]
+            for name, provider in metrics.providers.items()
+        ],
+    )
+    times = _table(
+        ["avg time in", *(status.value for status in TIMED_STATUSES)],
+        [
+            [name, *(_average_time(provider.state_time.get(status.value)) for status in TIMED_STATUSES)]
+            for name, provider in metrics.providers.items()
+        ],
+    )
+    other = _table(
+        ["provider", "polls/job", "credits", "usd", "errors"],
+        [
+            [
+                name,
+                "-" if provider.average_polls is None else f"{provider.average_polls:.1f}",
+                f"{provider.cost_credits:.2f}",
+                f"{provider.cost_usd:.2f}",
+                ", ".join(f"{code} {count}" for code, count in sorted(provider.errors_by_code.items())) or "-",
+            ]
+            for name, provider in metrics.providers.items()
+        ],
+        free_text_last=True,
+    )
+    return [*counts, "", *times, "", *other, "", _webhook_line(metrics)]
+
+
+def _webhook_line(metrics: JobMetrics) -> str:
+    hooks = metrics.webhooks
+    return (
+        f"webhooks: {hooks.attempts} attempts, {hooks.failed_attempts} failed, {hooks.delivered} delivered, "
+        f"{hooks.given_up} given up, {hooks.dead_letters} dead letters"
+    )
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]], free_text_last: bool = False) -> list[str]:
+    """Rows as aligned text: the first column (and the last, when free text) left-aligned, the others right-aligned."""
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+    left = {0, len(header) - 1} if free_text_last else {0}
+
+    def line(cells: Sequence[str]) -> str:
+        parts = [
+            cell.ljust(width) if i in left else cell.rjust(width)
+            for i, (cell, width) in enumerate(zip(cells, widths, strict=True))
+        ]
+        return "  ".join(parts).rstrip()
+
+    return [line(header), *(line(row) for row in rows)]
+
+
+def _average_time(spent: StateTime | None) -> str:
+    return "-" if spent is None or spent.average is None else _duration(spent.average)
+
+
+def _duration(seconds: float) -> str:
+    """3.2s, 4m10s, 2h05m, 3d04h."""
+    if round(seconds, 1) < 60:
+        return f"{seconds:.1f}s"
+    whole = round(seconds)
+    if whole < 3600:
+        return f"{whole // 60}m{whole % 60:02d}s"
+    if whole < 86400:
+        return f"{whole // 3600}h{whole % 3600 // 60:02d}m"
+    return f"{whole // 86400}d{whole % 86400 // 3600:02d}h"
+
+
+def _client() -> redis.Redis:
+    return redis.Redis.from_url(get_settings().redis_url, socket_timeout=10, socket_connect_timeout=5)

@@ -1,0 +1,212 @@
+"""The batch store: batches, what each line of a batch file became, held-back jobs, counts and the budget ledger.
+
+Jobs themselves live in the job store (shared/store.py), whose write script keeps each batch's counts by status
+and the list of its jobs that ended; everything else about a batch is kept here.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+
+import redis
+
+from shared.batch.models import Batch
+from shared.constants import (
+    ACTIVE_BATCHES_KEY,
+    BATCH_COUNTS_KEY,
+    BATCH_ENDED_KEY,
+    BATCH_KEY,
+    BATCH_LEDGER_KEY,
+    BATCH_LINES_KEY,
+    BATCH_NAME_KEY,
+    BATCH_PENDING_KEY,
+    BATCH_RESERVED_KEY,
+    RELEASED_KEY,
+)
+from shared.errors import InvalidRequest
+
+# KEYS: reserved hash, ledger hash. ARGV: job id, actual amount. Replaces the job's reservation by what it cost, once.
+_SETTLE_SCRIPT = """
+local reserved = redis.call('HGET', KEYS[1], ARGV[1])
+if not reserved then return 0 end
+redis.call('HDEL', KEYS[1], ARGV[1])
+redis.call('HINCRBYFLOAT', KEYS[2], 'committed', tonumber(ARGV[2]) - tonumber(reserved))
+return 1
+"""
+
+# KEYS: reserved hash, ledger hash. ARGV: job id, amount, budget. Reserves the amount unless that passes the budget.
+_RESERVE_SCRIPT = """
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then return 1 end
+local committed = tonumber(redis.call('HGET', KEYS[2], 'committed') or '0')
+if committed + tonumber(ARGV[2]) > tonumber(ARGV[3]) + 1e-9 then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('HINCRBYFLOAT', KEYS[2], 'committed', ARGV[2])
+return 1
+"""
+
+
+class BatchStore:
+    """Reads and writes batches and their bookkeeping. Only this class touches batch keys in Redis."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self.redis = client
+        self._settle = client.register_script(_SETTLE_SCRIPT)
+        self._reserve = client.register_script(_RESERVE_SCRIPT)
+
+    # the batch itself
+
+    def open(self, name: str, make: Callable[[str], Batch]) -> tuple[Batch, bool]:
+        """The batch called `name`, made with `make(new_id)` when there is none yet; and whether it is new."""
+        new_id = f"batch_{uuid.uuid4().hex[:16]}"
+        if self.redis.set(BATCH_NAME_KEY.format(name=name), new_id, nx=True):
+            batch = make(new_id)
+            self.save(batch)
+            return batch, True
+        existing = self.get_by_name(name)
+        if existing is None:  # the name was claimed by a submit that died before saving its batch
+            batch = make(_text(self.redis.get(BATCH_NAME_KEY.format(name=name))))
+            self.save(batch)
+            return batch, True
+        return existing, False
+
+    def save(self, batch: Batch) -> None:
+        self.redis.hset(BATCH_KEY.format(batch_id=batch.id), "data", batch.model_dump_json())
+
+    def get(self, batch_id: str) -> Batch | None:
+        data = self.redis.hget(BATCH_KEY.format(batch_id=batch_id), "data")
+        return Batch.model_validate_json(data) if data else None
+
+    def get_by_name(self, name: str) -> Batch | None:
+        """The batch called `name` (or with that id), or None."""
+        batch_id = self.redis.get(BATCH_NAME_KEY.format(name=name))
+        if batch_id is None:
+            return self.get(name) if name.startswith("batch_") else None
+        return self.get(_text(batch_id))
+
+    # lines and held-back jobs
+
+    def claim_line(self, batch_id: str, line: int, job_id: str, fingerprint: str) -> str | None:
+        """Bind line `line` to `job_id`; the job id it was bound to before, if any (a resumed batch).
+
+        InvalidRequest when the line was enqueued before with a different request (the file changed).
+        """
+        key = BATCH_LINES_KEY.format(batch_id=batch_id)
+        if self.redis.hsetnx(key, str(line), f"{job_id} {fingerprint}"):
+            return None
+        existing_job, _, existing_fingerprint = _text(self.redis.hget(key, str(line))).partition(" ")
+        if existing_fingerprint != fingerprint:
+            raise InvalidRequest("this line was enqueued before with a different request; the file has changed")
+        return existing_job
+
+    def release_line(self, batch_id: str, line: int, job_id: str) -> None:
+        """Undo `claim_line` when the job could not be created."""
+        key = BATCH_LINES_KEY.format(batch_id=batch_id)
+        if _text(self.redis.hget(key, str(line)) or b"").startswith(job_id + " "):
+            self.redis.hdel(key, str(line))
+
+    def line_jobs(self, batch_id: str) -> list[tuple[int, str]]:
+        """(line number, job id) of every enqueued line, in line order."""
+        raw = self.redis.hgetall(BATCH_LINES_KEY.format(batch_id=batch_id))
+        lines = [(int(_text(line)), _text(value).partition(" ")[0]) for line, value in raw.items()]
+        return sorted(lines)
+
+    def hold(self, batch_id: str, provider: str, job_id: str, line: int) -> None:
+        """Keep job `job_id` back until the dispatcher releases it; marks the batch active."""
+        pipe = self.redis.pipeline()
+        pipe.zadd(BATCH_PENDING_KEY.format(batch_id=batch_id, provider=provider), {job_id: line})
+        pipe.sadd(ACTIVE_BATCHES_KEY, batch_id)
+        pipe.execute()
+
+    def held(self, batch_id: str, provider: str, limit: int) -> list[str]:
+        """Up to `limit` held job ids of `provider`, in line order."""
+        if limit <= 0:
+            return []
+        key = BATCH_PENDING_KEY.format(batch_id=batch_id, provider=provider)
+        return [_text(raw) for raw in self.redis.zrange(key, 0, limit - 1)]
+
+    def unhold(self, batch_id: str, provider: str, job_id: str) -> None:
+        self.redis.zrem(BATCH_PENDING_KEY.format(batch_id=batch_id, provider=provider), job_id)
+
+    def held_count(self, batch_id: str, providers: list[str]) -> int:
+        pipe = self.redis.pipeline()
+        for provider in providers:
+            pipe.zcard(BATCH_PENDING_KEY.format(batch_id=batch_id, provider=provider))
+        return sum(int(count) for count in pipe.execute())
+
+    def active(self) -> list[str]:
+        return sorted(_text(raw) for raw in self.redis.smembers(ACTIVE_BATCHES_KEY))
+
+    def activate(self, batch_id: str) -> None:
+        self.redis.sadd(ACTIVE_BATCHES_KEY, batch_id)
+
+    def deactivate(self, batch_id: str) -> None:
+        self.redis.srem(ACTIVE_BATCHES_KEY, batch_id)
+
+    # counts (kept by the job store's write script) and jobs that ended
+
+    def counts(self, batch_id: str) -> dict[str, int]:
+        raw = self.redis.hgetall(BATCH_COUNTS_KEY.format(batch_id=batch_id))
+        return {_text(status): int(count) for status, count in raw.items() if int(count)}
+
+    def take_ended(self, batch_id: str, limit: int = 1000) -> list[str]:
+        """Up to `limit` ids of the batch's jobs that ended since the last call."""
+        raw = self.redis.lpop(BATCH_ENDED_KEY.format(batch_id=batch_id), limit)
+        return [_text(value) for value in raw or []]
+
+    # the budget ledger
+
+    def reserve(self, batch_id: str, job_id: str, amount: float, budget: float) -> bool:
+        """Reserve `amount` for job `job_id` unless that takes the batch past `budget`; whether it is reserved."""
+        keys = [BATCH_RESERVED_KEY.format(batch_id=batch_id), BATCH_LEDGER_KEY.format(batch_id=batch_id)]
+        return bool(self._reserve(keys=keys, args=[job_id, repr(amount), repr(budget)]))
+
+    def settle(self, batch_id: str, job_id: str, actual: float) -> None:
+        """Replace job `job_id`'s reservation by what it really cost (0 when the vendor never took it)."""
+        keys = [BATCH_RESERVED_KEY.format(batch_id=batch_id), BATCH_LEDGER_KEY.format(batch_id=batch_id)]
+        self._settle(keys=keys, args=[job_id, repr(actual)])
+
+    def outstanding(self, batch_id: str) -> int:
+        """Jobs holding a reservation not yet settled (released, or running)."""
+        return int(self.redis.hlen(BATCH_RESERVED_KEY.format(batch_id=batch_id)))
+
+    def add_spent(self, batch_id: str, credits: float, usd: float) -> None:
+        """Add what vendors charged for a job of the batch that ended."""
+        key = BATCH_LEDGER_KEY.format(batch_id=batch_id)
+        pipe = self.redis.pipeline()
+        if credits:
+            pipe.hincrbyfloat(key, "spent_credits", credits)
+        if usd:
+            pipe.hincrbyfloat(key, "spent_usd", usd)
+        pipe.execute()
+
+    def ledger(self, batch_id: str) -> dict[str, float]:
+        """`committed` (budget currency), `spent_credits`, `spent_usd`; zero where nothing was recorded."""
+        raw = self.redis.hgetall(BATCH_LEDGER_KEY.format(batch_id=batch_id))
+        values = {_text(name): float(value) for name, value in raw.items()}
+        return {name: values.get(name, 0.0) for name in ("committed", "spent_credits", "spent_usd")}
+
+    def committed(self, batch_id: str) -> float:
+        """Reserved and spent so far, in the budget's currency."""
+        return self.ledger(batch_id)["committed"]
+
+    # batch jobs released to the submit queue and not yet started, per provider
+
+    def mark_released(self, provider: str, job_ids: list[str], now: float) -> None:
+        if job_ids:
+            self.redis.zadd(RELEASED_KEY.format(name=provider), dict.fromkeys(job_ids, now))
+
+    def mark_started(self, provider: str, job_id: str) -> None:
+        self.redis.zrem(RELEASED_KEY.format(name=provider), job_id)
+
+    def released_count(self, provider: str, now: float, max_age: float) -> int:
+        """Released and not started; entries older than `max_age` (a lost task, resumed by the sweeper) drop out."""
+        key = RELEASED_KEY.format(name=provider)
+        pipe = self.redis.pipeline()
+        pipe.zremrangebyscore(key, "-inf", now - max_age)
+        pipe.zcard(key)
+        return int(pipe.execute()[1])
+
+
+def _text(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)

@@ -1,0 +1,184 @@
+"""Job-level metrics: what Flower cannot show, since it sees Celery tasks and not jobs.
+
+`summarize(jobs, now)` is pure: it folds jobs into a `JobMetrics` snapshot. `read_jobs(client)` reads every job
+from the job store (SCAN plus pipelined HGETs; a key that vanishes or does not parse is skipped), and
+`collect(client, now)` is the two together, plus the length of the webhook dead-letter list.
+
+The figures describe the jobs in Redis at `now`, not events since a process started:
+- `jobs_by_status`: jobs per status; `errors_by_code`: jobs that carry an error, per error code.
+- `polls` / `polled_jobs`: poll_count summed over the jobs polled at least once, and how many those are, so
+  `polls / polled_jobs` is the average number of polls of a job that got polled.
+- `state_time[status]`: for each job and each status it entered (from `Job.entered_at`), the time until the next
+  status it entered; for its current status, when not terminal, the time until `now` (so the average includes
+  jobs still in that status). Terminal statuses take no time. A status whose end is unknown (a job stamped
+  before `entered_at` existed, or missing its current status) is left out.
+- `cost_credits` / `cost_usd`: sums of the jobs' costs, each unit apart (a missing cost counts as nothing).
+- webhooks: attempts, failed attempts (no answer, or an answer other than 2xx), deliveries, events given up on,
+  and `dead_letters`, the length of the dead-letter list (only `collect` reads it; `summarize` leaves 0).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Iterator
+from datetime import datetime
+from itertools import pairwise
+
+import redis
+from pydantic import BaseModel, Field, ValidationError
+
+from shared.constants import JOB_KEY, WEBHOOK_DEAD_LETTERS_KEY
+from shared.models import STATUS_RANK, Job, JobStatus
+
+log = logging.getLogger(__name__)
+
+
+class StateTime(BaseModel):
+    """Time spent in one status, summed over `count` stays, in seconds."""
+
+    seconds: float = 0.0
+    count: int = 0
+
+    @property
+    def average(self) -> float | None:
+        return self.seconds / self.count if self.count else None
+
+
+class ProviderMetrics(BaseModel):
+    """The figures of one provider's jobs; mappings are keyed by status value or error code."""
+
+    jobs_by_status: dict[str, int] = Field(default_factory=dict)
+    errors_by_code: dict[str, int] = Field(default_factory=dict)
+    polls: int = 0
+    polled_jobs: int = 0
+    state_time: dict[str, StateTime] = Field(default_factory=dict)
+    cost_credits: float = 0.0
+    cost_usd: float = 0.0
+
+    @property
+    def jobs(self) -> int:
+        return sum(self.jobs_by_status.values())
+
+    @property
+    def average_polls(self) -> float | None:
+        return self.polls / self.polled_jobs if self.polled_jobs else None
+
+
+class WebhookMetrics(BaseModel):
+    """Webhook deliveries over all jobs."""
+
+    attempts: int = 0
+    failed_attempts: int = 0
+    delivered: int = 0
+    given_up: int = 0
+    dead_letters: int = 0
+
+
+class JobMetrics(BaseModel):
+    """A snapshot of every job at `at`, per provider (sorted by name), and webhooks over all jobs."""
+
+    at: datetime
+    providers: dict[str, ProviderMetrics] = Field(default_factory=dict)
+    webhooks: WebhookMetrics = Field(default_factory=WebhookMetrics)
+
+    @property
+    def jobs(self) -> int:
+        return sum(provider.jobs for provider in self.providers.values())
+
+
+def summarize(jobs: Iterable[Job], now: datetime) -> JobMetrics:
+    """Fold `jobs` into a JobMetrics snapshot taken at `now` (see the module docstring for each figure)."""
+    providers: dict[str, ProviderMetrics] = {}
+    webhooks = WebhookMetrics()
+    for job in jobs:
+        figures = providers.setdefault(job.provider, ProviderMetrics())
+        _count(figures.jobs_by_status, job.status.value)
+        if job.error is not None:
+            _count(figures.errors_by_code, job.error.code)
+        if job.poll_count > 0:
+            figures.polls += job.poll_count
+            figures.polled_jobs += 1
+        for status, seconds in state_durations(job, now):
+            spent = figures.state_time.setdefault(status.value, StateTime())
+            spent.seconds += seconds
+            spent.count += 1
+        figures.cost_credits += job.cost.credits or 0.0
+        figures.cost_usd += job.cost.usd or 0.0
+        if job.webhook is not None:
+            webhooks.attempts += len(job.webhook.attempts)
+            webhooks.failed_attempts += sum(1 for attempt in job.webhook.attempts if not _ok(attempt.status_code))
+            webhooks.delivered += int(job.webhook.delivered)
+            webhooks.given_up += int(job.webhook.gave_up is not None)
+    ordered = {name: providers[name] for name in sorted(providers)}
+    return JobMetrics(at=now, providers=ordered, webhooks=webhooks)
+
+
+def state_durations(job: Job, now: datetime) -> list[tuple[JobStatus, float]]:
+    """Seconds the job spent in each status it entered whose end is known (its current one ends at `now`)."""
+    entered = sorted(
+        ((JobStatus(value), at) for value, at in job.entered_at.items() if value in _STATUS_VALUES),
+        key=lambda pair: (pair[1], STATUS_RANK[pair[0]]),
+    )
+    spans: list[tuple[JobStatus, float]] = []
+    for (status, start), (_, end) in pairwise(entered):
+        spans.append((status, max(0.0, (end - start).total_seconds())))
+    if entered:
+        last, start = entered[-1]
+        if last is job.status and not last.terminal:
+            spans.append((last, max(0.0, (now - start).total_seconds())))
+    return spans
+
+
+def read_jobs(client: redis.Redis, batch: int = 500) -> Iterator[Job]:
+    """Every job in the store: SCAN for job keys, HGET their `data` `batch` keys per pipeline.
+
+    A key seen twice by SCAN is read once; one deleted meanwhile, not a hash, or whose data does not parse is
+    skipped (the last two with a warning).
+    """
+    seen: set[bytes] = set()
+    chunk: list[bytes] = []
+    for key in client.scan_iter(match=JOB_KEY.format(job_id="*"), count=batch):
+        raw_key = key if isinstance(key, bytes) else str(key).encode()
+        if raw_key in seen:
+            continue
+        seen.add(raw_key)
+        chunk.append(raw_key)
+        if len(chunk) >= batch:
+            yield from _read_chunk(client, chunk)
+            chunk = []
+    if chunk:
+        yield from _read_chunk(client, chunk)
+
+
+def collect(client: redis.Redis, now: datetime) -> JobMetrics:
+    """`summarize` over every job in the store, with the length of the webhook dead-letter list."""
+    metrics = summarize(read_jobs(client), now)
+    metrics.webhooks.dead_letters = int(client.llen(WEBHOOK_DEAD_LETTERS_KEY))
+    return metrics
+
+
+def _read_chunk(client: redis.Redis, keys: list[bytes]) -> Iterator[Job]:
+    pipe = client.pipeline(transaction=False)
+    for key in keys:
+        pipe.hget(key, "data")
+    for key, data in zip(keys, pipe.execute(raise_on_error=False), strict=True):
+        if data is None:
+            continue
+        if isinstance(data, Exception):
+            log.warning("metrics: cannot read %s: %s", key.decode(errors="replace"), data)
+            continue
+        try:
+            yield Job.model_validate_json(data)
+        except ValidationError as exc:
+            log.warning("metrics: skipping %s: %s", key.decode(errors="replace"), str(exc).splitlines()[0])
+
+
+_STATUS_VALUES = frozenset(status.value for status in JobStatus)
+
+
+def _count(counts: dict[str, int], key: str) -> None:
+    counts[key] = counts.get(key, 0) + 1
+
+
+def _ok(status_code: int | None) -> bool:
+    return status_code is not None and 200 <= status_code < 300

@@ -1,0 +1,195 @@
+"""The dispatcher (run by celery beat every GENQUEUE_DISPATCH_INTERVAL_SECONDS): the one place batch jobs move.
+
+Each pass, for every active batch: jobs that ended are settled against the budget; held jobs are released to
+the submit queue as fast as each provider's rate limit and in-flight cap allow (never before the batch's
+not-before time, never past its budget); held jobs past the batch's deadline, or that would pass its budget,
+are canceled with the reason; and a batch whose jobs have all ended is completed (and its webhook sent). Only one
+pass runs at a time (a lock in Redis), so nothing is released twice.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from datetime import datetime
+
+from celery import Task
+
+from shared import lifecycle
+from shared.batch import Batch, BatchStore
+from shared.batch.pacing import release_allowance
+from shared.constants import DISPATCH_LOCK_KEY, DISPATCH_TASK
+from shared.errors import InvalidRequest
+from shared.models import Job, JobError, JobStatus, utcnow
+from shared.protection import ProviderStatus
+from shared.queueing import publish_step
+from workers import context
+from workers.app import app, genqueue_task
+from workers.batch_webhooks import start_batch_webhook
+
+log = logging.getLogger("genqueue.dispatcher")
+
+#: held jobs looked at per provider per pass, at most (cancellations included), so one pass stays short
+MAX_EXAMINED = 500
+#: a released job not started after this long is assumed lost; the sweeper resumes it
+RELEASED_MAX_AGE = 120.0
+TERMINAL = {status.value for status in JobStatus if status.terminal}
+
+
+@genqueue_task(DISPATCH_TASK)
+def dispatch(self: Task) -> int:
+    """One dispatcher pass, unless another is running; the number of jobs released."""
+    settings = context.settings()
+    lock = context.store().redis.lock(DISPATCH_LOCK_KEY, timeout=max(30.0, settings.dispatch_interval_seconds * 10))
+    if not lock.acquire(blocking=False):
+        return 0
+    try:
+        return dispatch_pass(utcnow())
+    finally:
+        lock.release()
+
+
+def dispatch_pass(now: datetime) -> int:
+    """Settle, release, cancel and complete across every active batch; the number of jobs released."""
+    batches = BatchStore(context.store().redis)
+    statuses: dict[str, ProviderStatus] = {}
+    released = 0
+    for batch_id in batches.active():
+        batch = batches.get(batch_id)
+        if batch is None:
+            batches.deactivate(batch_id)
+            continue
+        settle_ended(batches, batch)
+        for provider in batch.providers:
+            if provider not in statuses:
+                status = provider_status(provider)
+                if status is None:
+                    continue
+                statuses[provider] = status
+            released += release_or_cancel(batches, batch, provider, statuses, now)
+        complete_if_done(batches, batch, now)
+    return released
+
+
+def provider_status(name: str) -> ProviderStatus | None:
+    try:
+        config = context.settings().provider(name)
+    except InvalidRequest:
+        return None
+    return context.guard().status([config], time.time())[0]
+
+
+def settle_ended(batches: BatchStore, batch: Batch) -> None:
+    """Replace the reservation of each job that ended by what the vendor charged (nothing if it never took it)."""
+    while ended := batches.take_ended(batch.id):
+        for job in context.store().get_many(ended):
+            if job is None:
+                continue
+            batches.mark_started(job.provider, job.id)
+            taken = job.provider_task_id is not None  # the vendor accepted it, so it charged for it
+            if taken:
+                batches.add_spent(batch.id, job.cost.credits or 0.0, job.cost.usd or 0.0)
+            if batch.budget is not None:
+                charged = getattr(job.cost, batch.budget.currency) if taken else 0.0
+                batches.settle(batch.id, job.id, charged or 0.0)
+
+
+def release_or_cancel(
+    batches: BatchStore, batch: Batch, provider: str, statuses: dict[str, ProviderStatus], now: datetime
+) -> int:
+    """Release what the provider has room for, cancel what may no longer run; the number released."""
+    past_deadline = batch.deadline is not None and now >= batch.deadline
+    if batch.not_before is not None and now < batch.not_before and not past_deadline:
+        return 0
+    settings = context.settings()
+    status = statuses[provider]
+    in_queue = batches.released_count(provider, now.timestamp(), RELEASED_MAX_AGE)
+    allowance = 0 if past_deadline else release_allowance(status, in_queue, settings.dispatch_interval_seconds)
+    examine = MAX_EXAMINED if past_deadline or batch.budget is not None else allowance
+    to_publish: list[Job] = []
+    for job_id in batches.held(batch.id, provider, min(examine, MAX_EXAMINED)):
+        if past_deadline:
+            cancel_held(job_id, f"the batch deadline {batch.deadline} passed before this job was submitted", now)
+        elif len(to_publish) < allowance:
+            job = context.store().get(job_id)
+            if job is not None and not job.status.terminal and job.step is None:
+                if batch.budget is not None and not within_budget(batches, batch, job):
+                    if batches.outstanding(batch.id):
+                        break  # running jobs hold reservations that may come back: wait for them to end
+                    cancel_held(job_id, budget_reason(batches, batch, job), now)
+                else:
+                    written = context.store().update(job_id, lambda j: release(j, now))
+                    if written is not None:
+                        to_publish.append(written)
+        else:
+            break
+        batches.unhold(batch.id, provider, job_id)
+    batches.mark_released(provider, [job.id for job in to_publish], now.timestamp())
+    for job in to_publish:
+        assert job.step is not None
+        publish_step(app, settings, job.id, job.step, now)
+    # spend the allowance across batches: the next batch sees fewer free tokens
+    if to_publish:
+        statuses[provider] = _minus(status, len(to_publish))
+    return len(to_publish)
+
+
+def within_budget(batches: BatchStore, batch: Batch, job: Job) -> bool:
+    assert batch.budget is not None
+    estimate = getattr(job.cost, batch.budget.currency) or 0.0
+    return batches.reserve(batch.id, job.id, estimate, batch.budget.amount)
+
+
+def budget_reason(batches: BatchStore, batch: Batch, job: Job) -> str:
+    assert batch.budget is not None
+    currency = batch.budget.currency
+    estimate = getattr(job.cost, currency) or 0.0
+    committed = batches.committed(batch.id)
+    return (
+        f"budget_exhausted: this job's estimated {estimate:g} {currency} would take the batch past its budget of "
+        f"{batch.budget.amount:g} ({committed:g} committed)"
+    )
+
+
+def release(job: Job, now: datetime) -> Job | None:
+    """Give a held job its submit step; None when it was released, canceled or ended meanwhile."""
+    if job.status is not JobStatus.QUEUED or job.step is not None:
+        return None
+    released = job.model_copy(deep=True)
+    released.step = lifecycle.new_step("submit", now)
+    released.updated_at = now
+    return released
+
+
+def cancel_held(job_id: str, reason: str, now: datetime) -> None:
+    def change(job: Job) -> Job | None:
+        if job.step is not None:  # released meanwhile: its submit step checks the deadline itself
+            return None
+        return lifecycle.finish(job, JobStatus.CANCELED, now, JobError(code="canceled", message=reason))
+
+    written = context.store().update(job_id, change)
+    if written is not None and written.step is not None:
+        publish_step(app, context.settings(), job_id, written.step, now)
+
+
+def complete_if_done(batches: BatchStore, batch: Batch, now: datetime) -> None:
+    """Complete the batch once every enqueued line's job has ended: summary webhook, off the active list."""
+    if batch.completed_at is not None or batch.total == 0:
+        return
+    if batches.held_count(batch.id, batch.providers):
+        return
+    counts = batches.counts(batch.id)
+    ended = sum(count for status, count in counts.items() if status in TERMINAL)
+    if ended < batch.total:
+        return
+    settle_ended(batches, batch)  # every job counted as ended was pushed to the ended list in the same write
+    completed = batch.model_copy(update={"completed_at": now})
+    batches.save(completed)
+    batches.deactivate(batch.id)
+    log.info("batch %s (%s) completed: %s", batch.name, batch.id, counts)
+    start_batch_webhook(batches, completed, now)
+
+
+def _minus(status: ProviderStatus, used: int) -> ProviderStatus:
+    return dataclasses.replace(status, tokens=status.tokens - used, in_flight=status.in_flight + used)
