@@ -3,18 +3,21 @@
 Each pass, for every active batch: jobs that ended are settled against the budget; held jobs are released to
 the submit queue as fast as each provider's rate limit and in-flight cap allow (never before the batch's
 not-before time, never past its budget); held jobs past the batch's deadline, or that would pass its budget,
-are canceled with the reason; and a batch whose jobs have all ended is completed (and its webhook sent). Only one
-pass runs at a time (a lock in Redis), so nothing is released twice.
+are canceled with the reason; and a batch whose jobs have all ended is completed (and its webhook sent). One pass
+runs at a time (a lock in Redis) to keep the pace; even two could not release a job twice, since a release is a
+compare-and-set on the job (its submit step is set only while it has none).
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import time
 from datetime import datetime
 
 from celery import Task
+from redis.exceptions import LockError
 
 from shared import lifecycle
 from shared.batch import Batch, BatchStore
@@ -47,7 +50,8 @@ def dispatch(self: Task) -> int:
     try:
         return dispatch_pass(utcnow())
     finally:
-        lock.release()
+        with contextlib.suppress(LockError):  # the pass outlived the lock: the next one has already begun
+            lock.release()
 
 
 def dispatch_pass(now: datetime) -> int:
