@@ -72,6 +72,16 @@ def claim(job: Job, name: StepName, task_id: str, now: datetime, lease_seconds: 
     return Claim(Decision.RUN, job=leased), leased
 
 
+def renew_lease(job: Job, task_id: str, now: datetime, lease_seconds: float) -> Job | None:
+    """Extend the lease of the step task `task_id` is running; None when the step is no longer its own."""
+    if not owns_step(job, task_id) or job.step is None or job.step.lease_until is None:
+        return None
+    renewed = job.model_copy(deep=True)
+    assert renewed.step is not None
+    renewed.step.lease_until = now + timedelta(seconds=lease_seconds)
+    return renewed
+
+
 def owns_step(job: Job, task_id: str) -> bool:
     """True while the job's step is still the one task `task_id` claimed."""
     return job.step is not None and job.step.task_id == task_id

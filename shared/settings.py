@@ -76,6 +76,9 @@ class Settings(BaseSettings):
     #: a job whose next step is overdue by this long (its task lost, or its worker dead) is resumed by the sweeper
     sweep_grace_seconds: float = 120.0
     sweep_interval_seconds: float = 30.0
+    #: a long step's lease (finalize), renewed every third of it while it runs: a step whose worker died is taken
+    #: over by the sweeper this long after its last renewal
+    step_lease_seconds: float = 120.0
     #: how often the dispatcher releases held batch jobs (workers/dispatcher.py)
     dispatch_interval_seconds: float = 1.0
     #: a job waiting for provider capacity (rate, in-flight cap, breaker, credit hold) checks again at least this

@@ -19,14 +19,12 @@ from workers import context
 from workers.app import app, genqueue_task
 from workers.steps import fail, retry_or_fail, run_step
 
-#: a copy that has not finished after this long is taken over by a redelivered task
-FINALIZE_LEASE_SECONDS = 1800
-
 
 @genqueue_task(FINALIZE_TASK)
 def finalize(self: Task, job_id: str) -> None:
     """Copy job `job_id`'s outputs to storage."""
-    run_step(self, job_id, "finalize", FINALIZE_LEASE_SECONDS, finalize_job)
+    # the copy may take many minutes; its lease is short and renewed while it runs (workers/leases.py)
+    run_step(self, job_id, "finalize", context.settings().step_lease_seconds, finalize_job)
 
 
 def output_key(job_id: str, index: int, url: str) -> Callable[[str], str]:

@@ -21,6 +21,7 @@ from shared.models import Job, JobStatus, Step, StepName, utcnow
 from shared.queueing import publish_step
 from workers import context
 from workers.app import app
+from workers.leases import KEEPER
 
 log = logging.getLogger("genqueue.workers")
 
@@ -53,7 +54,8 @@ def run_step(task: Task, job_id: str, name: StepName, lease_seconds: float, hand
         return
     assert claim.job is not None
     try:
-        handler(claim.job, task_id)
+        with KEEPER.keep(job_id, task_id, lease_seconds):
+            handler(claim.job, task_id)
     except Exception as exc:  # a bug or an unexpected failure must not leave the job stuck
         log.exception("%s: job %s: unexpected %s", name, job_id, type(exc).__name__)
         retry_or_fail(job_id, task_id, name, ProviderUnavailable(f"internal error in {name}: {type(exc).__name__}"))
