@@ -24,7 +24,7 @@ def leased_job(lease_seconds: float) -> tuple[Job, str]:
         deadline_at=now + timedelta(hours=1),
         step=lifecycle.new_step("finalize", now),
     )
-    claim, leased = lifecycle.claim(job, "finalize", job.step.task_id, now, lease_seconds)  # type: ignore[union-attr]
+    _, leased = lifecycle.claim(job, "finalize", job.step.task_id, now, lease_seconds)  # type: ignore[union-attr]
     assert leased is not None
     return leased, leased.step.task_id  # type: ignore[union-attr]
 
