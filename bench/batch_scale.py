@@ -45,6 +45,7 @@ def countdown_memory(workdir: Path, env: dict[str, str], tasks: int) -> tuple[fl
     """RSS of an idle worker, RSS after it was handed `tasks` countdown tasks, and how many it fetched."""
     env = dict(env)
     env["GENQUEUE_REDIS_URL"] = env["GENQUEUE_REDIS_URL"].rsplit("/", 1)[0] + "/3"
+    workdir.mkdir(parents=True, exist_ok=True)
     stack = LocalStack(workdir, env=env)
     try:
         worker = stack.start_workers(name="countdowns", queues="poll", concurrency=16)
@@ -133,6 +134,7 @@ def main() -> None:
             memory_held = int(client.info("memory")["used_memory"])
 
             worker = stack.start_workers(concurrency=args.concurrency)
+            worker_start_rss = rss_mib(worker.pid)
             stack.start_beat()
             run_started = time.monotonic()
             per_second: list[int] = []
@@ -141,6 +143,7 @@ def main() -> None:
             interactive_at = 0.0
             interactive_started = None
             peak_queue = 0
+            rss_samples: list[float] = []
             while True:
                 time.sleep(1.0)
                 summary = batches.summary(batches.get("bench"))
@@ -156,6 +159,7 @@ def main() -> None:
                     job = producer.get(interactive_id)
                     if job.submit_started_at is not None:  # recorded by the worker just before its vendor POST
                         interactive_started = job.submit_started_at.timestamp() - interactive_at
+                rss_samples.append(rss_mib(worker.pid))
                 print(f"\r{ended}/{args.jobs} ended, {submits} submits", end="", file=sys.stderr, flush=True)
                 if summary["completed_at"] or time.monotonic() - run_started > 3600:
                     break
@@ -176,7 +180,12 @@ def main() -> None:
                 ("submit rate (steady)", f"{statistics.mean(steady):.1f}/s", f"limit {args.rate:g}/s"),
                 ("submit rate (busiest second)", f"{max(per_second)}/s", f"burst {int(args.rate)}"),
                 ("submit queue, longest", str(peak_queue), "messages waiting"),
-                ("worker peak RSS", f"{rss_mib(worker.pid, 'VmHWM'):.0f} MiB", f"threads -c {args.concurrency}"),
+                (
+                    "worker RSS",
+                    f"peak {rss_mib(worker.pid, 'VmHWM'):.0f} MiB",
+                    f"threads -c {args.concurrency}; {worker_start_rss:.0f} MiB at start, "
+                    f"{rss_samples[len(rss_samples) // 2]:.0f} at half-way, {rss_samples[-1]:.0f} at the end",
+                ),
                 (
                     "interactive start delay",
                     f"{interactive_started:.2f} s" if interactive_started is not None else "n/a",

@@ -10,6 +10,7 @@ duplicate vendor submits counted at the sandbox (must be 0), webhooks per termin
 
     python bench/chaos.py                 # the long form: 300 jobs
     python bench/chaos.py --jobs 60 --short
+    python bench/chaos.py --jobs 40 --each   # every scenario on its own, then all together: one row each
 tests/chaos/ runs the short form in `make test`.
 """
 
@@ -167,20 +168,42 @@ def submit_all(producer: object, count: int, receiver: WebhookReceiver, ids: dic
         time.sleep(8.0 / count)
 
 
+#: every fault scenario; `all` runs them together, on one timeline
+SCENARIOS = (
+    "429-storm",
+    "5xx-burst",
+    "vendor-timeouts",
+    "failed-generations",
+    "credits-run-out",
+    "expired-links",
+    "webhook-receiver-down",
+    "kill-workers",
+    "redis-restart",
+)
+
+
 def inject_faults(
-    sandbox: str, receiver: WebhookReceiver, supervisor: Supervisor, restart_redis: object, short: bool, report: Report
+    sandbox: str,
+    receiver: WebhookReceiver,
+    supervisor: Supervisor,
+    restart_redis: object,
+    short: bool,
+    report: Report,
+    scenarios: frozenset[str] = frozenset(SCENARIOS),
 ) -> None:
-    """The fault timeline, relative to the start of the run."""
+    """The fault timeline of the chosen scenarios, relative to the start of the run."""
     control = httpx.Client(base_url=f"{sandbox}/_control", timeout=10)
-    timeline: list[tuple[float, object]] = [
+    timeline: list[tuple[float, str, object]] = [
         (
             0.5,
+            "429-storm",
             lambda: control.post(
                 "/faults", json={"target": "submit", "dialect": "vicsee", "status": 429, "retry_after": 1, "count": 15}
             ),
         ),
         (
             1.0,
+            "5xx-burst",
             lambda: control.post(
                 "/faults",
                 json=[
@@ -189,9 +212,10 @@ def inject_faults(
                 ],
             ),
         ),
-        (1.5, lambda: control.post("/fail_next", json={"count": 4, "reason": "content policy (chaos)"})),
+        (1.5, "failed-generations", lambda: control.post("/fail_next", json={"count": 4, "reason": "content policy"})),
         (
             2.0,
+            "vendor-timeouts",
             lambda: control.post(
                 "/faults",
                 json=[
@@ -200,17 +224,22 @@ def inject_faults(
                 ],
             ),
         ),
-        (2.5, lambda: control.post("/faults", json={"target": "download", "status": 403, "count": 3})),
-        (3.0, lambda: receiver.answer_next(503, count=25)),
-        (0.2, lambda: control.post("/balance", json={"dialect": "veo3api", "balance": 300})),
-        (9.0, lambda: control.post("/balance", json={"dialect": "veo3api", "balance": 1_000_000_000})),
+        (2.5, "expired-links", lambda: control.post("/faults", json={"target": "download", "status": 403, "count": 3})),
+        (3.0, "webhook-receiver-down", lambda: receiver.answer_next(503, count=25)),
+        (0.2, "credits-run-out", lambda: control.post("/balance", json={"dialect": "veo3api", "balance": 300})),
+        (9.0, "credits-run-out", lambda: control.post("/balance", json={"dialect": "veo3api", "balance": 1e9})),
+        (6.5, "redis-restart", restart_redis),
     ]
     kill_times = [2.0, 5.0] if short else [2.0, 5.0, 9.0, 13.0]
     for at in kill_times:
-        timeline.extend((at + i * 0.3, lambda kind=kind: supervisor.kill(kind)) for i, kind in enumerate(WORKER_KINDS))
-    timeline.append((6.5, restart_redis))
+        timeline.extend(
+            (at + i * 0.3, "kill-workers", lambda kind=kind: supervisor.kill(kind))
+            for i, kind in enumerate(WORKER_KINDS)
+        )
     started = time.monotonic()
-    for at, action in sorted(timeline, key=lambda item: item[0]):
+    for at, scenario, action in sorted(timeline, key=lambda item: item[0]):
+        if scenario not in scenarios:
+            continue
         time.sleep(max(0.0, at - (time.monotonic() - started)))
         try:
             action()  # type: ignore[operator]
@@ -218,7 +247,9 @@ def inject_faults(
             print(f"fault injection at {at}s failed: {exc}", file=sys.stderr)
 
 
-def run_chaos(jobs: int, short: bool, workdir: Path, timeout: float = 300.0) -> Report:
+def run_chaos(
+    jobs: int, short: bool, workdir: Path, timeout: float = 300.0, scenarios: frozenset[str] = frozenset(SCENARIOS)
+) -> Report:
     from shared.webhooks.signing import generate_secret
 
     report = Report()
@@ -262,7 +293,7 @@ def run_chaos(jobs: int, short: bool, workdir: Path, timeout: float = 300.0) -> 
         started = time.monotonic()
         submitter = threading.Thread(target=submit_all, args=(producer, jobs, receiver, ids, run), daemon=True)
         submitter.start()
-        inject_faults(sandbox, receiver, supervisor, restart_redis, short, report)
+        inject_faults(sandbox, receiver, supervisor, restart_redis, short, report, scenarios)
         submitter.join(timeout)
         deadline = started + timeout
         while time.monotonic() < deadline:
@@ -323,14 +354,44 @@ def collect(
     report.accepted_submits = sum(stats["submits"].values())
 
 
+def scenario_table(results: list[tuple[str, Report]]) -> str:
+    """One row per scenario: the figures that must hold in each."""
+    lines = [
+        f"{'scenario':<22} {'jobs':>5} {'ok':>5} {'failed (by code)':<44} "
+        f"{'lost':>5} {'dup':>4} {'hooks':>5} {'time':>6}"
+    ]
+    for name, report in results:
+        codes = ", ".join(f"{code} {n}" for code, n in sorted(report.codes.items())) or "-"
+        lines.append(
+            f"{name:<22} {report.enqueued:>5} {report.statuses.get('succeeded', 0):>5} {codes:<44} "
+            f"{len(report.lost) + len(report.untold):>5} {report.duplicate_submits:>4} "
+            f"{report.webhook_min_delivered:>5} {report.seconds:>5.0f}s"
+        )
+    return "\n".join(lines)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--jobs", type=int, default=300)
     parser.add_argument("--short", action="store_true", help="fewer kill rounds")
     parser.add_argument("--timeout", type=float, default=300.0)
+    parser.add_argument(
+        "--each", action="store_true", help="run every scenario on its own (--jobs each), then all together"
+    )
+    parser.add_argument("--scenario", choices=SCENARIOS, action="append", help="only these (default: all together)")
     args = parser.parse_args()
+    if args.each:
+        results = []
+        for name in (*SCENARIOS, "all"):
+            chosen = frozenset(SCENARIOS) if name == "all" else frozenset({name})
+            with tempfile.TemporaryDirectory() as tmp:
+                results.append((name, run_chaos(args.jobs, args.short, Path(tmp), args.timeout, chosen)))
+            print(scenario_table(results[-1:]).splitlines()[-1], file=sys.stderr, flush=True)
+        print(scenario_table(results))
+        return 0 if all(report.ok for _, report in results) else 1
+    scenarios = frozenset(args.scenario) if args.scenario else frozenset(SCENARIOS)
     with tempfile.TemporaryDirectory() as tmp:
-        report = run_chaos(args.jobs, args.short, Path(tmp), args.timeout)
+        report = run_chaos(args.jobs, args.short, Path(tmp), args.timeout, scenarios)
     print(report.table())
     for line in (report.lost + report.untold)[:20]:
         print("  ", line)
@@ -338,4 +399,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

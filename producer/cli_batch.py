@@ -79,10 +79,11 @@ def batch_submit(
         refuse(exc.message if isinstance(exc, GenqueueError) else str(exc))
     for line, reason in plan.refused:
         typer.echo(f"{file}:{line}: {reason}", err=True)
-    if plan.refused and not skip_invalid and not dry_run:
-        refuse(f"{len(plan.refused)} of {len(plan.refused) + len(plan.jobs)} lines refused; nothing enqueued")
     if dry_run:
         print_plan(plan, options)
+    if plan.refused and not skip_invalid:
+        refuse(f"{len(plan.refused)} of {len(plan.refused) + len(plan.jobs)} lines refused; nothing enqueued")
+    if dry_run:
         return
     if not plan.jobs:
         refuse("no valid line to enqueue")
