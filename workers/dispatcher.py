@@ -104,6 +104,9 @@ def release_or_cancel(
 ) -> int:
     """Release what the provider has room for, cancel what may no longer run; the number released."""
     past_deadline = batch.deadline is not None and now >= batch.deadline
+    deadline_reason = (
+        f"the batch deadline {batch.deadline.isoformat()} passed before it was submitted" if batch.deadline else ""
+    )
     if batch.not_before is not None and now < batch.not_before and not past_deadline:
         return 0
     settings = context.settings()
@@ -114,7 +117,7 @@ def release_or_cancel(
     to_publish: list[Job] = []
     for job_id in batches.held(batch.id, provider, min(examine, MAX_EXAMINED)):
         if past_deadline:
-            cancel_held(job_id, f"the batch deadline {batch.deadline} passed before this job was submitted", now)
+            cancel_held(job_id, deadline_reason, now)
         elif len(to_publish) < allowance:
             job = context.store().get(job_id)
             if job is not None and not job.status.terminal and job.step is None:
@@ -126,6 +129,8 @@ def release_or_cancel(
                     written = context.store().update(job_id, lambda j: release(j, now))
                     if written is not None:
                         to_publish.append(written)
+                    elif batch.budget is not None:  # canceled meanwhile: give its reservation back
+                        batches.settle(batch.id, job_id, 0.0)
         else:
             break
         batches.unhold(batch.id, provider, job_id)

@@ -232,3 +232,23 @@ def test_an_interactive_job_starts_during_a_batch(
     counts = batches.summary(batches.get(name))["counts"]
     assert counts.get("succeeded", 0) < 20, counts  # it ended while the batch was still running
     assert wait_ended(pipeline_env, name)["counts"] == {"succeeded": 20}
+
+
+def test_a_csv_batch_and_watching_it_to_the_end(
+    workers: ServerProcess, pipeline_env: dict[str, str], tmp_path: Path
+) -> None:
+    path = tmp_path / "jobs.csv"
+    path.write_text(
+        "provider,model,prompt,options,metadata\n"
+        'sandbox,sandbox-video,a wave,"{""duration"": 2}","{""row"": ""1""}"\n'
+        "sandbox,sandbox-image,a cat,,\n"
+    )
+    name = f"csv-{uuid.uuid4().hex[:6]}"
+    result = run_cli(pipeline_env, "batch", "submit", str(path), "--name", name)
+    assert result.returncode == 0 and "2 jobs enqueued" in result.stdout, result.stderr
+    watched = run_cli(pipeline_env, "batch", "status", name, "--watch", timeout=90)
+    assert watched.returncode == 0, watched.stderr
+    assert watched.stdout.startswith(f"{name}: 2/2 ended") and "succeeded 2" in watched.stdout
+    assert "cost 3 credits" in watched.stdout  # 2 s of sandbox-video at 1 credit/s, and one image
+    jobs = report(pipeline_env, name)
+    assert jobs[0]["metadata"] == {"row": "1"} and jobs[0]["model"] == "sandbox-video"
