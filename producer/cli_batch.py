@@ -17,6 +17,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from producer.batch import BatchOptions, BatchProducer, Plan
 from producer.cli_common import producer, refuse
+from producer.render import human_duration
 from shared.batch import Budget
 from shared.errors import GenqueueError
 from shared.models import JobStatus
@@ -163,7 +164,7 @@ def status_line(summary: dict[str, Any], elapsed: float) -> str:
     if summary["completed_at"]:
         parts.append("completed")
     elif ended and elapsed > 0:
-        parts.append(f"ETA {_duration((total - ended) * elapsed / ended)}")
+        parts.append(f"ETA {human_duration((total - ended) * elapsed / ended)}")
     return "  ".join(parts)
 
 
@@ -185,15 +186,6 @@ def watch_batch(batches: BatchProducer, name: str) -> None:
                 break
             time.sleep(1.0)
     typer.echo(status_line(summary, 0))
-
-
-def _duration(seconds: float) -> str:
-    seconds = int(seconds)
-    if seconds < 60:
-        return f"{seconds}s"
-    if seconds < 3600:
-        return f"{seconds // 60}m{seconds % 60:02d}s"
-    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
 
 
 REPORT_COLUMNS = [

@@ -56,3 +56,15 @@ def provider_lines(rows: list[ProviderStatus]) -> list[str]:
             f"{row.breaker.value:<10} {row.consecutive_failures:>8}  {hold}"
         )
     return lines
+
+
+def human_duration(seconds: float) -> str:
+    """3.2s, 4m10s, 2h05m, 3d04h."""
+    if round(seconds, 1) < 60:
+        return f"{seconds:.1f}s"
+    whole = round(seconds)
+    if whole < 3600:
+        return f"{whole // 60}m{whole % 60:02d}s"
+    if whole < 86400:
+        return f"{whole // 3600}h{whole % 3600 // 60:02d}m"
+    return f"{whole // 86400}d{whole % 86400 // 3600:02d}h"

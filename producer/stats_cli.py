@@ -14,6 +14,7 @@ from typing import Annotated
 import redis
 import typer
 
+from producer.render import human_duration
 from shared.metrics import JobMetrics, StateTime, collect
 from shared.models import STATUS_RANK, JobStatus, utcnow
 from shared.settings import get_settings
@@ -108,19 +109,7 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]], free_text_last:
 
 
 def _average_time(spent: StateTime | None) -> str:
-    return "-" if spent is None or spent.average is None else _duration(spent.average)
-
-
-def _duration(seconds: float) -> str:
-    """3.2s, 4m10s, 2h05m, 3d04h."""
-    if round(seconds, 1) < 60:
-        return f"{seconds:.1f}s"
-    whole = round(seconds)
-    if whole < 3600:
-        return f"{whole // 60}m{whole % 60:02d}s"
-    if whole < 86400:
-        return f"{whole // 3600}h{whole % 3600 // 60:02d}m"
-    return f"{whole // 86400}d{whole % 86400 // 3600:02d}h"
+    return "-" if spent is None or spent.average is None else human_duration(spent.average)
 
 
 def _client() -> redis.Redis:

@@ -20,6 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from typer.testing import CliRunner
 
 from producer import stats_cli
+from producer.render import human_duration
 from shared import metrics_exporter
 from shared.constants import JOB_KEY
 from shared.metrics import collect, read_jobs, state_durations, summarize
@@ -335,6 +336,6 @@ def test_metrics_serve_is_registered_with_its_options(cli: typer.Typer) -> None:
 
 
 def test_durations_read_like_a_person_would_write_them() -> None:
-    assert [stats_cli._duration(s) for s in (0.04, 3.21, 59.99, 250, 3599.6, 7500, 97200)] == [
+    assert [human_duration(s) for s in (0.04, 3.21, 59.99, 250, 3599.6, 7500, 97200)] == [
         "0.0s", "3.2s", "1m00s", "4m10s", "1h00m", "2h05m", "1d03h"
     ]  # fmt: skip
