@@ -3,13 +3,16 @@
 Starts what is missing (redis-server, moto's S3 server unless GENQUEUE_S3_ENDPOINT_URL names another, the
 sandbox provider, a celery worker, Flower, a webhook receiver), submits a handful of jobs of different kinds
 through the Producer API, shows their progress live, prints where each output landed and the webhook each
-fired, and stops what it started.
+fired, then runs a small batch through the command line (`genqueue batch submit`, `batch status --watch`,
+`genqueue stats`), and stops what it started.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import struct
+import subprocess
 import sys
 import time
 import zlib
@@ -22,7 +25,7 @@ from rich.table import Table
 
 from infra.local.processes import free_port, port_open
 from infra.local.stack import LocalStack, stack_env
-from infra.local.webhook_receiver import WebhookReceiver, start_receiver
+from infra.local.webhook_receiver import ReceivedEvent, WebhookReceiver, start_receiver
 from shared.models import Job
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -182,6 +185,40 @@ def run_jobs(receiver: WebhookReceiver, workdir: Path) -> bool:
     return ok
 
 
+def run_batch(receiver: WebhookReceiver, workdir: Path) -> bool:
+    """A small overnight-style batch through the command line: submit a file, watch it, print job metrics."""
+    path = workdir / "batch.jsonl"
+    lines = [{"provider": "sandbox", "model": "sandbox-image", "prompt": f"a postcard of city {n}"} for n in range(6)]
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    name = f"demo-{int(time.time())}"
+    genqueue = str(Path(sys.executable).parent / "genqueue")
+    commands = [
+        ["batch", "submit", str(path), "--name", name, "--budget-credits", "10", "--webhook", receiver.url],
+        ["batch", "status", name, "--watch"],
+        ["stats"],
+    ]
+    for command in commands:
+        console.print(f"[bold]$ genqueue {' '.join(command)}[/bold]")
+        result = subprocess.run([genqueue, *command], check=False, timeout=180)
+        if result.returncode != 0:
+            return False
+    deadline = time.monotonic() + 10
+    while not (events := completion_events(receiver, name)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    for event in events[:1]:
+        mark = "verified" if event.verified else "NOT VERIFIED"
+        console.print(f"webhook batch.completed {event.body['data']['counts']}  signature {mark}")
+    return bool(events) and events[0].verified
+
+
+def completion_events(receiver: WebhookReceiver, name: str) -> list[ReceivedEvent]:
+    return [
+        event
+        for event in list(receiver.events)
+        if event.body.get("type") == "batch.completed" and event.body.get("data", {}).get("name") == name
+    ]
+
+
 def main() -> int:
     workdir = ROOT / ".demo"
     workdir.mkdir(exist_ok=True)
@@ -189,7 +226,7 @@ def main() -> int:
     receiver = None
     try:
         _, receiver = start_stack(stack)
-        ok = run_jobs(receiver, workdir)
+        ok = run_jobs(receiver, workdir) and run_batch(receiver, workdir)
     except KeyboardInterrupt:
         ok = False
     finally:
@@ -198,7 +235,7 @@ def main() -> int:
             receiver.stop()
         stack.stop()
     console.print(
-        "[green]demo finished: every job succeeded and its webhook verified[/green]"
+        "[green]demo finished: every job and the batch succeeded, every webhook verified[/green]"
         if ok
         else f"[red]demo finished with problems; logs in {workdir}[/red]"
     )

@@ -1,0 +1,104 @@
+"""The dispatcher's pass on fakeredis: releases at the provider's pace, holds until not-before, cancels past the
+deadline or the budget, settles what ended, completes the batch."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import fakeredis
+import pytest
+
+from shared.batch import Batch, BatchStore, Budget
+from shared.models import Cost, GenerationRequest, Job, JobStatus, utcnow
+from shared.protection import ProviderGuard
+from shared.settings import Settings
+from shared.store import JobStore
+from workers import context, dispatcher
+
+
+@pytest.fixture
+def world(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    client = fakeredis.FakeRedis()
+    store = JobStore(client)
+    settings = Settings(
+        providers={"slow": {"dialect": "sandbox", "base_url": "http://sandbox.test", "rate_per_second": 2, "burst": 3}}
+    )
+    published: list[str] = []
+    monkeypatch.setattr(context, "store", lambda: store)
+    monkeypatch.setattr(context, "settings", lambda: settings)
+    monkeypatch.setattr(context, "guard", lambda: ProviderGuard(client))
+    monkeypatch.setattr(dispatcher, "publish_step", lambda app, s, job_id, step, now: published.append(job_id))
+    monkeypatch.setattr(dispatcher, "start_batch_webhook", lambda batches, batch, now: None)
+    return {"store": store, "batches": BatchStore(client), "published": published}
+
+
+def make_batch(world: dict[str, Any], count: int, **fields: Any) -> Batch:
+    batches: BatchStore = world["batches"]
+    batch = Batch(id="batch_t", name="t", providers=["slow"], total=count, **fields)
+    batches.save(batch)
+    now = utcnow()
+    for line in range(1, count + 1):
+        job = Job(
+            id=f"job_{line}",
+            provider="slow",
+            model="sandbox-image",
+            request=GenerationRequest(model="sandbox-image"),
+            cost=Cost(credits=1),
+            batch_id=batch.id,
+            deadline_at=now + timedelta(hours=1),
+        )
+        world["store"].create(job)
+        batches.hold(batch.id, "slow", job.id, line)
+    return batch
+
+
+def test_a_pass_releases_what_the_rate_allows_keeping_a_token_back(world: dict[str, Any]) -> None:
+    make_batch(world, 10)
+    released = dispatcher.dispatch_pass(utcnow())
+    assert released == 3 + 2 - 1  # burst 3, plus 2/s for the 1 s interval, minus the interactive token
+    assert world["published"] == ["job_1", "job_2", "job_3", "job_4"]  # in line order
+    assert dispatcher.dispatch_pass(utcnow()) == 0  # released, not started yet: they still hold the room
+    job = world["store"].get("job_1")
+    assert job.step is not None and job.step.name == "submit" and job.status is JobStatus.QUEUED
+
+
+def test_nothing_goes_before_not_before(world: dict[str, Any]) -> None:
+    make_batch(world, 3, not_before=utcnow() + timedelta(minutes=5))
+    assert dispatcher.dispatch_pass(utcnow()) == 0
+    assert dispatcher.dispatch_pass(utcnow() + timedelta(minutes=6)) == 3
+
+
+def test_held_jobs_past_the_deadline_are_canceled_with_the_reason(world: dict[str, Any]) -> None:
+    batch = make_batch(world, 3, deadline=utcnow() + timedelta(minutes=1))
+    dispatcher.dispatch_pass(utcnow() + timedelta(minutes=2))
+    for line in range(1, 4):
+        job = world["store"].get(f"job_{line}")
+        assert job.status is JobStatus.CANCELED and "deadline" in job.error.message
+    assert world["published"] == []
+    dispatcher.dispatch_pass(utcnow() + timedelta(minutes=2))  # the next pass sees them ended: batch complete
+    assert world["batches"].get(batch.id).completed_at is not None
+    assert world["batches"].active() == []
+
+
+def test_the_budget_is_never_passed(world: dict[str, Any]) -> None:
+    batch = make_batch(world, 5, budget=Budget(currency="credits", amount=2))
+    assert dispatcher.dispatch_pass(utcnow()) == 2
+    assert dispatcher.dispatch_pass(utcnow() + timedelta(seconds=5)) == 0  # two running jobs hold the budget
+    assert world["store"].get("job_3").status is JobStatus.QUEUED  # waits: a reservation may come back
+    # the vendor refused job_1 (no task id, nothing charged): its credit comes back and job_3 may go
+    world["store"].update("job_1", lambda job: job.model_copy(update={"status": JobStatus.FAILED, "step": None}))
+    world["published"].clear()
+    world["batches"].mark_started("slow", "job_2")
+    assert dispatcher.dispatch_pass(utcnow() + timedelta(seconds=10)) == 1
+    assert world["published"] == ["job_3"]
+    # job_2 and job_3 are charged 1 credit each: nothing fits any more, the rest is canceled
+    for job_id in ("job_2", "job_3"):
+        world["store"].update(
+            job_id, lambda job: job.model_copy(update={"status": JobStatus.SUCCEEDED, "provider_task_id": "t"})
+        )
+    dispatcher.dispatch_pass(utcnow() + timedelta(seconds=15))
+    for job_id in ("job_4", "job_5"):
+        job = world["store"].get(job_id)
+        assert job.status is JobStatus.CANCELED and job.error.message.startswith("budget_exhausted")
+    assert world["batches"].committed(batch.id) == 2.0
