@@ -26,6 +26,8 @@ batch_app = typer.Typer(no_args_is_help=True, help="Bulk runs: submit a file of 
 
 _RELATIVE = re.compile(r"^\+?(\d+(?:\.\d+)?)\s*([smhd])$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+#: how long `--watch` waits, once every job has ended, for the dispatcher to complete the batch
+SETTLE_WAIT_SECONDS = 10.0
 TERMINAL = [status.value for status in JobStatus if status.terminal]
 ORDER = [status.value for status in JobStatus]
 
@@ -174,6 +176,7 @@ def watch_batch(batches: BatchProducer, name: str) -> None:
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     with Progress(*columns, console=Console(stderr=True)) as bar:
         task = bar.add_task(batch.name, total=batch.total)
+        settled_wait: float | None = None
         while True:
             summary = batches.summary(batches.get(name))
             counts = summary["counts"]
@@ -182,8 +185,13 @@ def watch_batch(batches: BatchProducer, name: str) -> None:
             cost = summary["cost"]
             spent = " + ".join(f"{cost[u]:g} {u}" for u in ("credits", "usd") if cost[u]) or "0"
             bar.update(task, completed=ended, total=summary["total"], description=f"{name} [{detail}] cost {spent}")
-            if summary["completed_at"] or (ended >= summary["total"] and not summary["held"]):
+            # the dispatcher completes the batch (and settles its cost) within a pass of the last job ending
+            if summary["completed_at"]:
                 break
+            if ended >= summary["total"] and not summary["held"]:
+                settled_wait = settled_wait or time.monotonic() + SETTLE_WAIT_SECONDS
+                if time.monotonic() > settled_wait:  # no dispatcher running (beat down?): stop all the same
+                    break
             time.sleep(1.0)
     typer.echo(status_line(summary, 0))
 
