@@ -1,14 +1,18 @@
 """What a task needs from its process: settings, the job store, storage and one HTTP client per thread.
 
 PERFORMANCE.md: one httpx.Client shared by many threads slows down as they grow, so each worker thread has its
-own client (and connection pool).
+own client (and connection pool). The job store, the guard and storage are one per process, made under a lock:
+`functools.lru_cache` does not lock, and 32 threads starting at once each built a boto3 client of their own
+(+400 MiB of worker memory, measured by bench/batch_scale.py).
 """
 
 from __future__ import annotations
 
+import functools
 import random
 import threading
-from functools import lru_cache
+from collections.abc import Callable
+from typing import TypeVar
 
 import httpx
 
@@ -25,18 +29,37 @@ def settings() -> Settings:
     return get_settings()
 
 
-@lru_cache(maxsize=1)
+T = TypeVar("T")
+
+
+def once_per_process(make: Callable[[], T]) -> Callable[[], T]:
+    """`make()` called at most once however many threads ask at the same moment; its result kept."""
+    lock = threading.Lock()
+    made: list[T] = []
+
+    @functools.wraps(make)
+    def get() -> T:
+        if not made:
+            with lock:
+                if not made:
+                    made.append(make())
+        return made[0]
+
+    return get
+
+
+@once_per_process
 def store() -> JobStore:
     return JobStore.from_url(settings().redis_url)
 
 
-@lru_cache(maxsize=1)
+@once_per_process
 def guard() -> ProviderGuard:
     """The provider limits (rate, in-flight cap, breaker, credit hold), shared through the job store's Redis."""
     return ProviderGuard(store().redis)
 
 
-@lru_cache(maxsize=1)
+@once_per_process
 def storage() -> Storage:
     return Storage(settings())
 
