@@ -31,7 +31,7 @@ class Producer:
 
     def __init__(self, settings: Settings | None = None, store: JobStore | None = None, celery: Celery | None = None):
         self.settings = settings or get_settings()
-        self.store = store or JobStore.from_url(self.settings.redis_url)
+        self.store = store or JobStore.from_url(self.settings.redis_url, self.settings.job_retention_seconds)
         self.celery = celery or make_celery(self.settings, main="genqueue-producer")
 
     def submit(

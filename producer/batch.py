@@ -141,6 +141,7 @@ class BatchProducer:
                     "completed_at": None,
                 }
             )
+        self.batches.keep(batch)  # a completed batch's keys were set to expire: it runs again
         batch.providers = sorted(set(batch.providers) | {job.provider for job in plan.jobs})
         # the total is known before any job is stored, so the dispatcher cannot complete the batch half-enqueued
         known = {line for line, _ in self.batches.line_jobs(batch.id)}
@@ -235,6 +236,7 @@ class BatchProducer:
         next_line = max((line for line, _ in lines), default=0) + 1
         batch = batch.model_copy(update={"completed_at": None, "webhook": None, "webhook_next_at": None})
         batch.total = len(lines) + len(failed)
+        self.batches.keep(batch)
         self.batches.save(batch)
         for offset, (line, job) in enumerate(failed):
             metadata = dict(job.metadata) | {"genqueue_retry_of": job.id, "genqueue_line": str(line)}

@@ -88,6 +88,8 @@ class Settings(BaseSettings):
     #: outputs are uploaded in parts of this size; the worker holds about one part in memory
     upload_part_bytes: int = 8 * 1024 * 1024
     download_url_expiry_seconds: int = 7 * 24 * 3600
+    #: an ended job (its webhook delivered or given up) is kept this long in Redis, then expires; 0 keeps it forever
+    job_retention_days: float = 30.0
     #: how long the producer's `wait` sleeps between reads of the job store
     wait_interval_seconds: float = 0.5
 
@@ -115,6 +117,11 @@ class Settings(BaseSettings):
     def max_countdown_seconds(self) -> float:
         """The longest countdown any task may be given: below half the visibility timeout (celery/celery#2599)."""
         return self.visibility_timeout / 2 - min(60.0, self.visibility_timeout / 10)
+
+    @property
+    def job_retention_seconds(self) -> float | None:
+        """`job_retention_days` in seconds; None when jobs are kept forever."""
+        return self.job_retention_days * 86400 if self.job_retention_days > 0 else None
 
     def retry_budget(self, code: str) -> int:
         """How many retries a step gets for transient failures with error code `code`."""

@@ -28,7 +28,8 @@ from shared.models import Job, utcnow
 
 # KEYS: job hash, due zset, batch counts hash, batch ended list (the last two unused for a job in no batch).
 # ARGV: expected version ("" = must not exist), data, status, job id, due score ("" = none), "1" when in a batch,
-# "1" when the new status is terminal.
+# "1" when the new status is terminal, retention in ms ("" = keep forever). An ended job with nothing left to do
+# expires after the retention; one given a step again (a webhook redelivery) is kept.
 _CAS_SCRIPT = """
 local current = redis.call('HGET', KEYS[1], 'version')
 if ARGV[1] == '' then
@@ -50,6 +51,11 @@ if ARGV[6] == '1' and old_status ~= ARGV[3] then
   redis.call('HINCRBY', KEYS[3], ARGV[3], 1)
   if ARGV[7] == '1' then redis.call('RPUSH', KEYS[4], ARGV[4]) end
 end
+if ARGV[7] == '1' and ARGV[5] == '' and ARGV[8] ~= '' then
+  redis.call('PEXPIRE', KEYS[1], ARGV[8])
+else
+  redis.call('PERSIST', KEYS[1])
+end
 return version
 """
 
@@ -63,13 +69,16 @@ class ConcurrentUpdate(RuntimeError):
 class JobStore:
     """Reads and atomically writes jobs. Only this class touches job keys in Redis."""
 
-    def __init__(self, client: redis.Redis) -> None:
+    def __init__(self, client: redis.Redis, retention_seconds: float | None = None) -> None:
+        """`retention_seconds`: how long an ended job with nothing left to do is kept (None: forever)."""
         self.redis = client
+        self.retention_ms = "" if not retention_seconds else str(int(retention_seconds * 1000))
         self._cas = client.register_script(_CAS_SCRIPT)
 
     @classmethod
-    def from_url(cls, url: str) -> JobStore:
-        return cls(redis.Redis.from_url(url, socket_timeout=10, socket_connect_timeout=5, health_check_interval=30))
+    def from_url(cls, url: str, retention_seconds: float | None = None) -> JobStore:
+        client = redis.Redis.from_url(url, socket_timeout=10, socket_connect_timeout=5, health_check_interval=30)
+        return cls(client, retention_seconds)
 
     def create(self, job: Job) -> None:
         """Store a new job; ValueError if its id is taken."""
@@ -130,6 +139,7 @@ class JobStore:
                 due,
                 "1" if job.batch_id else "",
                 "1" if job.status.terminal else "",
+                self.retention_ms,
             ],
         )
         return int(result)

@@ -50,7 +50,7 @@ def once_per_process(make: Callable[[], T]) -> Callable[[], T]:
 
 @once_per_process
 def store() -> JobStore:
-    return JobStore.from_url(settings().redis_url)
+    return JobStore.from_url(settings().redis_url, settings().job_retention_seconds)
 
 
 @once_per_process

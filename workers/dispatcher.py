@@ -196,6 +196,7 @@ def complete_if_done(batches: BatchStore, batch: Batch, now: datetime) -> None:
     completed = batch.model_copy(update={"completed_at": now})
     batches.save(completed)
     batches.deactivate(batch.id)
+    batches.expire(completed, context.settings().job_retention_seconds)
     log.info("batch %s (%s) completed: %s", batch.name, batch.id, counts)
     start_batch_webhook(batches, completed, now)
 

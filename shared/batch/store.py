@@ -84,6 +84,38 @@ class BatchStore:
             return self.get(name) if name.startswith("batch_") else None
         return self.get(_text(batch_id))
 
+    def _keys(self, batch: Batch) -> list[str]:
+        ids = {"batch_id": batch.id}
+        keys = [
+            template.format(**ids)
+            for template in (
+                BATCH_KEY,
+                BATCH_LINES_KEY,
+                BATCH_COUNTS_KEY,
+                BATCH_ENDED_KEY,
+                BATCH_LEDGER_KEY,
+                BATCH_RESERVED_KEY,
+            )
+        ]
+        keys += [BATCH_PENDING_KEY.format(provider=provider, **ids) for provider in batch.providers]
+        return [*keys, BATCH_NAME_KEY.format(name=batch.name)]
+
+    def expire(self, batch: Batch, seconds: float | None) -> None:
+        """Let every key of the completed `batch` expire after `seconds`, as its jobs do (None: keep them)."""
+        if seconds is None:
+            return
+        pipe = self.redis.pipeline()
+        for key in self._keys(batch):
+            pipe.expire(key, int(seconds))
+        pipe.execute()
+
+    def keep(self, batch: Batch) -> None:
+        """Undo `expire`: the batch is running again (resumed, or its failed jobs retried)."""
+        pipe = self.redis.pipeline()
+        for key in self._keys(batch):
+            pipe.persist(key)
+        pipe.execute()
+
     # lines and held-back jobs
 
     def claim_line(self, batch_id: str, line: int, job_id: str, fingerprint: str) -> str | None:

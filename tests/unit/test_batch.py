@@ -204,3 +204,37 @@ def test_job_writes_keep_the_batch_counts(client: fakeredis.FakeRedis) -> None:
     assert batches.take_ended("b1") == ["j2"] and batches.take_ended("b1") == []
     stamped = store.get("j1")
     assert stamped is not None and set(stamped.entered_at) == {"queued", "submitted"}
+
+
+def test_a_completed_batch_expires_with_its_jobs_and_is_kept_again_when_resumed(client: fakeredis.FakeRedis) -> None:
+    batches = BatchStore(client)
+    batch, _ = batches.open("night", lambda batch_id: Batch(id=batch_id, name="night", providers=["p"]))
+    batches.claim_line(batch.id, 1, "job_a", "fp")
+    batches.hold(batch.id, "p", "job_a", 1)
+    batches.expire(batch, 3600)
+    assert 0 < client.ttl(f"genqueue:batch:{batch.id}") <= 3600
+    assert 0 < client.ttl(f"genqueue:batch:{batch.id}:lines") <= 3600
+    assert 0 < client.ttl("genqueue:batch-name:night") <= 3600
+    batches.keep(batch)
+    assert client.ttl(f"genqueue:batch:{batch.id}") == -1 and client.ttl("genqueue:batch-name:night") == -1
+    batches.expire(batch, None)  # retention off: nothing expires
+    assert client.ttl(f"genqueue:batch:{batch.id}:lines") == -1
+
+
+def test_an_ended_job_with_nothing_left_to_do_expires_after_the_retention(client: fakeredis.FakeRedis) -> None:
+    store = JobStore(client, retention_seconds=86400)
+    job = batch_job("j9").model_copy(update={"webhook_url": "https://example.com/hook"})
+    store.create(job)
+    assert client.ttl("genqueue:job:j9") == -1  # running jobs never expire
+    now = utcnow()
+    ended = store.update("j9", lambda j: lifecycle.cancel(j, now))
+    assert ended is not None and ended.step is not None  # its webhook is still to be delivered: kept
+    assert client.ttl("genqueue:job:j9") == -1
+    store.update("j9", lambda j: j.model_copy(update={"step": None}))  # delivered
+    assert 86000 < client.ttl("genqueue:job:j9") <= 86400
+    store.update("j9", lambda j: lifecycle.redeliver(j, now))  # `genqueue webhooks redeliver`: kept again
+    assert client.ttl("genqueue:job:j9") == -1
+    forever = JobStore(client)
+    forever.create(batch_job("j10"))
+    forever.update("j10", lambda j: lifecycle.cancel(j, now))
+    assert client.ttl("genqueue:job:j10") == -1
