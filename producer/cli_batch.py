@@ -147,7 +147,8 @@ def batch_status(
     if not watch:
         typer.echo(status_line(batches.summary(batch), time.time() - batch.created_at.timestamp()))
         return
-    watch_batch(batches, name)
+    final = watch_batch(batches, name)
+    typer.echo(json.dumps(final, indent=2) if as_json else status_line(final, 0))
 
 
 def status_line(summary: dict[str, Any], elapsed: float) -> str:
@@ -170,8 +171,9 @@ def status_line(summary: dict[str, Any], elapsed: float) -> str:
     return "  ".join(parts)
 
 
-def watch_batch(batches: BatchProducer, name: str) -> None:
-    """A live progress bar with counts by status, cost and ETA, until every job has ended."""
+def watch_batch(batches: BatchProducer, name: str) -> dict[str, Any]:
+    """A live progress bar (on stderr) with counts by status, cost and ETA, until the batch completes; its summary
+    then."""
     batch = batches.get(name)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     with Progress(*columns, console=Console(stderr=True)) as bar:
@@ -193,7 +195,7 @@ def watch_batch(batches: BatchProducer, name: str) -> None:
                 if time.monotonic() > settled_wait:  # no dispatcher running (beat down?): stop all the same
                     break
             time.sleep(1.0)
-    typer.echo(status_line(summary, 0))
+    return summary
 
 
 REPORT_COLUMNS = [
