@@ -37,6 +37,8 @@ log = logging.getLogger("genqueue.dispatcher")
 MAX_EXAMINED = 500
 #: a released job not started after this long is assumed lost; the sweeper resumes it
 RELEASED_MAX_AGE = 120.0
+#: how often a batch with queued jobs but nothing held is checked for jobs whose hold was lost
+ORPHAN_CHECK_SECONDS = 60.0
 TERMINAL = {status.value for status in JobStatus if status.terminal}
 
 
@@ -191,6 +193,8 @@ def complete_if_done(batches: BatchStore, batch: Batch, now: datetime) -> None:
     counts = batches.counts(batch.id)
     ended = sum(count for status, count in counts.items() if status in TERMINAL)
     if ended < batch.total:
+        if counts.get(JobStatus.QUEUED.value) and batches.orphan_check_due(batch.id, ORPHAN_CHECK_SECONDS):
+            rehold_orphans(batches, batch)
         return
     settle_ended(batches, batch)  # every job counted as ended was pushed to the ended list in the same write
     completed = batch.model_copy(update={"completed_at": now})
@@ -199,6 +203,25 @@ def complete_if_done(batches: BatchStore, batch: Batch, now: datetime) -> None:
     batches.expire(completed, context.settings().job_retention_seconds)
     log.info("batch %s (%s) completed: %s", batch.name, batch.id, counts)
     start_batch_webhook(batches, completed, now)
+
+
+def rehold_orphans(batches: BatchStore, batch: Batch) -> int:
+    """Hold again every job of the batch that waits to be released but is held nowhere; how many.
+
+    Nothing is held, yet some jobs are still queued: released ones waiting for a submit worker, or jobs whose hold
+    was lost (a Redis crash took the last second of writes after the job was stored). Only the latter have no step.
+    """
+    orphans = 0
+    lines = batches.line_jobs(batch.id)
+    for start in range(0, len(lines), 500):
+        chunk = lines[start : start + 500]
+        for (line, _), job in zip(chunk, context.store().get_many([job_id for _, job_id in chunk]), strict=True):
+            if job is not None and job.status is JobStatus.QUEUED and job.step is None:
+                batches.hold(batch.id, job.provider, job.id, line)
+                orphans += 1
+    if orphans:
+        log.warning("batch %s: %d jobs were held nowhere; held again", batch.id, orphans)
+    return orphans
 
 
 def _minus(status: ProviderStatus, used: int) -> ProviderStatus:

@@ -166,6 +166,11 @@ class BatchStore:
             pipe.zcard(BATCH_PENDING_KEY.format(batch_id=batch_id, provider=provider))
         return sum(int(count) for count in pipe.execute())
 
+    def orphan_check_due(self, batch_id: str, every_seconds: float) -> bool:
+        """True at most once every `every_seconds` per batch, across all dispatcher passes."""
+        key = BATCH_KEY.format(batch_id=batch_id) + ":orphan-check"
+        return bool(self.redis.set(key, "1", nx=True, ex=max(1, int(every_seconds))))
+
     def active(self) -> list[str]:
         return sorted(_text(raw) for raw in self.redis.smembers(ACTIVE_BATCHES_KEY))
 

@@ -102,3 +102,15 @@ def test_the_budget_is_never_passed(world: dict[str, Any]) -> None:
         job = world["store"].get(job_id)
         assert job.status is JobStatus.CANCELED and job.error.message.startswith("budget_exhausted")
     assert world["batches"].committed(batch.id) == 2.0
+
+
+def test_a_job_whose_hold_was_lost_is_held_again(world: dict[str, Any]) -> None:
+    batch = make_batch(world, 2)
+    world["batches"].unhold(batch.id, "slow", "job_2")  # as if Redis lost the hold's write
+    world["batches"].claim_line(batch.id, 1, "job_1", "fp")
+    world["batches"].claim_line(batch.id, 2, "job_2", "fp")
+    dispatcher.dispatch_pass(utcnow())
+    assert world["published"] == ["job_1"]
+    dispatcher.dispatch_pass(utcnow())  # nothing held, job_2 queued with no step: found and held again
+    dispatcher.dispatch_pass(utcnow())
+    assert world["published"] == ["job_1", "job_2"]
