@@ -70,7 +70,8 @@ def dispatch_pass(now: datetime) -> int:
         for provider in batch.providers:
             if provider not in statuses:
                 status = provider_status(provider)
-                if status is None:
+                if status is None:  # its configuration was removed since the batch was submitted
+                    cancel_all_held(batches, batch, provider, f"provider {provider} is no longer configured", now)
                     continue
                 statuses[provider] = status
             released += release_or_cancel(batches, batch, provider, statuses, now)
@@ -182,6 +183,13 @@ def cancel_held(job_id: str, reason: str, now: datetime) -> None:
     written = context.store().update(job_id, change)
     if written is not None and written.step is not None:
         publish_step(app, context.settings(), job_id, written.step, now)
+
+
+def cancel_all_held(batches: BatchStore, batch: Batch, provider: str, reason: str, now: datetime) -> None:
+    """Cancel (up to MAX_EXAMINED per pass) the held jobs of `provider` in `batch`, with `reason`."""
+    for job_id in batches.held(batch.id, provider, MAX_EXAMINED):
+        cancel_held(job_id, reason, now)
+        batches.unhold(batch.id, provider, job_id)
 
 
 def complete_if_done(batches: BatchStore, batch: Batch, now: datetime) -> None:

@@ -114,3 +114,14 @@ def test_a_job_whose_hold_was_lost_is_held_again(world: dict[str, Any]) -> None:
     dispatcher.dispatch_pass(utcnow())  # nothing held, job_2 queued with no step: found and held again
     dispatcher.dispatch_pass(utcnow())
     assert world["published"] == ["job_1", "job_2"]
+
+
+def test_jobs_of_a_provider_no_longer_configured_are_canceled(world: dict[str, Any]) -> None:
+    batch = make_batch(world, 2)
+    world["batches"].save(batch.model_copy(update={"providers": ["slow", "gone"]}))
+    world["batches"].hold(batch.id, "gone", "job_2", 2)
+    world["batches"].unhold(batch.id, "slow", "job_2")
+    dispatcher.dispatch_pass(utcnow())
+    job = world["store"].get("job_2")
+    assert job.status is JobStatus.CANCELED and job.error.message == "provider gone is no longer configured"
+    assert world["published"] == ["job_1"]
