@@ -17,6 +17,7 @@ tests/chaos/ runs the short form in `make test`.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import signal
 import sys
@@ -115,6 +116,11 @@ class Report:
     restarts: Counter[str] = field(default_factory=Counter)
     redis_restarts: int = 0
     seconds: float = 0.0
+    #: the batch run alongside: its jobs, their statuses, whether it completed and its webhook arrived
+    batch_total: int = 0
+    batch_statuses: Counter[str] = field(default_factory=Counter)
+    batch_completed: bool = False
+    batch_webhooks: int = 0
 
     def table(self) -> str:
         rows = [
@@ -132,6 +138,14 @@ class Report:
             ("kill -9 of workers", ", ".join(f"{k} {n}" for k, n in sorted(self.kills.items()))),
             ("workers restarted by the supervisor", ", ".join(f"{k} {n}" for k, n in sorted(self.restarts.items()))),
             ("redis-server kill -9 + restart (AOF)", str(self.redis_restarts)),
+            (
+                "batch alongside (jobs by status)",
+                f"{self.batch_total}: " + ", ".join(f"{k} {n}" for k, n in sorted(self.batch_statuses.items())),
+            ),
+            (
+                "batch completed, batch.completed webhooks",
+                f"{'yes' if self.batch_completed else 'NO'}, {self.batch_webhooks}",
+            ),
             ("wall time", f"{self.seconds:.1f} s"),
         ]
         width = max(len(name) for name, _ in rows)
@@ -139,7 +153,13 @@ class Report:
 
     @property
     def ok(self) -> bool:
-        return not self.lost and not self.untold and self.duplicate_submits == 0 and self.webhook_ids_consistent
+        return (
+            not self.lost
+            and not self.untold
+            and self.duplicate_submits == 0
+            and self.webhook_ids_consistent
+            and self.batch_completed
+        )
 
 
 def submit_all(producer: object, count: int, receiver: WebhookReceiver, ids: dict[int, str], run: str) -> None:
@@ -180,6 +200,26 @@ SCENARIOS = (
     "kill-workers",
     "redis-restart",
 )
+
+
+def submit_batch(producer: object, count: int, receiver: WebhookReceiver, workdir: Path, name: str) -> None:
+    """Enqueue a batch of `count` jobs as `genqueue batch submit` does; through a Redis outage, run it again under
+    the same name, which resumes it."""
+    from producer.api import Producer
+    from producer.batch import BatchOptions, BatchProducer
+
+    assert isinstance(producer, Producer)
+    path = workdir / "chaos-batch.jsonl"
+    lines = [{"provider": "sandbox", "model": "sandbox-image", "prompt": f"batch {n}"} for n in range(count)]
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    batches = BatchProducer(producer)
+    options = BatchOptions(name=name, webhook_url=receiver.url + "/batch")
+    for _ in range(200):
+        try:
+            batches.enqueue(batches.plan(path, options), options)
+            return
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError):
+            time.sleep(0.25)
 
 
 def inject_faults(
@@ -293,8 +333,15 @@ def run_chaos(
         started = time.monotonic()
         submitter = threading.Thread(target=submit_all, args=(producer, jobs, receiver, ids, run), daemon=True)
         submitter.start()
+        batch_name = f"chaos-{run}"
+        report.batch_total = max(10, jobs // 4)
+        batcher = threading.Thread(
+            target=submit_batch, args=(producer, report.batch_total, receiver, workdir, batch_name), daemon=True
+        )
+        batcher.start()
         inject_faults(sandbox, receiver, supervisor, restart_redis, short, report, scenarios)
         submitter.join(timeout)
+        batcher.join(timeout)
         deadline = started + timeout
         while time.monotonic() < deadline:
             settled = 0
@@ -305,11 +352,12 @@ def run_chaos(
                     break
                 hook_done = job.webhook is not None and (job.webhook.delivered or job.webhook.gave_up is not None)
                 settled += job.status.terminal and hook_done
-            if settled == jobs:
+            if settled == jobs and batch_done(producer, batch_name):
                 break
             time.sleep(1.0)
         report.seconds = time.monotonic() - started
         collect(report, producer, ids, jobs, receiver, sandbox)
+        collect_batch(report, producer, batch_name, receiver)
         report.kills, report.restarts = supervisor.kills, supervisor.restarts
     finally:
         supervisor.stopping.set()
@@ -318,6 +366,41 @@ def run_chaos(
         os.environ.clear()
         os.environ.update(saved_environ)
     return report
+
+
+def batch_done(producer: object, name: str) -> bool:
+    from producer.batch import BatchProducer
+
+    try:
+        batches = BatchProducer(producer)  # type: ignore[arg-type]
+        batch = batches.batches.get_by_name(name)
+        return batch is not None and batch.completed_at is not None
+    except redis.exceptions.ConnectionError:
+        return False
+
+
+def collect_batch(report: Report, producer: object, name: str, receiver: WebhookReceiver) -> None:
+    """The batch's jobs by status; any not ended is lost; its completion and its webhook."""
+    from producer.batch import BatchProducer
+
+    batches = BatchProducer(producer)  # type: ignore[arg-type]
+    batch = batches.batches.get_by_name(name)
+    if batch is None:
+        report.lost.append(f"batch {name}: never created")
+        return
+    jobs = list(batches.jobs(batch))
+    for _, job in jobs:
+        report.batch_statuses[job.status.value] += 1
+        if not job.status.terminal:
+            report.lost.append(f"{job.id} (batch): still {job.status.value}")
+    if len(jobs) != report.batch_total:
+        report.lost.append(f"batch {name}: {len(jobs)} of {report.batch_total} lines enqueued")
+    report.batch_completed = batch.completed_at is not None
+    report.batch_webhooks = sum(
+        1
+        for event in receiver.for_job(batch.id)
+        if event.body.get("type") == "batch.completed" and event.answered == 200
+    )
 
 
 def collect(
@@ -358,14 +441,14 @@ def scenario_table(results: list[tuple[str, Report]]) -> str:
     """One row per scenario: the figures that must hold in each."""
     lines = [
         f"{'scenario':<22} {'jobs':>5} {'ok':>5} {'failed (by code)':<44} "
-        f"{'lost':>5} {'dup':>4} {'hooks':>5} {'time':>6}"
+        f"{'lost':>5} {'dup':>4} {'hooks':>5} {'batch':>5} {'time':>6}"
     ]
     for name, report in results:
         codes = ", ".join(f"{code} {n}" for code, n in sorted(report.codes.items())) or "-"
         lines.append(
             f"{name:<22} {report.enqueued:>5} {report.statuses.get('succeeded', 0):>5} {codes:<44} "
             f"{len(report.lost) + len(report.untold):>5} {report.duplicate_submits:>4} "
-            f"{report.webhook_min_delivered:>5} {report.seconds:>5.0f}s"
+            f"{report.webhook_min_delivered:>5} {'done' if report.batch_completed else 'NO':>5} {report.seconds:>5.0f}s"
         )
     return "\n".join(lines)
 

@@ -38,3 +38,6 @@ def test_chaos_short_form(tmp_path: Path, artifacts_dir: Path) -> None:
     for code in ("generation_failed", "download_failed", "insufficient_credits", "submit_outcome_unknown"):
         assert report.codes.get(code, 0) >= 1, f"{code} missing:\n{table}"
     assert report.statuses["succeeded"] >= 40, table
+    # the batch run alongside completed, every job of it ended, and its batch.completed webhook arrived
+    assert report.batch_completed and sum(report.batch_statuses.values()) == report.batch_total, table
+    assert report.batch_webhooks >= 1, table

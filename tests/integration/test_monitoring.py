@@ -15,6 +15,7 @@ from infra.local.processes import ServerProcess, free_port
 from infra.local.stack import LocalStack
 from producer.api import Producer
 from shared.settings import Settings
+from tests.integration.conftest import settings_for
 from tests.integration.test_pipeline import GENQUEUE, run_cli
 
 pytestmark = pytest.mark.integration
@@ -27,8 +28,22 @@ def flower(
 ) -> Iterator[str]:
     stack = LocalStack(tmp_path_factory.mktemp("flower"), env=pipeline_env)
     url = stack.start_flower(basic_auth=":".join(AUTH))
+    wait_until_flower_sees_events(url, Producer(settings_for(pipeline_env)))
     yield url
     stack.stop()
+
+
+def wait_until_flower_sees_events(url: str, producer: Producer, timeout: float = 60.0) -> None:
+    """Flower answers HTTP before its event receiver is connected; task events sent until then are never shown.
+    Submit small jobs until one of them appears in Flower."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = producer.submit("sandbox", "sandbox-image", "warm-up")
+        producer.wait(job.id, timeout=30)
+        tasks = httpx.get(f"{url}/api/tasks", auth=AUTH, timeout=10).json()
+        if any(job.id in str(task.get("args")) and task["name"] == "genqueue.submit" for task in tasks.values()):
+            return
+    raise TimeoutError("Flower showed no task events")
 
 
 def test_flower_shows_workers_and_tasks_by_job_id_never_the_prompt(flower: str, settings: Settings) -> None:
