@@ -54,6 +54,7 @@ CHAOS_SETTINGS = {
     "GENQUEUE_SWEEP_GRACE_SECONDS": "5",
     "GENQUEUE_SWEEP_INTERVAL_SECONDS": "1",
     "GENQUEUE_STEP_LEASE_SECONDS": "6",
+    "GENQUEUE_DISPATCH_TASK_SECONDS": "3",
     "GENQUEUE_PROVIDER_TIMEOUT_SECONDS": "3",
     "GENQUEUE_JOB_TIMEOUT_SECONDS": "240",
     "GENQUEUE_WAIT_INTERVAL_SECONDS": "0.2",
@@ -119,6 +120,7 @@ class Report:
     #: the batch run alongside: its jobs, their statuses, whether it completed and its webhook arrived
     batch_total: int = 0
     batch_statuses: Counter[str] = field(default_factory=Counter)
+    batch_codes: Counter[str] = field(default_factory=Counter)
     batch_completed: bool = False
     batch_webhooks: int = 0
 
@@ -140,7 +142,9 @@ class Report:
             ("redis-server kill -9 + restart (AOF)", str(self.redis_restarts)),
             (
                 "batch alongside (jobs by status)",
-                f"{self.batch_total}: " + ", ".join(f"{k} {n}" for k, n in sorted(self.batch_statuses.items())),
+                f"{self.batch_total}: "
+                + ", ".join(f"{k} {n}" for k, n in sorted(self.batch_statuses.items()))
+                + "".join(f"; {code} {n}" for code, n in sorted(self.batch_codes.items())),
             ),
             (
                 "batch completed, batch.completed webhooks",
@@ -391,6 +395,8 @@ def collect_batch(report: Report, producer: object, name: str, receiver: Webhook
     jobs = list(batches.jobs(batch))
     for _, job in jobs:
         report.batch_statuses[job.status.value] += 1
+        if job.error is not None and job.status.value == "failed":
+            report.batch_codes[job.error.code] += 1
         if not job.status.terminal:
             report.lost.append(f"{job.id} (batch): still {job.status.value}")
     if len(jobs) != report.batch_total:

@@ -19,7 +19,10 @@ from shared.protection import ProviderGuard, ProviderStatus
 from shared.queueing import make_celery, publish_step
 from shared.settings import Settings, get_settings
 from shared.storage import Storage
-from shared.store import JobStore
+from shared.store import IdempotencyKeyTaken, JobStore
+
+#: how long a submit waits for the job another submit with the same idempotency key claimed, before taking over
+CREATION_WAIT_SECONDS = 5.0
 
 
 class JobNotFound(LookupError):
@@ -55,16 +58,24 @@ class Producer:
         metadata = {str(k): str(v) for k, v in (metadata or {}).items()}
         _, cost = validate(self.settings, provider, request, webhook_url)
         job_id = f"job_{uuid.uuid4().hex}"
+        request_fingerprint = fingerprint(provider, request, webhook_url, metadata)
+        # inputs go up before the key is claimed, so a claim is followed by its job within milliseconds
+        request = self._upload_local_images(request, job_id)
         if idempotency_key:
-            existing = self.store.claim_idempotency_key(
-                idempotency_key, job_id, fingerprint(provider, request, webhook_url, metadata)
-            )
+            existing = self._claim(idempotency_key, job_id, request_fingerprint)
             if existing is not None:
-                return self._wait_for_creation(existing)
+                return existing
         try:
             job = self.create_job(
                 job_id, provider, request, cost, webhook_url, metadata, idempotency_key=idempotency_key
             )
+        except IdempotencyKeyTaken:
+            # this submit stalled so long that a retry took the key over: the retry's job is the job
+            assert idempotency_key is not None
+            owner = self._claim(idempotency_key, job_id, request_fingerprint)
+            if owner is None:
+                raise InvalidRequest("a request with this idempotency key is being enqueued; try again") from None
+            return owner
         except BaseException:
             if idempotency_key:
                 self.store.release_idempotency_key(idempotency_key, job_id)
@@ -72,6 +83,23 @@ class Producer:
         assert job.step is not None
         publish_step(self.celery, self.settings, job.id, job.step, job.created_at)
         return job
+
+    def _claim(self, key: str, job_id: str, request_fingerprint: str) -> Job | None:
+        """Claim idempotency key `key` for `job_id`: None when it is ours now, else the job it already made.
+
+        A claim whose job never appears (its submit died between claiming and storing: a crash, or Redis going
+        away) is taken over after CREATION_WAIT_SECONDS, so a caller retrying with the same key is never stuck.
+        """
+        for _ in range(3):
+            existing = self.store.claim_idempotency_key(key, job_id, request_fingerprint)
+            if existing is None:
+                return None
+            job = self._wait_for_creation(existing)
+            if job is not None:
+                return job
+            if self.store.take_over_idempotency_key(key, existing, job_id, request_fingerprint):
+                return None
+        raise InvalidRequest("a request with this idempotency key is being enqueued; try again")
 
     def create_job(
         self,
@@ -125,12 +153,12 @@ class Producer:
             }
         )
 
-    def _wait_for_creation(self, job_id: str, timeout: float = 10.0) -> Job:
-        """The job a concurrent submit with the same idempotency key is creating."""
-        deadline = time.monotonic() + timeout
+    def _wait_for_creation(self, job_id: str) -> Job | None:
+        """The job a concurrent submit with the same idempotency key is storing; None if it does not appear."""
+        deadline = time.monotonic() + CREATION_WAIT_SECONDS
         while (job := self.store.get(job_id)) is None:
             if time.monotonic() > deadline:
-                raise InvalidRequest("a request with this idempotency key is still being enqueued; try again")
+                return None
             time.sleep(0.05)
         return job
 

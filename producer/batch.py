@@ -174,9 +174,13 @@ class BatchProducer:
             raise InvalidRequest(f"line {planned.line}: {exc.message}") from None
         if existing is not None:
             job = self.producer.store.get(existing)
-            if job is not None and job.status is JobStatus.QUEUED and job.step is None:
-                self.batches.hold(batch.id, job.provider, job.id, planned.line)
-            return False
+            if job is None:  # an earlier run claimed the line and died before storing its job: store it now
+                if not self.batches.take_over_line(batch.id, planned.line, existing, job_id, planned.fingerprint):
+                    raise InvalidRequest(f"line {planned.line} is being enqueued by another run of this batch")
+            else:
+                if job.status is JobStatus.QUEUED and job.step is None:
+                    self.batches.hold(batch.id, job.provider, job.id, planned.line)
+                return False
         try:
             self.producer.create_job(
                 job_id,

@@ -70,8 +70,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             # and the dispatcher, which releases held batch jobs at the pace of each vendor's limits
             "dispatch-batches": {
                 "task": DISPATCH_TASK,
-                "schedule": settings.dispatch_interval_seconds,
-                "options": {"queue": "poll", "expires": settings.dispatch_interval_seconds * 2},
+                "schedule": settings.dispatch_task_seconds,
+                "options": {"queue": "poll", "expires": settings.dispatch_task_seconds},
             },
         },
         "enable_utc": True,

@@ -79,8 +79,10 @@ class Settings(BaseSettings):
     #: a long step's lease (finalize), renewed every third of it while it runs: a step whose worker died is taken
     #: over by the sweeper this long after its last renewal
     step_lease_seconds: float = 120.0
-    #: how often the dispatcher releases held batch jobs (workers/dispatcher.py)
+    #: how often the dispatcher releases held batch jobs (workers/dispatcher.py), and how long one dispatcher task
+    #: keeps doing so (beat starts one that often)
     dispatch_interval_seconds: float = 1.0
+    dispatch_task_seconds: float = 10.0
     #: a job waiting for provider capacity (rate, in-flight cap, breaker, credit hold) checks again at least this
     #: often, so `genqueue provider resume` or a freed slot takes effect within that time
     capacity_recheck_seconds: float = 5.0

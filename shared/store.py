@@ -28,12 +28,17 @@ from shared.models import Job, utcnow
 
 # KEYS: job hash, due zset, batch counts hash, batch ended list (the last two unused for a job in no batch).
 # ARGV: expected version ("" = must not exist), data, status, job id, due score ("" = none), "1" when in a batch,
-# "1" when the new status is terminal, retention in ms ("" = keep forever). An ended job with nothing left to do
+# "1" when the new status is terminal, retention in ms ("" = keep forever), and on creation the job id KEYS[5] (its
+# idempotency key) must still name ("" = no idempotency key). An ended job with nothing left to do
 # expires after the retention; one given a step again (a webhook redelivery) is kept.
 _CAS_SCRIPT = """
 local current = redis.call('HGET', KEYS[1], 'version')
 if ARGV[1] == '' then
   if current then return -1 end
+  if ARGV[9] ~= '' then
+    local claim = redis.call('GET', KEYS[5])
+    if not claim or string.sub(claim, 1, #ARGV[9] + 1) ~= ARGV[9] .. ' ' then return -2 end
+  end
   current = '0'
 elseif current ~= ARGV[1] then
   return -1
@@ -59,7 +64,18 @@ end
 return version
 """
 
+# KEYS: a key. ARGV: expected value, new value. Sets the new value (keeping the TTL) only over the expected one.
+_SWAP_SCRIPT = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[2], 'KEEPTTL')
+return 1
+"""
+
 MAX_CAS_ATTEMPTS = 50
+
+
+class IdempotencyKeyTaken(RuntimeError):
+    """Raised by `create` when the job's idempotency key names another job by now (its claim was taken over)."""
 
 
 class ConcurrentUpdate(RuntimeError):
@@ -74,6 +90,7 @@ class JobStore:
         self.redis = client
         self.retention_ms = "" if not retention_seconds else str(int(retention_seconds * 1000))
         self._cas = client.register_script(_CAS_SCRIPT)
+        self._swap = client.register_script(_SWAP_SCRIPT)
 
     @classmethod
     def from_url(cls, url: str, retention_seconds: float | None = None) -> JobStore:
@@ -81,10 +98,17 @@ class JobStore:
         return cls(client, retention_seconds)
 
     def create(self, job: Job) -> None:
-        """Store a new job; ValueError if its id is taken."""
+        """Store a new job; ValueError if its id is taken.
+
+        A job with an idempotency key is stored only while that key still names it (the claim can be taken over
+        when its first claimant seemed to have died: `take_over_idempotency_key`); IdempotencyKeyTaken otherwise.
+        """
         if job.status.value not in job.entered_at:
             job.entered_at = {**job.entered_at, job.status.value: job.created_at}
-        if self._write(job, expected_version="") < 0:
+        result = self._write(job, expected_version="")
+        if result == -2:
+            raise IdempotencyKeyTaken(f"the idempotency key of job {job.id} was taken over by another submit")
+        if result < 0:
             raise ValueError(f"job {job.id} already exists")
 
     def get(self, job_id: str) -> Job | None:
@@ -130,6 +154,7 @@ class JobStore:
                 DUE_KEY,
                 BATCH_COUNTS_KEY.format(batch_id=batch),
                 BATCH_ENDED_KEY.format(batch_id=batch),
+                _idempotency_redis_key(job.idempotency_key or ""),
             ],
             args=[
                 expected_version,
@@ -140,6 +165,7 @@ class JobStore:
                 "1" if job.batch_id else "",
                 "1" if job.status.terminal else "",
                 self.retention_ms,
+                job.id if job.idempotency_key and expected_version == "" else "",
             ],
         )
         return int(result)
@@ -153,7 +179,7 @@ class JobStore:
 
         The same key with another request fingerprint raises InvalidRequest.
         """
-        redis_key = IDEMPOTENCY_KEY.format(key=hashlib.sha256(key.encode()).hexdigest())
+        redis_key = _idempotency_redis_key(key)
         value = f"{job_id} {request_fingerprint}"
         if self.redis.set(redis_key, value, nx=True, ex=IDEMPOTENCY_TTL_SECONDS):
             return None
@@ -165,9 +191,18 @@ class JobStore:
             raise InvalidRequest("idempotency key was already used with a different request")
         return existing_job
 
+    def take_over_idempotency_key(self, key: str, stale_job_id: str, job_id: str, request_fingerprint: str) -> bool:
+        """Rebind `key` from `stale_job_id` (claimed, never created: its submit died) to `job_id`; False when the
+        key names something else by now."""
+        redis_key = _idempotency_redis_key(key)
+        swapped = self._swap(
+            keys=[redis_key], args=[f"{stale_job_id} {request_fingerprint}", f"{job_id} {request_fingerprint}"]
+        )
+        return bool(swapped)
+
     def release_idempotency_key(self, key: str, job_id: str) -> None:
         """Undo `claim_idempotency_key` when the job it was claimed for could not be created."""
-        redis_key = IDEMPOTENCY_KEY.format(key=hashlib.sha256(key.encode()).hexdigest())
+        redis_key = _idempotency_redis_key(key)
         existing = self.redis.get(redis_key)
         if existing is not None and existing.decode().startswith(job_id + " "):  # type: ignore[union-attr]
             self.redis.delete(redis_key)
@@ -195,6 +230,10 @@ class JobStore:
 
     def clear_endpoint_gone(self, url: str) -> None:
         self.redis.srem(WEBHOOK_GONE_KEY, _url_id(url))
+
+
+def _idempotency_redis_key(key: str) -> str:
+    return IDEMPOTENCY_KEY.format(key=hashlib.sha256(key.encode()).hexdigest())
 
 
 def _url_id(url: str) -> str:

@@ -44,15 +44,31 @@ TERMINAL = {status.value for status in JobStatus if status.terminal}
 
 @genqueue_task(DISPATCH_TASK)
 def dispatch(self: Task) -> int:
-    """One dispatcher pass, unless another is running; the number of jobs released."""
+    """Dispatcher passes every dispatch_interval_seconds for dispatch_task_seconds, unless another task is at it;
+    the number of jobs released.
+
+    One task runs many passes so that Flower's task list (which keeps the last 10,000) is not flooded by a task a
+    second; beat starts one every dispatch_task_seconds, and a start that finds the lock taken returns at once.
+    """
     settings = context.settings()
-    lock = context.store().redis.lock(DISPATCH_LOCK_KEY, timeout=max(30.0, settings.dispatch_interval_seconds * 10))
+    interval = settings.dispatch_interval_seconds
+    # a short lock, renewed every pass: if this worker dies, the next task takes over within seconds
+    lock = context.store().redis.lock(DISPATCH_LOCK_KEY, timeout=max(5.0, interval * 5))
     if not lock.acquire(blocking=False):
         return 0
+    released = 0
     try:
-        return dispatch_pass(utcnow())
+        stop = time.monotonic() + settings.dispatch_task_seconds
+        while True:
+            released += dispatch_pass(utcnow())
+            if time.monotonic() + interval >= stop:
+                return released
+            time.sleep(interval)
+            lock.reacquire()
+    except LockError:  # a pass outlived the lock and another task took over: leave the passes to it
+        return released
     finally:
-        with contextlib.suppress(LockError):  # the pass outlived the lock: the next one has already begun
+        with contextlib.suppress(LockError):
             lock.release()
 
 

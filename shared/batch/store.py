@@ -46,6 +46,14 @@ return 1
 """
 
 
+# KEYS: hash. ARGV: field, expected value, new value. Sets the field only over the expected value.
+_SWAP_FIELD_SCRIPT = """
+if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
+return 1
+"""
+
+
 class BatchStore:
     """Reads and writes batches and their bookkeeping. Only this class touches batch keys in Redis."""
 
@@ -53,6 +61,7 @@ class BatchStore:
         self.redis = client
         self._settle = client.register_script(_SETTLE_SCRIPT)
         self._reserve = client.register_script(_RESERVE_SCRIPT)
+        self._swap_field = client.register_script(_SWAP_FIELD_SCRIPT)
 
     # the batch itself
 
@@ -130,6 +139,13 @@ class BatchStore:
         if existing_fingerprint != fingerprint:
             raise InvalidRequest("this line was enqueued before with a different request; the file has changed")
         return existing_job
+
+    def take_over_line(self, batch_id: str, line: int, stale_job_id: str, job_id: str, fingerprint: str) -> bool:
+        """Rebind line `line` from `stale_job_id` (claimed by a run that died before storing it) to `job_id`;
+        False when the line names something else by now."""
+        keys = [BATCH_LINES_KEY.format(batch_id=batch_id)]
+        args = [str(line), f"{stale_job_id} {fingerprint}", f"{job_id} {fingerprint}"]
+        return bool(self._swap_field(keys=keys, args=args))
 
     def release_line(self, batch_id: str, line: int, job_id: str) -> None:
         """Undo `claim_line` when the job could not be created."""

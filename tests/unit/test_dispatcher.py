@@ -125,3 +125,18 @@ def test_jobs_of_a_provider_no_longer_configured_are_canceled(world: dict[str, A
     job = world["store"].get("job_2")
     assert job.status is JobStatus.CANCELED and job.error.message == "provider gone is no longer configured"
     assert world["published"] == ["job_1"]
+
+
+def test_one_task_runs_passes_for_its_span_and_a_second_one_stands_aside(
+    world: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = Settings(dispatch_interval_seconds=0.05, dispatch_task_seconds=0.3)
+    monkeypatch.setattr(context, "settings", lambda: settings)
+    passes: list[int] = []
+    monkeypatch.setattr(dispatcher, "dispatch_pass", lambda now: passes.append(1) or 1)
+    assert dispatcher.dispatch() == len(passes) >= 4  # about 0.3 s / 0.05 s passes, each "released" one
+    lock = world["store"].redis.lock("genqueue:dispatch:lock", timeout=5)
+    assert lock.acquire(blocking=False)  # the finished task let go of the lock
+    passes.clear()
+    assert dispatcher.dispatch() == 0 and passes == []  # another holds it: stand aside
+    lock.release()
