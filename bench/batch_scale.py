@@ -19,17 +19,16 @@ import json
 import os
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import httpx
 import redis
+from _stack import bench_stack
 
-from infra.local.stack import LocalStack, stack_env
-from infra.local.webhook_receiver import start_receiver
+from infra.local.stack import LocalStack
 
 MiB = 1024 * 1024
 
@@ -78,132 +77,116 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--countdown-tasks", type=int, default=5_000)
     args = parser.parse_args()
-    from shared.webhooks.signing import generate_secret
+    poll_settings = {"GENQUEUE_POLL_INITIAL_SECONDS": "0.5", "GENQUEUE_POLL_MAX_INTERVAL_SECONDS": "2"}
+    with bench_stack(sandbox_delay=0.5, output_bytes=1024, settings=poll_settings) as bench:
+        stack, tmp, redis_url, sandbox = bench.stack, bench.workdir, bench.redis_url, bench.sandbox_url
+        os.environ.update(
+            {
+                "GENQUEUE_PROVIDERS__BULK__DIALECT": "sandbox",
+                "GENQUEUE_PROVIDERS__BULK__BASE_URL": f"{sandbox}/sandbox",
+                "GENQUEUE_PROVIDERS__BULK__API_KEY": "sk-bench",
+                "GENQUEUE_PROVIDERS__BULK__RATE_PER_SECOND": str(args.rate),
+                "GENQUEUE_PROVIDERS__BULK__BURST": str(int(args.rate)),
+                "GENQUEUE_PROVIDERS__BULK__MAX_IN_FLIGHT": "200",
+            }
+        )
+        stack.env = dict(os.environ)
 
-    with tempfile.TemporaryDirectory() as tmp:
-        stack = LocalStack(Path(tmp))
-        receiver = None
-        try:
-            redis_url = stack.start_redis()
-            s3 = stack.start_moto()
-            sandbox = stack.start_sandbox(delay=0.5, output_bytes=1024)
-            secret = generate_secret()
-            receiver = start_receiver(secret)
-            env = stack_env(redis_url, s3, sandbox, secret, bucket="bench")
-            env.update(
-                {
-                    "GENQUEUE_POLL_INITIAL_SECONDS": "0.5",
-                    "GENQUEUE_POLL_MAX_INTERVAL_SECONDS": "2",
-                    "GENQUEUE_PROVIDERS__BULK__DIALECT": "sandbox",
-                    "GENQUEUE_PROVIDERS__BULK__BASE_URL": f"{sandbox}/sandbox",
-                    "GENQUEUE_PROVIDERS__BULK__API_KEY": "sk-bench",
-                    "GENQUEUE_PROVIDERS__BULK__RATE_PER_SECOND": str(args.rate),
-                    "GENQUEUE_PROVIDERS__BULK__BURST": str(int(args.rate)),
-                    "GENQUEUE_PROVIDERS__BULK__MAX_IN_FLIGHT": "200",
-                }
+        idle, holding, fetched = countdown_memory(Path(tmp) / "countdowns", stack.env, args.countdown_tasks)
+
+        from producer.api import Producer
+        from producer.batch import BatchOptions, BatchProducer
+        from shared.settings import Settings
+        from shared.storage import Storage
+
+        settings = Settings()
+        Storage(settings).ensure_bucket()
+        producer = Producer(settings)
+        batches = BatchProducer(producer)
+        client = redis.Redis.from_url(redis_url)
+        path = Path(tmp) / "batch.jsonl"
+        path.write_text(
+            "".join(
+                json.dumps({"provider": "bulk", "model": "sandbox-image", "prompt": f"bench picture {n}"}) + "\n"
+                for n in range(args.jobs)
             )
-            os.environ.update(env)
-            stack.env = dict(os.environ)
+        )
+        memory_before = int(client.info("memory")["used_memory"])
+        options = BatchOptions(name="bench", webhook_url=None)
+        started = time.monotonic()
+        plan = batches.plan(path, options)
+        planned = time.monotonic()
+        result = batches.enqueue(plan, options)
+        enqueued = time.monotonic()
+        memory_held = int(client.info("memory")["used_memory"])
 
-            idle, holding, fetched = countdown_memory(Path(tmp) / "countdowns", stack.env, args.countdown_tasks)
-
-            from producer.api import Producer
-            from producer.batch import BatchOptions, BatchProducer
-            from shared.settings import Settings
-            from shared.storage import Storage
-
-            settings = Settings()
-            Storage(settings).ensure_bucket()
-            producer = Producer(settings)
-            batches = BatchProducer(producer)
-            client = redis.Redis.from_url(redis_url)
-            path = Path(tmp) / "batch.jsonl"
-            path.write_text(
-                "".join(
-                    json.dumps({"provider": "bulk", "model": "sandbox-image", "prompt": f"bench picture {n}"}) + "\n"
-                    for n in range(args.jobs)
-                )
-            )
-            memory_before = int(client.info("memory")["used_memory"])
-            options = BatchOptions(name="bench", webhook_url=None)
-            started = time.monotonic()
-            plan = batches.plan(path, options)
-            planned = time.monotonic()
-            result = batches.enqueue(plan, options)
-            enqueued = time.monotonic()
-            memory_held = int(client.info("memory")["used_memory"])
-
-            worker = stack.start_workers(concurrency=args.concurrency)
-            worker_start_rss = rss_mib(worker.pid)
-            stack.start_beat()
-            run_started = time.monotonic()
-            per_second: list[int] = []
-            last_submits = 0
-            interactive_id = None
-            interactive_at = 0.0
-            interactive_started = None
-            peak_queue = 0
-            rss_samples: list[float] = []
-            while True:
-                time.sleep(1.0)
-                summary = batches.summary(batches.get("bench"))
-                submits = int(httpx.get(f"{sandbox}/_control/stats").json()["submits"].get("sandbox", 0))
-                per_second.append(submits - last_submits)
-                last_submits = submits
-                peak_queue = max(peak_queue, int(client.llen("submit")))
-                ended = sum(v for k, v in summary["counts"].items() if k in ("succeeded", "failed", "canceled"))
-                if interactive_id is None and ended >= args.jobs // 3:
-                    interactive_at = time.time()
-                    interactive_id = producer.submit("bulk", "sandbox-image", "interactive").id
-                if interactive_id is not None and interactive_started is None:
-                    job = producer.get(interactive_id)
-                    if job.submit_started_at is not None:  # recorded by the worker just before its vendor POST
-                        interactive_started = job.submit_started_at.timestamp() - interactive_at
-                rss_samples.append(rss_mib(worker.pid))
-                print(f"\r{ended}/{args.jobs} ended, {submits} submits", end="", file=sys.stderr, flush=True)
-                if summary["completed_at"] or time.monotonic() - run_started > 3600:
-                    break
-            run_time = time.monotonic() - run_started
-            print(file=sys.stderr)
-            memory_after = int(client.info("memory")["used_memory"])
-            busy = [count for count in per_second if count > 0]
-            steady = busy[2:-2] if len(busy) > 6 else busy
-            interactive = producer.get(interactive_id) if interactive_id else None
-            rows = [
-                ("jobs", f"{args.jobs} ({result.enqueued} enqueued)", ""),
-                ("final counts", str(summary["counts"]), ""),
-                ("validate file", f"{args.jobs / (planned - started):.0f} lines/s", ""),
-                ("enqueue (held in Redis)", f"{args.jobs / (enqueued - planned):.0f} jobs/s", ""),
-                ("Redis memory per held job", f"{(memory_held - memory_before) / args.jobs:.0f} B", ""),
-                ("Redis memory per ended job", f"{(memory_after - memory_before) / args.jobs:.0f} B", "job kept"),
-                ("run time", f"{run_time:.0f} s", f"{args.jobs / run_time:.1f} jobs/s end to end"),
-                ("submit rate (steady)", f"{statistics.mean(steady):.1f}/s", f"limit {args.rate:g}/s"),
-                ("submit rate (busiest second)", f"{max(per_second)}/s", f"burst {int(args.rate)}"),
-                ("submit queue, longest", str(peak_queue), "messages waiting"),
-                (
-                    "worker RSS",
-                    f"peak {rss_mib(worker.pid, 'VmHWM'):.0f} MiB",
-                    f"threads -c {args.concurrency}; {worker_start_rss:.0f} MiB at start, "
-                    f"{rss_samples[len(rss_samples) // 2]:.0f} at half-way, {rss_samples[-1]:.0f} at the end",
-                ),
-                (
-                    "interactive start delay",
-                    f"{interactive_started:.2f} s" if interactive_started is not None else "n/a",
-                    f"ended {interactive.status.value}" if interactive else "",
-                ),
-                (
-                    "countdowns held by a worker",
-                    f"+{holding - idle:.0f} MiB",
-                    f"{fetched} of {args.countdown_tasks} fetched ({idle:.0f} -> {holding:.0f} MiB)",
-                ),
-            ]
-            width = max(len(name) for name, _, _ in rows)
-            for name, value, note in rows:
-                print(f"{name:<{width}}  {value:>22}  {note}")
-        finally:
-            if receiver is not None:
-                receiver.stop()
-            stack.stop()
+        worker = stack.start_workers(concurrency=args.concurrency)
+        worker_start_rss = rss_mib(worker.pid)
+        stack.start_beat()
+        run_started = time.monotonic()
+        per_second: list[int] = []
+        last_submits = 0
+        interactive_id = None
+        interactive_at = 0.0
+        interactive_started = None
+        peak_queue = 0
+        rss_samples: list[float] = []
+        while True:
+            time.sleep(1.0)
+            summary = batches.summary(batches.get("bench"))
+            submits = int(httpx.get(f"{sandbox}/_control/stats").json()["submits"].get("sandbox", 0))
+            per_second.append(submits - last_submits)
+            last_submits = submits
+            peak_queue = max(peak_queue, int(client.llen("submit")))
+            ended = sum(v for k, v in summary["counts"].items() if k in ("succeeded", "failed", "canceled"))
+            if interactive_id is None and ended >= args.jobs // 3:
+                interactive_at = time.time()
+                interactive_id = producer.submit("bulk", "sandbox-image", "interactive").id
+            if interactive_id is not None and interactive_started is None:
+                job = producer.get(interactive_id)
+                if job.submit_started_at is not None:  # recorded by the worker just before its vendor POST
+                    interactive_started = job.submit_started_at.timestamp() - interactive_at
+            rss_samples.append(rss_mib(worker.pid))
+            print(f"\r{ended}/{args.jobs} ended, {submits} submits", end="", file=sys.stderr, flush=True)
+            if summary["completed_at"] or time.monotonic() - run_started > 3600:
+                break
+        run_time = time.monotonic() - run_started
+        print(file=sys.stderr)
+        memory_after = int(client.info("memory")["used_memory"])
+        busy = [count for count in per_second if count > 0]
+        steady = busy[2:-2] if len(busy) > 6 else busy
+        interactive = producer.get(interactive_id) if interactive_id else None
+        rows = [
+            ("jobs", f"{args.jobs} ({result.enqueued} enqueued)", ""),
+            ("final counts", str(summary["counts"]), ""),
+            ("validate file", f"{args.jobs / (planned - started):.0f} lines/s", ""),
+            ("enqueue (held in Redis)", f"{args.jobs / (enqueued - planned):.0f} jobs/s", ""),
+            ("Redis memory per held job", f"{(memory_held - memory_before) / args.jobs:.0f} B", ""),
+            ("Redis memory per ended job", f"{(memory_after - memory_before) / args.jobs:.0f} B", "job kept"),
+            ("run time", f"{run_time:.0f} s", f"{args.jobs / run_time:.1f} jobs/s end to end"),
+            ("submit rate (steady)", f"{statistics.mean(steady):.1f}/s", f"limit {args.rate:g}/s"),
+            ("submit rate (busiest second)", f"{max(per_second)}/s", f"burst {int(args.rate)}"),
+            ("submit queue, longest", str(peak_queue), "messages waiting"),
+            (
+                "worker RSS",
+                f"peak {rss_mib(worker.pid, 'VmHWM'):.0f} MiB",
+                f"threads -c {args.concurrency}; {worker_start_rss:.0f} MiB at start, "
+                f"{rss_samples[len(rss_samples) // 2]:.0f} at half-way, {rss_samples[-1]:.0f} at the end",
+            ),
+            (
+                "interactive start delay",
+                f"{interactive_started:.2f} s" if interactive_started is not None else "n/a",
+                f"ended {interactive.status.value}" if interactive else "",
+            ),
+            (
+                "countdowns held by a worker",
+                f"+{holding - idle:.0f} MiB",
+                f"{fetched} of {args.countdown_tasks} fetched ({idle:.0f} -> {holding:.0f} MiB)",
+            ),
+        ]
+        width = max(len(name) for name, _, _ in rows)
+        for name, value, note in rows:
+            print(f"{name:<{width}}  {value:>22}  {note}")
 
 
 if __name__ == "__main__":

@@ -8,16 +8,13 @@ end-to-end rate, and the worker's peak memory. Usage: python bench/pipeline_thro
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from infra.local.stack import LocalStack, stack_env
-from infra.local.webhook_receiver import start_receiver
+from _stack import bench_stack
 
 
 def peak_rss_mib(pid: int) -> float:
@@ -32,56 +29,47 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=300)
     parser.add_argument("--concurrency", type=int, default=16)
     args = parser.parse_args()
-    from shared.webhooks.signing import generate_secret
+    settings_env = {
+        "GENQUEUE_POLL_INITIAL_SECONDS": "0.05",
+        "GENQUEUE_POLL_MAX_INTERVAL_SECONDS": "0.5",
+        # the pipeline is measured here, not the sandbox provider's default rate limit (5/s)
+        "GENQUEUE_PROVIDERS__SANDBOX__RATE_PER_SECOND": "10000",
+        "GENQUEUE_PROVIDERS__SANDBOX__BURST": "10000",
+        "GENQUEUE_PROVIDERS__SANDBOX__MAX_IN_FLIGHT": "10000",
+    }
+    with bench_stack(sandbox_delay=0.0, output_bytes=1024, settings=settings_env) as bench:
+        receiver = bench.receiver
+        worker = bench.stack.start_workers(concurrency=args.concurrency)
+        from producer.api import Producer
+        from shared.settings import Settings
+        from shared.storage import Storage
 
-    with tempfile.TemporaryDirectory() as tmp:
-        stack = LocalStack(Path(tmp))
-        receiver = None
-        try:
-            redis_url = stack.start_redis()
-            s3 = stack.start_moto()
-            sandbox = stack.start_sandbox(delay=0.0, output_bytes=1024)
-            secret = generate_secret()
-            receiver = start_receiver(secret)
-            env = stack_env(redis_url, s3, sandbox, secret, bucket="bench")
-            env.update({"GENQUEUE_POLL_INITIAL_SECONDS": "0.05", "GENQUEUE_POLL_MAX_INTERVAL_SECONDS": "0.5"})
-            os.environ.update(env)
-            stack.env = dict(os.environ)
-            worker = stack.start_workers(concurrency=args.concurrency)
-            from producer.api import Producer
-            from shared.settings import Settings
-            from shared.storage import Storage
-
-            settings = Settings()
-            Storage(settings).ensure_bucket()
-            producer = Producer(settings)
-            started = time.monotonic()
-            ids = [
-                producer.submit("sandbox", "sandbox-image", f"bench {n}", webhook_url=receiver.url).id
-                for n in range(args.jobs)
-            ]
-            enqueued = time.monotonic() - started
-            pending = set(ids)
-            while pending and time.monotonic() - started < 600:
-                pending = {job_id for job_id in pending if not producer.get(job_id).status.terminal}
-                time.sleep(0.2)
-            finished = time.monotonic() - started
-            statuses: dict[str, int] = {}
-            for job_id in ids:
-                status = producer.get(job_id).status.value
-                statuses[status] = statuses.get(status, 0) + 1
-            deadline = time.monotonic() + 60
-            while time.monotonic() < deadline and len({e.body["data"]["id"] for e in receiver.events}) < len(ids):
-                time.sleep(0.2)
-            hooks = len({e.body["data"]["id"] for e in receiver.events if e.verified})
-            print(f"jobs: {args.jobs}  worker: threads -c {args.concurrency}")
-            print(f"enqueue: {args.jobs / enqueued:8.1f} jobs/s  ({enqueued:.2f} s)")
-            print(f"pipeline: {args.jobs / finished:7.1f} jobs/s end to end ({finished:.2f} s)  statuses: {statuses}")
-            print(f"webhooks verified: {hooks}/{args.jobs}  worker peak RSS: {peak_rss_mib(worker.pid):.1f} MiB")
-        finally:
-            if receiver is not None:
-                receiver.stop()
-            stack.stop()
+        settings = Settings()
+        Storage(settings).ensure_bucket()
+        producer = Producer(settings)
+        started = time.monotonic()
+        ids = [
+            producer.submit("sandbox", "sandbox-image", f"bench {n}", webhook_url=receiver.url).id
+            for n in range(args.jobs)
+        ]
+        enqueued = time.monotonic() - started
+        pending = set(ids)
+        while pending and time.monotonic() - started < 600:
+            pending = {job_id for job_id in pending if not producer.get(job_id).status.terminal}
+            time.sleep(0.2)
+        finished = time.monotonic() - started
+        statuses: dict[str, int] = {}
+        for job_id in ids:
+            status = producer.get(job_id).status.value
+            statuses[status] = statuses.get(status, 0) + 1
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and len({e.body["data"]["id"] for e in receiver.events}) < len(ids):
+            time.sleep(0.2)
+        hooks = len({e.body["data"]["id"] for e in receiver.events if e.verified})
+        print(f"jobs: {args.jobs}  worker: threads -c {args.concurrency}")
+        print(f"enqueue: {args.jobs / enqueued:8.1f} jobs/s  ({enqueued:.2f} s)")
+        print(f"pipeline: {args.jobs / finished:7.1f} jobs/s end to end ({finished:.2f} s)  statuses: {statuses}")
+        print(f"webhooks verified: {hooks}/{args.jobs}  worker peak RSS: {peak_rss_mib(worker.pid):.1f} MiB")
 
 
 if __name__ == "__main__":
