@@ -20,6 +20,7 @@ from producer.api import Producer
 from producer.batch_file import ParsedLine, read_batch_file
 from producer.validate import build_request, fingerprint, validate
 from shared.batch import Batch, BatchStore, Budget
+from shared.batch.store import jobs_by_line
 from shared.errors import GenqueueError, InvalidRequest
 from shared.models import Cost, GenerationRequest, Job, JobStatus
 from shared.netguard import check_url
@@ -216,13 +217,7 @@ class BatchProducer:
 
     def jobs(self, batch: Batch) -> Iterator[tuple[int, Job]]:
         """(line number, job) for every enqueued line, in the file's line order."""
-        lines = self.batches.line_jobs(batch.id)
-        for start in range(0, len(lines), 500):
-            chunk = lines[start : start + 500]
-            jobs = self.producer.store.get_many([job_id for _, job_id in chunk])
-            for (line, _), job in zip(chunk, jobs, strict=True):
-                if job is not None:
-                    yield line, job
+        return jobs_by_line(self.batches, self.producer.store, batch.id)
 
     def retry_failed(self, batch: Batch) -> int:
         """Enqueue every failed job of the batch again as a new job of the same batch; how many.

@@ -28,7 +28,6 @@ _RELATIVE = re.compile(r"^\+?(\d+(?:\.\d+)?)\s*([smhd])$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 #: how long `--watch` waits, once every job has ended, for the dispatcher to complete the batch
 SETTLE_WAIT_SECONDS = 10.0
-TERMINAL = [status.value for status in JobStatus if status.terminal]
 ORDER = [status.value for status in JobStatus]
 
 
@@ -151,19 +150,22 @@ def batch_status(
     typer.echo(json.dumps(final, indent=2) if as_json else status_line(final, 0))
 
 
+def counts_text(summary: dict[str, Any]) -> str:
+    """Counts by status in lifecycle order: `queued 75, succeeded 20, failed 5`."""
+    counts: dict[str, int] = summary["counts"]
+    return ", ".join(f"{status} {counts[status]}" for status in ORDER if counts.get(status))
+
+
+def cost_text(summary: dict[str, Any]) -> str:
+    """What vendors charged so far: `25 credits`, `20 credits + 0.3 usd`, or `0`."""
+    cost = summary["cost"]
+    return " + ".join(f"{cost[unit]:g} {unit}" for unit in ("credits", "usd") if cost[unit]) or "0"
+
+
 def status_line(summary: dict[str, Any], elapsed: float) -> str:
     """One line: done/total, counts by status, cost, ETA."""
-    counts: dict[str, int] = summary["counts"]
-    ended = sum(counts.get(status, 0) for status in TERMINAL)
-    total = summary["total"]
-    parts = [f"{summary['name']}: {ended}/{total} ended"]
-    parts.append(", ".join(f"{status} {counts[status]}" for status in ORDER if counts.get(status)))
-    cost = summary["cost"]
-    parts.append(
-        "cost " + " + ".join(f"{cost[u]:g} {u}" for u in ("credits", "usd") if cost[u])
-        if any(cost.values())
-        else "cost 0"
-    )
+    ended, total = summary["ended"], summary["total"]
+    parts = [f"{summary['name']}: {ended}/{total} ended", counts_text(summary), f"cost {cost_text(summary)}"]
     if summary["completed_at"]:
         parts.append("completed")
     elif ended and elapsed > 0:
@@ -181,12 +183,9 @@ def watch_batch(batches: BatchProducer, name: str) -> dict[str, Any]:
         settled_wait: float | None = None
         while True:
             summary = batches.summary(batches.get(name))
-            counts = summary["counts"]
-            ended = sum(counts.get(status, 0) for status in TERMINAL)
-            detail = ", ".join(f"{status} {counts[status]}" for status in ORDER if counts.get(status))
-            cost = summary["cost"]
-            spent = " + ".join(f"{cost[u]:g} {u}" for u in ("credits", "usd") if cost[u]) or "0"
-            bar.update(task, completed=ended, total=summary["total"], description=f"{name} [{detail}] cost {spent}")
+            ended = summary["ended"]
+            description = f"{name} [{counts_text(summary)}] cost {cost_text(summary)}"
+            bar.update(task, completed=ended, total=summary["total"], description=description)
             # the dispatcher completes the batch (and settles its cost) within a pass of the last job ending
             if summary["completed_at"]:
                 break

@@ -7,7 +7,6 @@ signatures, the same retry schedule; the attempts are recorded on the batch.
 from __future__ import annotations
 
 import logging
-import time
 import uuid
 from datetime import datetime, timedelta
 
@@ -15,10 +14,8 @@ from celery import Task
 
 from shared.batch import Batch, BatchStore
 from shared.constants import BATCH_WEBHOOK_TASK
-from shared.models import WebhookAttempt, WebhookState, utcnow
-from shared.webhooks.delivery import deliver, next_delay
-from shared.webhooks.events import event_body
-from shared.webhooks.signing import signature_headers
+from shared.models import WebhookState, utcnow
+from shared.webhooks.attempt import attempt_event
 from workers import context
 from workers.app import app, genqueue_task
 
@@ -56,24 +53,8 @@ def deliver_batch_webhook(self: Task, batch_id: str) -> None:
         publish(batch_id, (batch.webhook_next_at - now).total_seconds())  # woke early (a capped countdown)
         return
     summary = batch.summary(batches.counts(batch.id), batches.ledger(batch.id), 0)
-    body = event_body(EVENT_TYPE, state.timestamp, summary)
-    if settings.webhook_secret:
-        headers = signature_headers(settings.webhook_secret, state.event_id, int(time.time()), body)
-    else:
-        headers = {"webhook-id": state.event_id, "webhook-timestamp": str(int(time.time()))}
-        headers["content-type"] = "application/json"
-    result = deliver(context.webhook_http(), batch.webhook_url, headers, body, settings.webhook_timeout_seconds)
-    new_state = state.model_copy(deep=True)
-    new_state.attempts.append(WebhookAttempt(at=now, status_code=result.status_code, error=result.error))
-    delay = None
-    if result.delivered:
-        new_state.delivered = True
-    elif result.gone:
-        new_state.gave_up = "the endpoint answered 410 Gone"
-    else:
-        delay = next_delay(len(state.attempts), settings.webhook_retry_delays, result.retry_after)
-        if delay is None:
-            new_state.gave_up = f"no delivery after {len(new_state.attempts)} attempts"
+    attempted = attempt_event(context.webhook_http(), batch.webhook_url, state, summary, settings, now)
+    new_state, delay = attempted.state, attempted.retry_in
     if new_state.gave_up:
         log.warning("batch webhook for %s: %s", batch_id, new_state.gave_up)
     next_at = None if delay is None else now + timedelta(seconds=delay)

@@ -21,7 +21,9 @@ from redis.exceptions import LockError
 
 from shared import lifecycle
 from shared.batch import Batch, BatchStore
+from shared.batch.models import ended_count
 from shared.batch.pacing import release_allowance
+from shared.batch.store import jobs_by_line
 from shared.constants import DISPATCH_LOCK_KEY, DISPATCH_TASK
 from shared.errors import InvalidRequest
 from shared.models import Job, JobError, JobStatus, utcnow
@@ -39,7 +41,6 @@ MAX_EXAMINED = 500
 RELEASED_MAX_AGE = 120.0
 #: how often a batch with queued jobs but nothing held is checked for jobs whose hold was lost
 ORPHAN_CHECK_SECONDS = 60.0
-TERMINAL = {status.value for status in JobStatus if status.terminal}
 
 
 @genqueue_task(DISPATCH_TASK)
@@ -215,7 +216,7 @@ def complete_if_done(batches: BatchStore, batch: Batch, now: datetime) -> None:
     if batches.held_count(batch.id, batch.providers):
         return
     counts = batches.counts(batch.id)
-    ended = sum(count for status, count in counts.items() if status in TERMINAL)
+    ended = ended_count(counts)
     if ended < batch.total:
         if counts.get(JobStatus.QUEUED.value) and batches.orphan_check_due(batch.id, ORPHAN_CHECK_SECONDS):
             rehold_orphans(batches, batch)
@@ -236,13 +237,10 @@ def rehold_orphans(batches: BatchStore, batch: Batch) -> int:
     was lost (a Redis crash took the last second of writes after the job was stored). Only the latter have no step.
     """
     orphans = 0
-    lines = batches.line_jobs(batch.id)
-    for start in range(0, len(lines), 500):
-        chunk = lines[start : start + 500]
-        for (line, _), job in zip(chunk, context.store().get_many([job_id for _, job_id in chunk]), strict=True):
-            if job is not None and job.status is JobStatus.QUEUED and job.step is None:
-                batches.hold(batch.id, job.provider, job.id, line)
-                orphans += 1
+    for line, job in jobs_by_line(batches, context.store(), batch.id):
+        if job.status is JobStatus.QUEUED and job.step is None:
+            batches.hold(batch.id, job.provider, job.id, line)
+            orphans += 1
     if orphans:
         log.warning("batch %s: %d jobs were held nowhere; held again", batch.id, orphans)
     return orphans

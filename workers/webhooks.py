@@ -7,17 +7,14 @@ fresh per attempt (receivers refuse timestamps more than five minutes old).
 from __future__ import annotations
 
 import logging
-import time
 from datetime import timedelta
 
 from celery import Task
 
 from shared import lifecycle
 from shared.constants import WEBHOOK_TASK
-from shared.models import Job, WebhookAttempt, utcnow
-from shared.webhooks.delivery import deliver, next_delay
-from shared.webhooks.events import event_body
-from shared.webhooks.signing import signature_headers
+from shared.models import Job, utcnow
+from shared.webhooks.attempt import attempt_event
 from workers import context
 from workers.app import genqueue_task
 from workers.steps import move_on, run_step
@@ -44,31 +41,14 @@ def deliver_job_event(job: Job, task_id: str) -> None:
         gone = state.model_copy(update={"gave_up": "the endpoint answered 410 Gone before; not sent"})
         move_on(job.id, task_id, None, None, webhook=gone)
         return
-    body = event_body(state.event_type, state.timestamp, job.public())
-    if settings.webhook_secret:
-        headers = signature_headers(settings.webhook_secret, state.event_id, int(time.time()), body)
-    else:
-        headers = {
-            "webhook-id": state.event_id,
-            "webhook-timestamp": str(int(time.time())),
-            "content-type": "application/json",
-        }
-    result = deliver(context.webhook_http(), job.webhook_url, headers, body, settings.webhook_timeout_seconds)
-    new_state = state.model_copy(deep=True)
-    new_state.attempts.append(WebhookAttempt(at=utcnow(), status_code=result.status_code, error=result.error))
-    step = None
-    if result.delivered:
-        new_state.delivered = True
-    elif result.gone:
-        new_state.gave_up = "the endpoint answered 410 Gone"
+    attempted = attempt_event(context.webhook_http(), job.webhook_url, state, job.public(), settings, utcnow())
+    new_state, step = attempted.state, None
+    if attempted.result.gone:
         store.mark_endpoint_gone(job.webhook_url)
-    else:
-        delay = next_delay(len(state.attempts), settings.webhook_retry_delays, result.retry_after)
-        if delay is None:
-            new_state.gave_up = f"no delivery after {len(new_state.attempts)} attempts"
-            store.add_dead_letter(job.id)
-        else:
-            step = lifecycle.new_step("deliver_webhook", utcnow() + timedelta(seconds=delay))
+    elif attempted.retry_in is not None:
+        step = lifecycle.new_step("deliver_webhook", utcnow() + timedelta(seconds=attempted.retry_in))
+    elif not new_state.delivered:
+        store.add_dead_letter(job.id)
     if new_state.gave_up:
         log.warning("webhook for job %s: %s", job.id, new_state.gave_up)
     move_on(job.id, task_id, None, step, webhook=new_state)

@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from shared.models import WebhookState, utcnow
+from shared.models import TERMINAL_STATUSES, WebhookState, utcnow
 
 Currency = Literal["credits", "usd"]
 
@@ -31,6 +31,14 @@ class BatchLine(BaseModel):
     images: list[str] = Field(default_factory=list)
     webhook: str | None = None
     metadata: dict[str, str] = Field(default_factory=dict)
+
+
+_TERMINAL_VALUES = frozenset(status.value for status in TERMINAL_STATUSES)
+
+
+def ended_count(counts: dict[str, int]) -> int:
+    """How many of the jobs counted by status (as the batch store keeps them) have ended."""
+    return sum(count for status, count in counts.items() if status in _TERMINAL_VALUES)
 
 
 class Batch(BaseModel):
@@ -63,6 +71,7 @@ class Batch(BaseModel):
             "name": self.name,
             "total": self.total,
             "held": held,
+            "ended": ended_count(counts),
             "counts": counts,
             "cost": {"credits": round(ledger["spent_credits"], 6), "usd": round(ledger["spent_usd"], 6)},
             "budget": self.budget.model_dump() if self.budget else None,

@@ -7,7 +7,7 @@ and the list of its jobs that ended; everything else about a batch is kept here.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import redis
 
@@ -25,6 +25,8 @@ from shared.constants import (
     RELEASED_KEY,
 )
 from shared.errors import InvalidRequest
+from shared.models import Job
+from shared.store import JobStore
 
 # KEYS: reserved hash, ledger hash. ARGV: job id, actual amount. Replaces the job's reservation by what it cost, once.
 _SETTLE_SCRIPT = """
@@ -263,3 +265,13 @@ class BatchStore:
 
 def _text(value: object) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def jobs_by_line(batches: BatchStore, jobs: JobStore, batch_id: str, chunk: int = 500) -> Iterator[tuple[int, Job]]:
+    """(line number, job) for every enqueued line of the batch, in line order, read `chunk` jobs per round trip."""
+    lines = batches.line_jobs(batch_id)
+    for start in range(0, len(lines), chunk):
+        part = lines[start : start + chunk]
+        for (line, _), job in zip(part, jobs.get_many([job_id for _, job_id in part]), strict=True):
+            if job is not None:
+                yield line, job

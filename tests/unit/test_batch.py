@@ -14,6 +14,7 @@ from producer.batch_file import parse_csv, parse_jsonl, read_batch_file
 from producer.cli_batch import parse_time, status_line
 from shared import lifecycle
 from shared.batch import Batch, BatchStore
+from shared.batch.models import ended_count
 from shared.batch.pacing import release_allowance
 from shared.errors import InvalidRequest
 from shared.models import GenerationRequest, Job, JobStatus, utcnow
@@ -80,6 +81,7 @@ def test_status_line_gives_counts_cost_and_eta() -> None:
     summary = {
         "name": "night",
         "total": 100,
+        "ended": 25,
         "counts": {"succeeded": 20, "failed": 5, "queued": 75},
         "cost": {"credits": 25.0, "usd": 0.0},
         "completed_at": None,
@@ -238,3 +240,15 @@ def test_an_ended_job_with_nothing_left_to_do_expires_after_the_retention(client
     forever.create(batch_job("j10"))
     forever.update("j10", lambda j: lifecycle.cancel(j, now))
     assert client.ttl("genqueue:job:j10") == -1
+
+
+def test_a_line_is_taken_over_only_from_the_claim_expected(client: fakeredis.FakeRedis) -> None:
+    batches = BatchStore(client)
+    batches.claim_line("b", 1, "job_dead", "fp")
+    assert not batches.take_over_line("b", 1, "job_other", "job_new", "fp")  # it names another job by now
+    assert batches.take_over_line("b", 1, "job_dead", "job_new", "fp")
+    assert batches.line_jobs("b") == [(1, "job_new")]
+
+
+def test_ended_count_counts_terminal_statuses_only() -> None:
+    assert ended_count({"queued": 3, "running": 1, "succeeded": 2, "failed": 1, "canceled": 4}) == 7
