@@ -41,8 +41,9 @@ format: setup
 typecheck: setup
 	$(BIN)/mypy
 
-compose-check:
-	docker-compose -f docker-compose.yml config -q
+## make compose-check: docker-compose.yml refuses to render without its secrets, and publishes only on 127.0.0.1
+compose-check: setup
+	$(BIN)/python infra/compose/check.py
 
 unit: setup
 	$(BIN)/pytest -q tests/unit

@@ -5,8 +5,9 @@ queue and beat (the sweeper), all supervised: a worker that dies is started agai
 policy does. While jobs run it injects: kill -9 of each kind of worker several times, a kill -9 and restart of
 Redis, 429 storms with Retry-After, 5xx bursts, vendor answers slower than our timeout, generations that fail,
 credits that run out (then are topped up), expired output links, a webhook receiver that is down for a while and
-one endpoint that answers 410 Gone. Then it prints a table: enqueued, succeeded, failed by code, lost (must be 0),
-duplicate vendor submits counted at the sandbox (must be 0), webhooks per terminal event.
+one endpoint that answers 410 Gone, and poison records (job records no reader can parse, written straight into
+Redis, due before every real job). Then it prints a table: enqueued, succeeded, failed by code, lost (must be 0),
+duplicate vendor submits counted at the sandbox (must be 0), webhooks per terminal event, poison records set aside.
 
     python bench/chaos.py                 # the long form: 300 jobs
     python bench/chaos.py --jobs 60 --short
@@ -123,6 +124,9 @@ class Report:
     batch_codes: Counter[str] = field(default_factory=Counter)
     batch_completed: bool = False
     batch_webhooks: int = 0
+    #: corrupt job records planted mid-run, and how many of them the loops set aside (must be all)
+    poisoned: list[str] = field(default_factory=list)
+    quarantined: int = 0
 
     def table(self) -> str:
         rows = [
@@ -140,6 +144,7 @@ class Report:
             ("kill -9 of workers", ", ".join(f"{k} {n}" for k, n in sorted(self.kills.items()))),
             ("workers restarted by the supervisor", ", ".join(f"{k} {n}" for k, n in sorted(self.restarts.items()))),
             ("redis-server kill -9 + restart (AOF)", str(self.redis_restarts)),
+            ("poison records planted, set aside (quarantined)", f"{len(self.poisoned)}, {self.quarantined}"),
             (
                 "batch alongside (jobs by status)",
                 f"{self.batch_total}: "
@@ -163,6 +168,7 @@ class Report:
             and self.duplicate_submits == 0
             and self.webhook_ids_consistent
             and self.batch_completed
+            and self.quarantined == len(self.poisoned)
         )
 
 
@@ -203,7 +209,29 @@ SCENARIOS = (
     "webhook-receiver-down",
     "kill-workers",
     "redis-restart",
+    "poison-records",
 )
+
+#: job records no version of genqueue can read: broken JSON, JSON nested past the reader's limit, the wrong shape
+POISON_RECORDS = {
+    "broken-json": '{"id": "poison", "status": ',
+    "too-deep": json.dumps({"id": "poison", "request": {"extra": json.loads("[" * 300 + "]" * 300)}}),
+    "wrong-shape": json.dumps({"id": "poison", "status": "submitted", "provider": 7}),
+}
+
+
+def plant_poison(client: redis.Redis, run: str) -> list[str]:
+    """Write POISON_RECORDS straight into Redis as job records whose step is overdue before every real job's, so
+    the sweeper meets them first on every pass; the ids planted."""
+    from shared.constants import DUE_KEY, JOB_KEY
+
+    planted = []
+    for kind, data in POISON_RECORDS.items():
+        job_id = f"job_poison_{kind}_{run}"
+        client.hset(JOB_KEY.format(job_id=job_id), mapping={"data": data, "version": "1", "status": "submitted"})
+        client.zadd(DUE_KEY, {job_id: 0})
+        planted.append(job_id)
+    return planted
 
 
 def submit_batch(producer: object, count: int, receiver: WebhookReceiver, workdir: Path, name: str) -> None:
@@ -231,6 +259,7 @@ def inject_faults(
     receiver: WebhookReceiver,
     supervisor: Supervisor,
     restart_redis: object,
+    plant_poison: object,
     short: bool,
     report: Report,
     scenarios: frozenset[str] = frozenset(SCENARIOS),
@@ -273,6 +302,7 @@ def inject_faults(
         (0.2, "credits-run-out", lambda: control.post("/balance", json={"dialect": "veo3api", "balance": 300})),
         (9.0, "credits-run-out", lambda: control.post("/balance", json={"dialect": "veo3api", "balance": 1e9})),
         (6.5, "redis-restart", restart_redis),
+        (3.5, "poison-records", plant_poison),
     ]
     kill_times = [2.0, 5.0] if short else [2.0, 5.0, 9.0, 13.0]
     for at in kill_times:
@@ -287,7 +317,7 @@ def inject_faults(
         time.sleep(max(0.0, at - (time.monotonic() - started)))
         try:
             action()  # type: ignore[operator]
-        except httpx.HTTPError as exc:
+        except (httpx.HTTPError, redis.exceptions.RedisError) as exc:
             print(f"fault injection at {at}s failed: {exc}", file=sys.stderr)
 
 
@@ -334,6 +364,10 @@ def run_chaos(
         producer = Producer(settings)
         ids: dict[int, str] = {}
         run = str(int(time.time()))
+
+        def poison() -> None:
+            report.poisoned.extend(plant_poison(producer.store.redis, run))
+
         started = time.monotonic()
         submitter = threading.Thread(target=submit_all, args=(producer, jobs, receiver, ids, run), daemon=True)
         submitter.start()
@@ -343,7 +377,7 @@ def run_chaos(
             target=submit_batch, args=(producer, report.batch_total, receiver, workdir, batch_name), daemon=True
         )
         batcher.start()
-        inject_faults(sandbox, receiver, supervisor, restart_redis, short, report, scenarios)
+        inject_faults(sandbox, receiver, supervisor, restart_redis, poison, short, report, scenarios)
         submitter.join(timeout)
         batcher.join(timeout)
         deadline = started + timeout
@@ -362,6 +396,8 @@ def run_chaos(
         report.seconds = time.monotonic() - started
         collect(report, producer, ids, jobs, receiver, sandbox)
         collect_batch(report, producer, batch_name, receiver)
+        quarantined = {record.id for record in producer.store.quarantine.records()}
+        report.quarantined = sum(job_id in quarantined for job_id in report.poisoned)
         report.kills, report.restarts = supervisor.kills, supervisor.restarts
     finally:
         supervisor.stopping.set()

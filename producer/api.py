@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from celery import Celery
 
-from producer.validate import build_request, fingerprint, local_image_paths, validate
+from producer.validate import build_request, fingerprint, local_image_paths, normalized_metadata, validate
 from shared import lifecycle
 from shared.errors import InvalidRequest
 from shared.models import Cost, GenerationRequest, Job, JobStatus, utcnow
@@ -45,17 +45,19 @@ class Producer:
         options: dict[str, Any] | None = None,
         images: list[str] | None = None,
         webhook_url: str | None = None,
-        metadata: dict[str, str] | None = None,
+        metadata: Mapping[str, str | int | float | bool] | None = None,
         idempotency_key: str | None = None,
     ) -> Job:
         """Validate the request, store the job and enqueue its submit; the job as stored.
 
-        Raises InvalidRequest (nothing stored, nothing enqueued) for any request the job would fail for. Local
+        Metadata values may be strings, numbers or booleans; they are stored as strings (`3` as "3", `True` as
+        "true"), at most 32 keys. Raises InvalidRequest (nothing stored, nothing enqueued) for any request the job
+        would fail for, or that is larger than genqueue's bounds (shared/limits.py). Local
         image files are uploaded to the bucket under inputs/ first. With `idempotency_key`, the same key and
         request give back the job made the first time (for 24 hours); the same key with another request is refused.
         """
         request = build_request(model, prompt, options or {}, images or [])
-        metadata = {str(k): str(v) for k, v in (metadata or {}).items()}
+        metadata = normalized_metadata(metadata)
         _, cost = validate(self.settings, provider, request, webhook_url)
         job_id = f"job_{uuid.uuid4().hex}"
         request_fingerprint = fingerprint(provider, request, webhook_url, metadata)
@@ -220,7 +222,7 @@ class Producer:
 
     def dead_letters(self) -> list[Job]:
         """Jobs whose webhook event was given up on after the whole retry schedule, newest first."""
-        return [job for job_id in self.store.dead_letters() if (job := self.store.get(job_id)) is not None]
+        return [job for job in self.store.get_many(self.store.dead_letters()) if job is not None]
 
     def provider_status(self) -> list[ProviderStatus]:
         """Every provider's limits, credit hold and breaker, as all workers see them."""

@@ -18,11 +18,13 @@ from typing import Any
 
 from producer.api import Producer
 from producer.batch_file import ParsedLine, read_batch_file
-from producer.validate import build_request, fingerprint, validate
+from producer.validate import build_request, check_webhook_signing, fingerprint, normalized_metadata, validate
 from shared.batch import Batch, BatchStore, Budget
+from shared.batch import lifecycle as batch_lifecycle
+from shared.batch.models import dispatcher_health, dispatcher_stale_after
 from shared.batch.store import jobs_by_line
 from shared.errors import GenqueueError, InvalidRequest
-from shared.models import Cost, GenerationRequest, Job, JobStatus
+from shared.models import Cost, GenerationRequest, Job, JobStatus, utcnow
 from shared.netguard import check_url
 from shared.providers.catalog import estimate_cost
 
@@ -94,7 +96,10 @@ class BatchProducer:
         """Check every line of the file at `path` as `genqueue submit` would; ValueError if the file is unreadable."""
         check = _cached_validator(self)
         if options.webhook_url is not None:
-            check_url(options.webhook_url, self.settings.allow_private_urls, what="--webhook")
+            check_webhook_signing(self.settings)
+            check_url(
+                options.webhook_url, self.settings.allow_private_urls, "--webhook", self.settings.private_url_allowlist
+            )
         plan = Plan()
         for parsed in read_batch_file(path):
             planned = self._plan_line(parsed, options, check)
@@ -113,6 +118,7 @@ class BatchProducer:
         webhook = line.webhook or options.webhook_url
         try:
             request = build_request(line.model, line.prompt, line.options, line.images)
+            metadata = normalized_metadata(line.metadata)
             cost = check(line.provider, request, webhook)
         except GenqueueError as exc:
             return exc.message
@@ -121,7 +127,7 @@ class BatchProducer:
                 f"no {options.budget.currency} estimate for {line.provider} {line.model}, so a "
                 f"--budget-{options.budget.currency} cannot bound it"
             )
-        return PlannedJob(parsed.number, line.provider, request, cost, webhook, dict(line.metadata))
+        return PlannedJob(parsed.number, line.provider, request, cost, webhook, metadata)
 
     def enqueue(
         self, plan: Plan, options: BatchOptions, on_progress: Callable[[int], None] | None = None
@@ -132,22 +138,21 @@ class BatchProducer:
         since is refused with InvalidRequest naming it, before anything new is stored.
         """
         batch, created = self.batches.open(options.name, lambda batch_id: _new_batch(batch_id, options))
-        if not created:
-            batch = batch.model_copy(
-                update={
-                    "not_before": options.not_before,
-                    "deadline": options.deadline,
-                    "budget": options.budget,
-                    "webhook_url": options.webhook_url,
-                    "completed_at": None,
-                }
-            )
         self.batches.keep(batch)  # a completed batch's keys were set to expire: it runs again
-        batch.providers = sorted(set(batch.providers) | {job.provider for job in plan.jobs})
+        providers = {job.provider for job in plan.jobs}
         # the total is known before any job is stored, so the dispatcher cannot complete the batch half-enqueued
         known = {line for line, _ in self.batches.line_jobs(batch.id)}
-        batch.total = len(known | {job.line for job in plan.jobs})
-        self.batches.save(batch)
+        total = len(known | {job.line for job in plan.jobs})
+
+        def resume(current: Batch) -> Batch:
+            new = batch_lifecycle.reopen(current, total, new_event=False)
+            if not created:
+                new.not_before, new.deadline = options.not_before, options.deadline
+                new.budget, new.webhook_url = options.budget, options.webhook_url
+            new.providers = sorted(set(current.providers) | providers)
+            return new
+
+        batch = self._update(batch.id, resume)
         enqueued = already = 0
         try:
             for done, job in enumerate(plan.jobs, start=1):
@@ -158,8 +163,8 @@ class BatchProducer:
                 if on_progress is not None:
                     on_progress(done)
         except BaseException:
-            batch.total = len(self.batches.line_jobs(batch.id))
-            self.batches.save(batch)
+            stored = len(self.batches.line_jobs(batch.id))
+            self.batches.update(batch.id, lambda current: current.model_copy(update={"total": stored}))
             raise
         finally:
             self.batches.activate(batch.id)
@@ -208,16 +213,19 @@ class BatchProducer:
         return batch
 
     def summary(self, batch: Batch) -> dict[str, Any]:
-        """Counts by status, jobs still held, committed cost: what `batch status` shows."""
-        return batch.summary(
-            self.batches.counts(batch.id),
-            self.batches.ledger(batch.id),
-            self.batches.held_count(batch.id, batch.providers),
+        """Counts by status, jobs still held, committed cost, and whether held jobs wait for a dispatcher that is
+        not running: what `batch status` shows."""
+        held = self.batches.held_count(batch.id, batch.providers)
+        stale_after = dispatcher_stale_after(
+            self.settings.dispatch_interval_seconds, self.settings.dispatch_task_seconds
         )
+        health = dispatcher_health(self.batches.dispatcher_last_run(), held, utcnow(), stale_after)
+        return batch.summary(self.batches.counts(batch.id), self.batches.ledger(batch.id), held, health)
 
-    def jobs(self, batch: Batch) -> Iterator[tuple[int, Job]]:
-        """(line number, job) for every enqueued line, in the file's line order."""
-        return jobs_by_line(self.batches, self.producer.store, batch.id)
+    def jobs(self, batch: Batch, on_unreadable: Callable[[int, str], None] | None = None) -> Iterator[tuple[int, Job]]:
+        """(line number, job) for every enqueued line, in the file's line order; `on_unreadable(line, job_id)` hears
+        of a line whose job cannot be read (it is quarantined and skipped)."""
+        return jobs_by_line(self.batches, self.producer.store, batch.id, on_unreadable=on_unreadable)
 
     def retry_failed(self, batch: Batch) -> int:
         """Enqueue every failed job of the batch again as a new job of the same batch; how many.
@@ -233,10 +241,9 @@ class BatchProducer:
         if not failed:
             return 0
         next_line = max((line for line, _ in lines), default=0) + 1
-        batch = batch.model_copy(update={"completed_at": None, "webhook": None, "webhook_next_at": None})
-        batch.total = len(lines) + len(failed)
+        total = len(lines) + len(failed)
         self.batches.keep(batch)
-        self.batches.save(batch)
+        batch = self._update(batch.id, lambda current: batch_lifecycle.reopen(current, total, new_event=True))
         for offset, (line, job) in enumerate(failed):
             metadata = dict(job.metadata) | {"genqueue_retry_of": job.id, "genqueue_line": str(line)}
             cost = estimate_cost(job.provider, job.request)
@@ -245,6 +252,13 @@ class BatchProducer:
             self.producer.store.update(job.id, functools.partial(_mark_retried, line=planned.line))
         self.batches.activate(batch.id)
         return len(failed)
+
+    def _update(self, batch_id: str, change: Callable[[Batch], Batch]) -> Batch:
+        """Write `change` to the batch (BatchStore.update); InvalidRequest when the batch is gone (it expired)."""
+        written = self.batches.update(batch_id, change)
+        if written is None:
+            raise InvalidRequest(f"batch {batch_id} no longer exists")
+        return written
 
 
 def _mark_retried(job: Job, line: int) -> Job:
@@ -275,24 +289,25 @@ def _sum(values: Iterator[float | None]) -> float | None:
 
 def _cached_validator(batches: BatchProducer) -> Callable[[str, GenerationRequest, str | None], Cost]:
     """`validate` for many lines: each distinct webhook URL is resolved once, not once a line."""
-    check_webhook = _cached_check(batches.settings.allow_private_urls)
+    check_webhook = _cached_check(batches.settings.allow_private_urls, batches.settings.private_url_allowlist)
 
     def check(provider: str, request: GenerationRequest, webhook: str | None) -> Cost:
         if webhook is not None:
+            check_webhook_signing(batches.settings)
             check_webhook(webhook)
         return validate(batches.settings, provider, request, None)[1]
 
     return check
 
 
-def _cached_check(allow_private: bool) -> Callable[[str], None]:
+def _cached_check(allow_private: bool, allowlist: list[str]) -> Callable[[str], None]:
     """check_url for webhook URLs, remembering each URL's verdict (refusals included)."""
     verdicts: dict[str, str | None] = {}
 
     def check(url: str) -> None:
         if url not in verdicts:
             try:
-                check_url(url, allow_private, what="webhook URL")
+                check_url(url, allow_private, "webhook URL", allowlist)
                 verdicts[url] = None
             except InvalidRequest as exc:
                 verdicts[url] = exc.message

@@ -21,6 +21,7 @@ from producer.render import job_lines, progress_printer, provider_lines
 from producer.stats_cli import metrics_serve, stats
 from shared.errors import GenqueueError
 from shared.models import Job, JobStatus
+from shared.quarantine import UnreadableRecord
 from shared.settings import get_settings
 
 app = typer.Typer(
@@ -188,6 +189,40 @@ def sandbox(
     serve(SandboxConfig(host=host, port=port, delay_seconds=delay, output_bytes=output_bytes, faults=faults))
 
 
+quarantine_app = typer.Typer(no_args_is_help=True, help="Records that could not be read, set aside.")
+app.add_typer(quarantine_app, name="quarantine")
+
+
+@quarantine_app.command("list")
+def quarantine_list(
+    as_json: Annotated[bool, typer.Option("--json", help="print one JSON object a line")] = False,
+) -> None:
+    """List jobs and batches whose stored record could not be read, oldest first, with the reason.
+
+    Every loop (sweeper, dispatcher, reports, metrics) sets such a record aside and carries on; the record itself
+    is kept in Redis as it was, for inspection.
+    """
+    for record in producer().store.quarantine.records():
+        if as_json:
+            typer.echo(record.model_dump_json())
+        else:
+            typer.echo(f"{record.at.isoformat(timespec='seconds')} {record.kind} {record.id}: {record.reason}")
+
+
+@quarantine_app.command("readmit")
+def quarantine_readmit(job_id: Annotated[str, typer.Argument(help="a quarantined job's id")]) -> None:
+    """Take a repaired job out of quarantine: it must read now; its next step (if any) is due again at once."""
+    store = producer().store
+    if not store.quarantine.contains("job", job_id):
+        refuse(f"job {job_id!r} is not in quarantine")
+    job = store.readmit(job_id)
+    if job is None:
+        store.quarantine.remove("job", job_id)
+        typer.echo(f"{job_id} no longer exists; removed from quarantine")
+        return
+    typer.echo(f"{job.id} readmitted ({job.status.value})")
+
+
 app.add_typer(batch_app, name="batch")
 app.command("stats")(stats)
 metrics_app = typer.Typer(no_args_is_help=True, help="Job metrics for Prometheus (Flower shows tasks, not jobs).")
@@ -202,4 +237,7 @@ def main() -> None:
     except redis.exceptions.ConnectionError:
         url = get_settings().redis_url.split("@")[-1]
         typer.echo(f"genqueue: error: cannot reach Redis at {url} (is redis-server running?)", err=True)
+        sys.exit(EXIT_REFUSED)
+    except UnreadableRecord as exc:
+        typer.echo(f"genqueue: error: {exc} (see `genqueue quarantine list`)", err=True)
         sys.exit(EXIT_REFUSED)

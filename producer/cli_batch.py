@@ -144,7 +144,10 @@ def batch_status(
         typer.echo(json.dumps(batches.summary(batch), indent=2))
         return
     if not watch:
-        typer.echo(status_line(batches.summary(batch), time.time() - batch.created_at.timestamp()))
+        summary = batches.summary(batch)
+        typer.echo(status_line(summary, time.time() - batch.created_at.timestamp()))
+        if (warning := dispatcher_warning(summary, datetime.now(UTC))) is not None:
+            typer.echo(f"genqueue: warning: {warning}", err=True)
         return
     final = watch_batch(batches, name)
     typer.echo(json.dumps(final, indent=2) if as_json else status_line(final, 0))
@@ -173,6 +176,19 @@ def status_line(summary: dict[str, Any], elapsed: float) -> str:
     return "  ".join(parts)
 
 
+def dispatcher_warning(summary: dict[str, Any], now: datetime) -> str | None:
+    """Why the batch cannot start, when its held jobs wait for a dispatcher that is not running; else None."""
+    dispatcher = summary["dispatcher"]
+    if not dispatcher["stale"]:
+        return None
+    if dispatcher["last_run"] is None:
+        since = "yet"
+    else:
+        quiet = (now - datetime.fromisoformat(dispatcher["last_run"])).total_seconds()
+        since = f"for {human_duration(quiet)}"
+    return f"jobs are held but no dispatcher has run {since}: start `celery -A workers beat`"
+
+
 def watch_batch(batches: BatchProducer, name: str) -> dict[str, Any]:
     """A live progress bar (on stderr) with counts by status, cost and ETA, until the batch completes; its summary
     then."""
@@ -181,9 +197,14 @@ def watch_batch(batches: BatchProducer, name: str) -> dict[str, Any]:
     with Progress(*columns, console=Console(stderr=True)) as bar:
         task = bar.add_task(batch.name, total=batch.total)
         settled_wait: float | None = None
+        warned = False
         while True:
             summary = batches.summary(batches.get(name))
             ended = summary["ended"]
+            warning = dispatcher_warning(summary, datetime.now(UTC))
+            if warning is not None and not warned:
+                bar.console.print(f"genqueue: warning: {warning}", markup=False, highlight=False)
+            warned = warning is not None
             description = f"{name} [{counts_text(summary)}] cost {cost_text(summary)}"
             bar.update(task, completed=ended, total=summary["total"], description=description)
             # the dispatcher completes the batch (and settles its cost) within a pass of the last job ending
@@ -227,7 +248,11 @@ def batch_report(
     writer = csv.DictWriter(sys.stdout, REPORT_COLUMNS) if fmt == "csv" else None
     if writer is not None:
         writer.writeheader()
-    for line, job in batches.jobs(batch):
+
+    def unreadable(line: int, job_id: str) -> None:
+        typer.echo(f"genqueue: warning: line {line}: job {job_id} is unreadable (genqueue quarantine list)", err=True)
+
+    for line, job in batches.jobs(batch, on_unreadable=unreadable):
         if writer is None:
             typer.echo(json.dumps(job.public()))
             continue

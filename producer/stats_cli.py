@@ -82,7 +82,10 @@ def stats_lines(metrics: JobMetrics) -> list[str]:
         ],
         free_text_last=True,
     )
-    return [*counts, "", *times, "", *other, "", _webhook_line(metrics)]
+    quarantined = (
+        [f"quarantined records: {metrics.quarantined} (genqueue quarantine list)"] if metrics.quarantined else []
+    )
+    return [*counts, "", *times, "", *other, "", _webhook_line(metrics), *quarantined]
 
 
 def _webhook_line(metrics: JobMetrics) -> str:

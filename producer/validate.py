@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 
 from shared.errors import InvalidRequest
+from shared.limits import check_inline_inputs, check_shape, normalize_metadata
 from shared.models import Cost, GenerationRequest
 from shared.netguard import check_url
 from shared.providers.base import PassThroughInputs, ProviderConfig
@@ -30,6 +32,10 @@ INPUT_URL_FIELDS = {
 
 def build_request(model: str, prompt: str, options: dict[str, Any], images: list[str]) -> GenerationRequest:
     """The unified request from command-line or API pieces; InvalidRequest with a one-line reason if malformed."""
+    try:
+        check_shape(options, "options")
+    except ValueError as exc:
+        raise InvalidRequest(str(exc)) from None
     fields: dict[str, Any] = {"model": model, "prompt": prompt, **options}
     if images:
         given = fields.get("image_urls") or []
@@ -69,19 +75,53 @@ def check_local_files(paths: list[str]) -> None:
             raise InvalidRequest(f"image input {raw!r} is not a URL and no such file exists")
 
 
+def check_inline_size(request: GenerationRequest) -> None:
+    """InvalidRequest when the request's data: URIs and local files to upload add up to more than 20 MiB."""
+    refs = [ref for field in INPUT_URL_FIELDS for ref in _refs(request, field)]
+    data_uris = [ref for ref in refs if ref.lower().startswith("data:")]
+    sizes = [Path(path).expanduser().stat().st_size for path in local_image_paths(request)]
+    try:
+        check_inline_inputs(data_uris, sizes)
+    except ValueError as exc:
+        raise InvalidRequest(str(exc)) from None
+
+
+def normalized_metadata(raw: Mapping[Any, Any] | None) -> dict[str, str]:
+    """Metadata as stored (shared/limits.py: scalars as strings, bounded); InvalidRequest with the reason."""
+    try:
+        return normalize_metadata(raw)
+    except ValueError as exc:
+        raise InvalidRequest(str(exc)) from None
+
+
+def _refs(request: GenerationRequest, field: str) -> list[str]:
+    value = getattr(request, field)
+    return value if isinstance(value, list) else [value] if value else []
+
+
 def check_urls(settings: Settings, request: GenerationRequest, webhook_url: str | None = None) -> None:
-    """InvalidRequest unless the webhook URL and every http(s) input URL may be reached (shared/netguard.py).
+    """InvalidRequest unless the webhook URL and every http(s) input URL may be reached (shared/netguard.py), and
+    a webhook would be signed.
 
     Input URLs are fetched by the vendor, not by us; they are checked here (against our DNS) all the same.
     data: URIs, s3:// references and local paths are not URLs and are not checked here.
     """
     if webhook_url is not None:
-        check_url(webhook_url, settings.allow_private_urls, what="webhook URL")
+        check_webhook_signing(settings)
+        check_url(webhook_url, settings.allow_private_urls, "webhook URL", settings.private_url_allowlist)
     for field, what in INPUT_URL_FIELDS.items():
-        value = getattr(request, field)
-        for ref in value if isinstance(value, list) else [value] if value else []:
+        for ref in _refs(request, field):
             if ref.lower().startswith(("http://", "https://")):
-                check_url(ref, settings.allow_private_urls, what=what)
+                check_url(ref, settings.allow_private_urls, what, settings.private_url_allowlist)
+
+
+def check_webhook_signing(settings: Settings) -> None:
+    """InvalidRequest when webhooks would go out unsigned: no secret, and unsigned ones not allowed."""
+    if not settings.webhook_secret and not settings.allow_unsigned_webhooks:
+        raise InvalidRequest(
+            "a webhook needs GENQUEUE_WEBHOOK_SECRET (events are never sent unsigned; "
+            "GENQUEUE_ALLOW_UNSIGNED_WEBHOOKS=true allows it for development)"
+        )
 
 
 def validate(
@@ -95,6 +135,7 @@ def validate(
     config = settings.provider(provider)
     validate_request(provider, request)
     check_local_files(local_image_paths(request))
+    check_inline_size(request)
     check_urls(settings, request, webhook_url)
     get_adapter(config.dialect).build_submit(request, config, PassThroughInputs())
     return config, estimate_cost(provider, request)

@@ -15,6 +15,8 @@ IDEMPOTENCY_TTL_SECONDS = 24 * 3600
 WEBHOOK_DEAD_LETTERS_KEY = KEY_PREFIX + "webhooks:dead"
 #: set of sha256(webhook URL) of endpoints that answered 410 Gone: nothing more is sent to them
 WEBHOOK_GONE_KEY = KEY_PREFIX + "webhooks:gone"
+#: hash: `{kind}:{id}` -> JSON {kind, id, reason, at}: records that could not be read, set aside (shared/quarantine.py)
+QUARANTINE_KEY = KEY_PREFIX + "quarantine"
 
 #: batch hash: `data` (the Batch as JSON); name -> batch id
 BATCH_KEY = KEY_PREFIX + "batch:{batch_id}"
@@ -35,8 +37,13 @@ BATCH_LEDGER_KEY = KEY_PREFIX + "batch:{batch_id}:ledger"
 BATCH_RESERVED_KEY = KEY_PREFIX + "batch:{batch_id}:reserved"
 #: sorted set per provider: batch jobs released to the submit queue and not yet started, by release time
 RELEASED_KEY = KEY_PREFIX + "provider:{name}:released"
+#: sorted set: batch id -> unix time its next step (the `batch.completed` delivery) is due; kept by the batch
+#: store's write script, as DUE_KEY is by the job store's, and read by the sweeper
+BATCH_DUE_KEY = KEY_PREFIX + "batches:due"
 #: lock held by the one dispatcher pass running
 DISPATCH_LOCK_KEY = KEY_PREFIX + "dispatch:lock"
+#: unix time of the last dispatcher pass, noted once it finished (how `batch status` tells held jobs wait for no one)
+DISPATCH_LAST_RUN_KEY = KEY_PREFIX + "dispatch:last-run"
 
 #: per provider (shared/protection/): token bucket hash `tokens`, `at` (unix time of its last update)
 PROVIDER_BUCKET_KEY = KEY_PREFIX + "provider:{name}:bucket"

@@ -7,7 +7,8 @@ GenqueueError
 │   │   ├── AuthFailed           auth_failed
 │   │   ├── InsufficientCredits  insufficient_credits
 │   │   ├── ProviderRejected     invalid_request
-│   │   └── GenerationFailed     generation_failed
+│   │   ├── GenerationFailed     generation_failed
+│   │   └── ProviderRedirected   provider_error    (a vendor API call answered 3xx; never followed)
 │   └── TransientProviderError                      (retry with backoff; the code applies once retries are spent)
 │       ├── RateLimited          rate_limited
 │       └── ProviderUnavailable  provider_error
@@ -20,7 +21,6 @@ GenqueueError
 
 from __future__ import annotations
 
-import copy
 from typing import ClassVar, Self
 
 
@@ -34,8 +34,13 @@ class GenqueueError(Exception):
         self.message = message
 
     def reworded(self, message: str) -> Self:
-        """The same error (class, code, fields) with another message."""
-        copied = copy.copy(self)
+        """The same error (class, code, fields) with another message.
+
+        Made without calling `__init__` (copy.copy would call it with the message alone, which a subclass taking
+        more arguments refuses), so every subclass can be reworded.
+        """
+        copied = type(self).__new__(type(self))
+        copied.__dict__.update(self.__dict__)
         copied.message = message
         copied.args = (message,)
         return copied
@@ -79,6 +84,12 @@ class GenerationFailed(PermanentProviderError):
     """Raised when the vendor reports that the generation failed; the message carries its reason."""
 
     code = "generation_failed"
+
+
+class ProviderRedirected(PermanentProviderError):
+    """Raised when a vendor API call (submit, poll) answers with a redirect, which is never followed."""
+
+    code = "provider_error"
 
 
 class TransientProviderError(ProviderError):

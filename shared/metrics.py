@@ -1,8 +1,9 @@
 """Job-level metrics: what Flower cannot show, since it sees Celery tasks and not jobs.
 
 `summarize(jobs, now)` is pure: it folds jobs into a `JobMetrics` snapshot. `read_jobs(client)` reads every job
-from the job store (SCAN plus pipelined HGETs; a key that vanishes or does not parse is skipped), and
-`collect(client, now)` is the two together, plus the length of the webhook dead-letter list.
+from the job store (SCAN plus pipelined HGETs; a key that vanishes is skipped, one that does not parse is
+quarantined and skipped), and `collect(client, now)` is the two together, plus the length of the webhook
+dead-letter list and the number of quarantined records.
 
 The figures describe the jobs in Redis at `now`, not events since a process started:
 - `jobs_by_status`: jobs per status; `errors_by_code`: jobs that carry an error, per error code.
@@ -29,6 +30,7 @@ from pydantic import BaseModel, Field, ValidationError
 
 from shared.constants import JOB_KEY, WEBHOOK_DEAD_LETTERS_KEY
 from shared.models import STATUS_RANK, Job, JobStatus
+from shared.quarantine import Quarantine, describe
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +82,8 @@ class JobMetrics(BaseModel):
     at: datetime
     providers: dict[str, ProviderMetrics] = Field(default_factory=dict)
     webhooks: WebhookMetrics = Field(default_factory=WebhookMetrics)
+    #: records set aside because they could not be read (shared/quarantine.py); only `collect` reads it
+    quarantined: int = 0
 
     @property
     def jobs(self) -> int:
@@ -132,8 +136,8 @@ def state_durations(job: Job, now: datetime) -> list[tuple[JobStatus, float]]:
 def read_jobs(client: redis.Redis, batch: int = 500) -> Iterator[Job]:
     """Every job in the store: SCAN for job keys, HGET their `data` `batch` keys per pipeline.
 
-    A key seen twice by SCAN is read once; one deleted meanwhile, not a hash, or whose data does not parse is
-    skipped (the last two with a warning).
+    A key seen twice by SCAN is read once; one deleted meanwhile or not a hash is skipped (the latter with a
+    warning), one whose data does not parse is quarantined (shared/quarantine.py) and skipped.
     """
     seen: set[bytes] = set()
     chunk: list[bytes] = []
@@ -154,6 +158,7 @@ def collect(client: redis.Redis, now: datetime) -> JobMetrics:
     """`summarize` over every job in the store, with the length of the webhook dead-letter list."""
     metrics = summarize(read_jobs(client), now)
     metrics.webhooks.dead_letters = int(client.llen(WEBHOOK_DEAD_LETTERS_KEY))
+    metrics.quarantined = Quarantine(client).count()
     return metrics
 
 
@@ -170,7 +175,8 @@ def _read_chunk(client: redis.Redis, keys: list[bytes]) -> Iterator[Job]:
         try:
             yield Job.model_validate_json(data)
         except ValidationError as exc:
-            log.warning("metrics: skipping %s: %s", key.decode(errors="replace"), str(exc).splitlines()[0])
+            job_id = key.decode(errors="replace").removeprefix(JOB_KEY.format(job_id=""))
+            Quarantine(client).add("job", job_id, describe(exc))
 
 
 _STATUS_VALUES = frozenset(status.value for status in JobStatus)

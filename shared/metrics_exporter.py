@@ -8,7 +8,7 @@ collector (no process or Python metrics) over HTTP and blocks.
 Families (all describe the jobs in Redis at scrape time; see shared/metrics.py for each figure):
 - gauges: genqueue_jobs{provider,status}, genqueue_job_errors{provider,code}, genqueue_jobs_polled{provider},
   genqueue_job_state_count{provider,status}, genqueue_webhooks_delivered, genqueue_webhooks_given_up,
-  genqueue_webhooks_dead_letters
+  genqueue_webhooks_dead_letters, genqueue_quarantined_records
 - counters: genqueue_job_polls_total{provider}, genqueue_job_state_seconds_total{provider,status},
   genqueue_job_cost_credits_total{provider}, genqueue_job_cost_usd_total{provider},
   genqueue_webhook_attempts_total, genqueue_webhook_failed_attempts_total
@@ -98,6 +98,11 @@ def families(metrics: JobMetrics) -> list[Metric]:
         ),
         GaugeMetricFamily(
             "genqueue_webhooks_dead_letters", "Length of the webhook dead-letter list", value=hooks.dead_letters
+        ),
+        GaugeMetricFamily(
+            "genqueue_quarantined_records",
+            "Jobs and batches set aside because their stored record could not be read",
+            value=metrics.quarantined,
         ),
     ]
 

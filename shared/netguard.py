@@ -1,4 +1,4 @@
-"""Server-side request forgery guard for user-given URLs (webhooks, input media).
+"""Server-side request forgery guard for URLs users and vendors give us (webhooks, input media, output downloads).
 
 A URL passes when it is http or https, names a host, carries no credentials, and every address its host resolves
 to is public: not loopback, private (RFC 1918, fc00::/7, 100.64.0.0/10), link-local (169.254.0.0/16, fe80::/10),
@@ -6,10 +6,17 @@ unspecified, multicast, reserved or a cloud metadata endpoint. IPv4 inside IPv6 
 NAT64) is judged by the IPv4 it carries; decimal, octal, hex and short IPv4 spellings are read as inet_aton reads
 them, here rather than by the resolver, so the verdict never depends on it.
 
+The private allowlist (GENQUEUE_PRIVATE_URL_ALLOWLIST) names `host:port` destinations that may be reached though
+they are not public (the sandbox in docker-compose). It matches the URL's host as written (lower-cased, an IP
+address in its canonical form) and its port, not what the host resolves to: naming another host or port that
+leads to the same place does not match. Cloud metadata names and addresses stay refused even when allowlisted,
+and cannot be listed: an allowlist entry is trusted, but no deployment needs its workers to fetch credentials.
+
 `check_url` is the producer's up-front check. `GuardedTransport` is the one that counts for our own requests: it
 resolves and checks each request's host (every redirect hop included) and connects to the checked address, so a
 second DNS answer (rebinding) cannot differ from the one checked. With allow_private (GENQUEUE_ALLOW_PRIVATE_URLS)
 nothing is resolved: `check_url` keeps only its scheme, host and credential rules, the transport passes through.
+Every transport made here also keeps to the caller's overall deadline (shared/http_deadline.py).
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ import socket
 import ssl
 import threading
 from collections import OrderedDict
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -27,6 +35,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from shared.errors import InvalidRequest
+from shared.http_deadline import deadline_transport
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -42,12 +51,19 @@ METADATA_ADDRESSES = frozenset(
 )
 SHARED_ADDRESS_SPACE = ipaddress.ip_network("100.64.0.0/10")
 NAT64_PREFIX = ipaddress.ip_network("64:ff9b::/96")
-ALLOW_HINT = "set GENQUEUE_ALLOW_PRIVATE_URLS=true for development"
+ALLOW_HINT = (
+    "name its host:port in GENQUEUE_PRIVATE_URL_ALLOWLIST, or set GENQUEUE_ALLOW_PRIVATE_URLS=true for development"
+)
+METADATA_HINT = "a cloud metadata endpoint cannot be allowlisted"
 #: GuardedTransport keeps one connection pool per host (a pool is keyed by the IP it connects to, and a TLS
 #: connection made for one name must not carry another name's requests); the least recently used is closed past this
 MAX_POOLS = 32
 
 _INET_PART = re.compile(r"0[xX][0-9a-fA-F]*|[0-9]+")
+_ENTRY = re.compile(r"(?:\[(?P<v6>[^\]]+)\]|(?P<host>[^:\[\]/@\s]+)):(?P<port>[0-9]{1,5})")
+
+#: allowlist entries as (host key, port); see `parse_allowlist`
+Allowlist = frozenset[tuple[str, int]]
 
 
 class BlockedAddress(httpx.ConnectError):
@@ -68,17 +84,48 @@ class CheckedURL:
 class _Refused(Exception):
     """`detail` completes "host 'x' ..."; `blocked` is False when the host merely does not resolve."""
 
-    def __init__(self, detail: str, blocked: bool = True) -> None:
+    def __init__(self, detail: str, blocked: bool = True, metadata: bool = False) -> None:
         super().__init__(detail)
         self.detail = detail
         self.blocked = blocked
+        self.metadata = metadata
 
 
-def check_url(url: str, allow_private: bool, what: str = "URL") -> CheckedURL:
+def host_key(host: str) -> str:
+    """`host` as allowlist entries are compared: lower-cased, no trailing dot, an IP address in canonical form."""
+    name = host.strip("[]").removesuffix(".").lower()
+    try:
+        return str(ipaddress.ip_address(name))
+    except ValueError:
+        return name
+
+
+def parse_allowlist(entries: Iterable[str]) -> Allowlist:
+    """GENQUEUE_PRIVATE_URL_ALLOWLIST entries (`host:port`, `[v6]:port`) as (host key, port) pairs.
+
+    ValueError, naming the entry, for one that is not host:port with a port from 1 to 65535, and for a cloud
+    metadata name or address, which is never reachable.
+    """
+    parsed: set[tuple[str, int]] = set()
+    for entry in entries:
+        match = _ENTRY.fullmatch(entry.strip())
+        if match is None or not 1 <= int(match["port"]) <= 65535:
+            raise ValueError(f"private URL allowlist entry {entry!r} is not host:port (e.g. sandbox:8900)")
+        key = host_key(match["v6"] or match["host"])
+        if match["v6"] is not None and ":" not in key:
+            raise ValueError(f"private URL allowlist entry {entry!r}: brackets are for IPv6 addresses")
+        if _is_metadata(key, _literal_addresses(key)):
+            raise ValueError(f"private URL allowlist entry {entry!r} is a cloud metadata endpoint; never reachable")
+        parsed.add((key, int(match["port"])))
+    return frozenset(parsed)
+
+
+def check_url(url: str, allow_private: bool, what: str = "URL", allowlist: Iterable[str] = ()) -> CheckedURL:
     """The URL checked for reaching only public addresses; InvalidRequest (one line naming `what`) otherwise.
 
     Refused: a scheme other than http/https, no host, user:password@ credentials, a metadata name, and a host that
-    is or resolves to any non-public address. With `allow_private` only scheme, host and credentials are checked.
+    is or resolves to any non-public address, unless its host:port is in `allowlist` (then only metadata addresses
+    are refused). With `allow_private` only scheme, host and credentials are checked.
     """
     try:
         parsed = httpx.URL(url)
@@ -95,7 +142,8 @@ def check_url(url: str, allow_private: bool, what: str = "URL") -> CheckedURL:
     if parsed.userinfo:
         raise InvalidRequest(f"{what} must not carry credentials (user:password@host); put a token in the path")
     port = parsed.port or DEFAULT_PORTS[parsed.scheme]
-    addresses = () if allow_private else _check_host(what, host, port)
+    allowed = (host_key(host), port) in parse_allowlist(allowlist)
+    addresses = () if allow_private else _check_host(what, host, port, allowed)
     return CheckedURL(url=url, scheme=parsed.scheme, host=host, port=port, addresses=addresses)
 
 
@@ -108,20 +156,23 @@ def _check_literal(what: str, url: str) -> None:
         _check_host(what, host, 80)
 
 
-def _check_host(what: str, host: str, port: int) -> tuple[IPAddress, ...]:
+def _check_host(what: str, host: str, port: int, allowlisted: bool = False) -> tuple[IPAddress, ...]:
     try:
-        return _checked_addresses(host, port)
+        return _checked_addresses(host, port, allowlisted)
     except _Refused as exc:
-        hint = f"; refused ({ALLOW_HINT})" if exc.blocked else ""
+        hint = f"; refused ({METADATA_HINT if exc.metadata else ALLOW_HINT})" if exc.blocked else ""
         raise InvalidRequest(f"{what} host {host!r} {exc.detail}{hint}") from None
 
 
-def _checked_addresses(host: str, port: int) -> tuple[IPAddress, ...]:
-    """The addresses `host` stands for, in resolver order, all of them public; _Refused otherwise."""
+def _checked_addresses(host: str, port: int, allowlisted: bool = False) -> tuple[IPAddress, ...]:
+    """The addresses `host` stands for, in resolver order, all of them public; _Refused otherwise.
+
+    For an `allowlisted` host only metadata names and addresses are refused.
+    """
     name = host.removesuffix(".").lower()
     if name in METADATA_NAMES:
-        raise _Refused("is a cloud metadata name")
-    if name == "localhost" or name.endswith(".localhost"):
+        raise _Refused("is a cloud metadata name", metadata=True)
+    if not allowlisted and (name == "localhost" or name.endswith(".localhost")):
         raise _Refused("is a loopback name")
     addresses = _literal_addresses(name)
     verb = "is"
@@ -135,9 +186,23 @@ def _checked_addresses(host: str, port: int) -> tuple[IPAddress, ...]:
         if not addresses:
             raise _Refused("does not resolve", blocked=False)
     for address in addresses:
+        if allowlisted and not _is_metadata("", (address,)):
+            continue
         if (why := refusal(address)) is not None:
-            raise _Refused(f"is {why}" if _spells(name, address) else f"{verb} {address}, {why}")
+            detail = f"is {why}" if _spells(name, address) else f"{verb} {address}, {why}"
+            raise _Refused(detail, metadata=_is_metadata("", (address,)))
     return addresses
+
+
+def _is_metadata(name: str, addresses: Iterable[IPAddress]) -> bool:
+    """True for a metadata name, or any address that is (or carries, inside IPv6) a metadata address."""
+    if name in METADATA_NAMES:
+        return True
+    for address in addresses:
+        embedded = _embedded_ipv4(address) if isinstance(address, ipaddress.IPv6Address) else None
+        if address in METADATA_ADDRESSES or (embedded is not None and embedded[0] in METADATA_ADDRESSES):
+            return True
+    return False
 
 
 def _spells(name: str, address: IPAddress) -> bool:
@@ -218,18 +283,23 @@ def _inet_aton(parts: list[str], octal: bool) -> ipaddress.IPv4Address | None:
 
 
 class GuardedTransport(httpx.BaseTransport):
-    """An HTTP transport that connects only to checked public addresses.
+    """An HTTP transport that connects only to checked public addresses, or to allowlisted host:port pairs.
 
     For every request (so every redirect hop a client follows) the host is resolved once and checked, and the
     request goes to the first checked address (the next ones on a connection failure), with the Host header and,
     for https, the TLS server name (SNI and certificate check) still the original host. A refused host raises
-    BlockedAddress, a host that does not resolve httpx.ConnectError: both transport errors. With `allow_private` it
-    is a plain pass-through. `inner` replaces the HTTPTransports it sends through (tests).
+    BlockedAddress before any connection is made, a host that does not resolve httpx.ConnectError: both transport
+    errors. An `allowlist` host:port (`parse_allowlist`; ValueError for a bad entry) may be private, never a
+    metadata endpoint. With `allow_private` it is a plain pass-through. `inner` replaces the HTTPTransports it
+    sends through (tests); its own transports keep to the caller's `Deadline` (shared/http_deadline.py).
     """
 
-    def __init__(self, allow_private: bool, inner: httpx.BaseTransport | None = None) -> None:
+    def __init__(
+        self, allow_private: bool, inner: httpx.BaseTransport | None = None, allowlist: Iterable[str] = ()
+    ) -> None:
         self.allow_private = allow_private
-        self._inner = httpx.HTTPTransport() if inner is None and allow_private else inner
+        self.allowlist = parse_allowlist(allowlist)
+        self._inner = deadline_transport() if inner is None and allow_private else inner
         self._pools: OrderedDict[str, httpx.HTTPTransport] = OrderedDict()
         self._lock = threading.Lock()
         self._ssl_context: ssl.SSLContext | None = None
@@ -242,7 +312,8 @@ class GuardedTransport(httpx.BaseTransport):
         try:
             if url.scheme not in DEFAULT_PORTS:
                 raise _Refused(f"has scheme {url.scheme!r}, not http or https")
-            addresses = _checked_addresses(host, url.port or DEFAULT_PORTS[url.scheme])
+            port = url.port or DEFAULT_PORTS[url.scheme]
+            addresses = _checked_addresses(host, port, (host_key(host), port) in self.allowlist)
         except _Refused as exc:
             error = BlockedAddress if exc.blocked else httpx.ConnectError
             raise error(f"{'blocked: ' if exc.blocked else ''}host {host!r} {exc.detail}", request=request) from None
@@ -272,7 +343,7 @@ class GuardedTransport(httpx.BaseTransport):
             if transport is None:
                 if self._ssl_context is None:
                     self._ssl_context = httpx.create_ssl_context()
-                transport = httpx.HTTPTransport(verify=self._ssl_context)
+                transport = deadline_transport(self._ssl_context)
             self._pools[host] = transport
             if len(self._pools) > MAX_POOLS:
                 _, evicted = self._pools.popitem(last=False)
@@ -290,12 +361,14 @@ class GuardedTransport(httpx.BaseTransport):
 
 def guarded_client(
     allow_private: bool,
-    timeout: float,
+    timeout: float | httpx.Timeout,
     follow_redirects: bool = False,
     *,
+    allowlist: Iterable[str] = (),
     inner: httpx.BaseTransport | None = None,
     **kwargs: Any,
 ) -> httpx.Client:
-    """An httpx.Client sending through a GuardedTransport; `kwargs` go to httpx.Client, `inner` to the transport."""
-    transport = GuardedTransport(allow_private, inner=inner)
+    """An httpx.Client sending through a GuardedTransport; `kwargs` go to httpx.Client, `allowlist` and `inner`
+    to the transport."""
+    transport = GuardedTransport(allow_private, inner=inner, allowlist=allowlist)
     return httpx.Client(transport=transport, timeout=timeout, follow_redirects=follow_redirects, **kwargs)

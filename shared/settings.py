@@ -11,6 +11,7 @@ from pydantic import BaseModel, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared.errors import InvalidRequest
+from shared.netguard import parse_allowlist
 from shared.providers.base import ProviderConfig, ProviderLimits
 
 #: where each built-in provider is reached by default, and the dialect it speaks
@@ -53,8 +54,17 @@ class Settings(BaseSettings):
     s3_region: str | None = None
     webhook_secret: str | None = None
     webhook_retry_delays: list[float] = Field(default=[5, 300, 1800, 7200, 18000, 36000, 36000])
+    #: each webhook attempt's overall deadline: connect, send and the receiver's answer, however it trickles
     webhook_timeout_seconds: float = 15.0
     allow_private_urls: bool = False
+    #: `host:port` pairs that user- and vendor-given URLs may reach though not public (shared/netguard.py)
+    private_url_allowlist: list[str] = Field(default_factory=list)
+    #: bounds on a finalize (shared/storage/s3.py): bytes per output, outputs per job, seconds per output's copy
+    max_output_bytes: int = 4 * 1024**3
+    max_outputs_per_job: int = 16
+    max_copy_seconds: float = 1800.0
+    #: without a webhook secret, a job with a webhook is refused unless this is set (development only)
+    allow_unsigned_webhooks: bool = False
     providers: dict[str, ProviderOverride] = Field(default_factory=dict)
 
     #: Redis redelivers an unacked message after this many seconds; every countdown stays below half of it
@@ -106,6 +116,12 @@ class Settings(BaseSettings):
         if isinstance(value, dict):
             return {str(name).lower(): override for name, override in value.items()}
         return value
+
+    @field_validator("private_url_allowlist")
+    @classmethod
+    def _allowlist_entries(cls, entries: list[str]) -> list[str]:
+        parse_allowlist(entries)
+        return entries
 
     @model_validator(mode="after")
     def _countdowns_fit(self) -> Settings:

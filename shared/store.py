@@ -12,6 +12,7 @@ import hashlib
 from collections.abc import Callable
 
 import redis
+from pydantic_core import PydanticSerializationError
 
 from shared.constants import (
     BATCH_COUNTS_KEY,
@@ -25,6 +26,7 @@ from shared.constants import (
 )
 from shared.errors import InvalidRequest
 from shared.models import Job, utcnow
+from shared.quarantine import Quarantine, UnreadableRecord, describe
 
 # KEYS: job hash, due zset, batch counts hash, batch ended list (the last two unused for a job in no batch).
 # ARGV: expected version ("" = must not exist), data, status, job id, due score ("" = none), "1" when in a batch,
@@ -91,6 +93,7 @@ class JobStore:
         self.retention_ms = "" if not retention_seconds else str(int(retention_seconds * 1000))
         self._cas = client.register_script(_CAS_SCRIPT)
         self._swap = client.register_script(_SWAP_SCRIPT)
+        self.quarantine = Quarantine(client)
 
     @classmethod
     def from_url(cls, url: str, retention_seconds: float | None = None) -> JobStore:
@@ -98,7 +101,7 @@ class JobStore:
         return cls(client, retention_seconds)
 
     def create(self, job: Job) -> None:
-        """Store a new job; ValueError if its id is taken.
+        """Store a new job; ValueError if its id is taken, InvalidRequest if it would not read back.
 
         A job with an idempotency key is stored only while that key still names it (the claim can be taken over
         when its first claimant seemed to have died: `take_over_idempotency_key`); IdempotencyKeyTaken otherwise.
@@ -112,29 +115,46 @@ class JobStore:
             raise ValueError(f"job {job.id} already exists")
 
     def get(self, job_id: str) -> Job | None:
-        """The job, or None when there is no such job."""
+        """The job, or None when there is no such job; UnreadableRecord (quarantined) when it cannot be read."""
         data = self.redis.hget(JOB_KEY.format(job_id=job_id), "data")
-        return Job.model_validate_json(data) if data else None
+        return self._parse(job_id, data) if data else None
 
     def get_many(self, job_ids: list[str]) -> list[Job | None]:
-        """The jobs with these ids, in the same order (None where there is none), in one round trip."""
+        """The jobs with these ids, in the same order, in one round trip.
+
+        None where there is no such job, and where the job cannot be read (it is quarantined), so a loop over
+        many jobs carries on past a bad one.
+        """
         pipe = self.redis.pipeline(transaction=False)
         for job_id in job_ids:
             pipe.hget(JOB_KEY.format(job_id=job_id), "data")
-        return [Job.model_validate_json(data) if data else None for data in pipe.execute()]
+        jobs: list[Job | None] = []
+        for job_id, data in zip(job_ids, pipe.execute(), strict=True):
+            try:
+                jobs.append(self._parse(job_id, data) if data else None)
+            except UnreadableRecord:
+                jobs.append(None)
+        return jobs
+
+    def _parse(self, job_id: str, data: bytes | str) -> Job:
+        try:
+            return Job.model_validate_json(data)
+        except ValueError as exc:  # pydantic's ValidationError is one
+            raise self.quarantine.add("job", job_id, describe(exc)) from None
 
     def update(self, job_id: str, change: Callable[[Job], Job | None]) -> Job | None:
         """Apply `change` to the current job and write the result atomically.
 
         `change` receives a fresh copy each try and returns the new job, or None to leave the job as it is.
-        Returns the job written, or None when `change` declined (or the job does not exist).
+        Returns the job written, or None when `change` declined (or the job does not exist). UnreadableRecord
+        (quarantined) when the stored job cannot be read; InvalidRequest when the new one could not be read back.
         """
         key = JOB_KEY.format(job_id=job_id)
         for _ in range(MAX_CAS_ATTEMPTS):
             data, version = self.redis.hmget(key, ["data", "version"])
             if data is None:
                 return None
-            current = Job.model_validate_json(data)
+            current = self._parse(job_id, data)
             old_status = current.status
             new = change(current)
             if new is None:
@@ -145,7 +165,18 @@ class JobStore:
                 return new
         raise ConcurrentUpdate(f"job {job_id} changed {MAX_CAS_ATTEMPTS} times while being updated")
 
+    def readmit(self, job_id: str) -> Job | None:
+        """Take a repaired job out of quarantine and index its next step again; None when it no longer exists.
+
+        UnreadableRecord (and quarantined again) when it still cannot be read.
+        """
+        self.quarantine.remove("job", job_id)
+        if self.get(job_id) is None:
+            return None
+        return self.update(job_id, lambda job: job)  # the rewrite puts its step back on the due index
+
     def _write(self, job: Job, expected_version: str) -> int:
+        data = _readable_json(job)
         due = "" if job.step is None else str(job.step.due_at.timestamp())
         batch = job.batch_id or "-"
         result = self._cas(
@@ -158,7 +189,7 @@ class JobStore:
             ],
             args=[
                 expected_version,
-                job.model_dump_json(),
+                data,
                 job.status.value,
                 job.id,
                 due,
@@ -230,6 +261,16 @@ class JobStore:
 
     def clear_endpoint_gone(self, url: str) -> None:
         self.redis.srem(WEBHOOK_GONE_KEY, _url_id(url))
+
+
+def _readable_json(job: Job) -> str:
+    """The job as stored JSON; InvalidRequest when it would not read back (one bad record must not be written)."""
+    try:
+        data = job.model_dump_json()
+        Job.model_validate_json(data)
+    except (ValueError, PydanticSerializationError) as exc:
+        raise InvalidRequest(f"job {job.id} cannot be stored: it would not read back ({describe(exc)})") from None
+    return data
 
 
 def _idempotency_redis_key(key: str) -> str:

@@ -11,6 +11,9 @@ from shared.queueing import make_celery
 from shared.settings import get_settings
 
 app = make_celery(get_settings())
+# A worker must outlive a Redis restart with its unacked messages: Celery's own consumer dies in most restarts
+# (celery 5.7) and leaves them to visibility_timeout. See workers/broker_recovery.py.
+app.conf.worker_consumer = "workers.broker_recovery:RecoveringConsumer"
 
 
 def genqueue_task(name: str) -> Callable[[Callable[..., Any]], Task]:

@@ -5,7 +5,8 @@ the submit queue as fast as each provider's rate limit and in-flight cap allow (
 not-before time, never past its budget); held jobs past the batch's deadline, or that would pass its budget,
 are canceled with the reason; and a batch whose jobs have all ended is completed (and its webhook sent). One pass
 runs at a time (a lock in Redis) to keep the pace; even two could not release a job twice, since a release is a
-compare-and-set on the job (its submit step is set only while it has none).
+compare-and-set on the job (its submit step is set only while it has none). Each pass that finishes is noted in
+Redis, so `batch status` can tell held jobs that wait for no dispatcher at all.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from redis.exceptions import LockError
 
 from shared import lifecycle
 from shared.batch import Batch, BatchStore
+from shared.batch import lifecycle as batch_lifecycle
 from shared.batch.models import ended_count
 from shared.batch.pacing import release_allowance
 from shared.batch.store import jobs_by_line
@@ -28,10 +30,11 @@ from shared.constants import DISPATCH_LOCK_KEY, DISPATCH_TASK
 from shared.errors import InvalidRequest
 from shared.models import Job, JobError, JobStatus, utcnow
 from shared.protection import ProviderStatus
+from shared.quarantine import UnreadableRecord
 from shared.queueing import publish_step
 from workers import context
 from workers.app import app, genqueue_task
-from workers.batch_webhooks import start_batch_webhook
+from workers.batch_webhooks import publish_batch_step
 
 log = logging.getLogger("genqueue.dispatcher")
 
@@ -79,7 +82,10 @@ def dispatch_pass(now: datetime) -> int:
     statuses: dict[str, ProviderStatus] = {}
     released = 0
     for batch_id in batches.active():
-        batch = batches.get(batch_id)
+        try:
+            batch = batches.get(batch_id)
+        except UnreadableRecord:  # quarantined: the other batches go on
+            continue
         if batch is None:
             batches.deactivate(batch_id)
             continue
@@ -93,6 +99,7 @@ def dispatch_pass(now: datetime) -> int:
                 statuses[provider] = status
             released += release_or_cancel(batches, batch, provider, statuses, now)
         complete_if_done(batches, batch, now)
+    batches.record_dispatcher_run(now)
     return released
 
 
@@ -107,8 +114,10 @@ def provider_status(name: str) -> ProviderStatus | None:
 def settle_ended(batches: BatchStore, batch: Batch) -> None:
     """Replace the reservation of each job that ended by what the vendor charged (nothing if it never took it)."""
     while ended := batches.take_ended(batch.id):
-        for job in context.store().get_many(ended):
-            if job is None:
+        for job_id, job in zip(ended, context.store().get_many(ended), strict=True):
+            if job is None:  # expired, or unreadable (quarantined): what it cost is unknown, so it counts as spent
+                if batch.budget is not None:
+                    batches.settle_as_reserved(batch.id, job_id)
                 continue
             batches.mark_started(job.provider, job.id)
             taken = job.provider_task_id is not None  # the vendor accepted it, so it charged for it
@@ -136,10 +145,14 @@ def release_or_cancel(
     examine = MAX_EXAMINED if past_deadline or batch.budget is not None else allowance
     to_publish: list[Job] = []
     for job_id in batches.held(batch.id, provider, min(examine, MAX_EXAMINED)):
+        try:
+            job = context.store().get(job_id)
+        except UnreadableRecord:  # quarantined: no longer held, the next held job goes on
+            batches.unhold(batch.id, provider, job_id)
+            continue
         if past_deadline:
             cancel_held(job_id, deadline_reason, now)
         elif len(to_publish) < allowance:
-            job = context.store().get(job_id)
             if job is not None and not job.status.terminal and job.step is None:
                 if batch.budget is not None and not within_budget(batches, batch, job):
                     if batches.outstanding(batch.id):
@@ -210,10 +223,15 @@ def cancel_all_held(batches: BatchStore, batch: Batch, provider: str, reason: st
 
 
 def complete_if_done(batches: BatchStore, batch: Batch, now: datetime) -> None:
-    """Complete the batch once every enqueued line's job has ended: summary webhook, off the active list."""
+    """Complete the batch once every enqueued line's job has ended: summary webhook, off the active list.
+
+    The completion, its event and the step that delivers it are one write, re-decided on the batch as it is then:
+    a resume or retry that raised the total meanwhile keeps the batch open.
+    """
     if batch.completed_at is not None or batch.total == 0:
         return
-    if batches.held_count(batch.id, batch.providers):
+    held = batches.held_count(batch.id, batch.providers)
+    if held:
         return
     counts = batches.counts(batch.id)
     ended = ended_count(counts)
@@ -222,12 +240,14 @@ def complete_if_done(batches: BatchStore, batch: Batch, now: datetime) -> None:
             rehold_orphans(batches, batch)
         return
     settle_ended(batches, batch)  # every job counted as ended was pushed to the ended list in the same write
-    completed = batch.model_copy(update={"completed_at": now})
-    batches.save(completed)
+    completed = batches.update(batch.id, lambda current: batch_lifecycle.complete(current, ended, held, now))
+    if completed is None:
+        return
     batches.deactivate(batch.id)
     batches.expire(completed, context.settings().job_retention_seconds)
     log.info("batch %s (%s) completed: %s", batch.name, batch.id, counts)
-    start_batch_webhook(batches, completed, now)
+    if completed.step is not None:
+        publish_batch_step(completed.id, completed.step, now)
 
 
 def rehold_orphans(batches: BatchStore, batch: Batch) -> int:

@@ -1,6 +1,9 @@
 """Stage 3, finalize: stream every output from the vendor into the bucket, then end the job as succeeded.
 
-Copying is idempotent (the same keys are written again), so a finalize that runs twice is harmless.
+Copying is idempotent (the same keys are written again), so a finalize that runs twice is harmless. Output URLs
+come from the vendor and are treated as hostile: they are fetched with the guarded download client
+(workers/context.py), and the work is bounded: at most max_outputs_per_job outputs (more fails the job before
+anything is copied, rather than dropping some silently), each within max_output_bytes and max_copy_seconds.
 """
 
 from __future__ import annotations
@@ -34,11 +37,17 @@ def output_key(job_id: str, index: int, url: str) -> Callable[[str], str]:
 
 def finalize_job(job: Job, task_id: str) -> None:
     """The finalize step for a claimed job."""
+    limit = context.settings().max_outputs_per_job
+    if len(job.output_urls) > limit:
+        count = len(job.output_urls)
+        bound = f"the {limit}-output bound (GENQUEUE_MAX_OUTPUTS_PER_JOB)"
+        fail(job.id, task_id, DownloadFailed(f"{job.provider} gave {count} output URLs, over {bound}; none copied"))
+        return
     storage = context.storage()
     outputs: list[Output] = []
     try:
         for index, url in enumerate(job.output_urls):
-            outputs.append(storage.copy_from_url(context.http(), url, output_key(job.id, index, url)))
+            outputs.append(storage.copy_from_url(context.download_http(), url, output_key(job.id, index, url)))
     except TransientDownloadError as exc:
         retry_or_fail(job.id, task_id, "finalize", DownloadFailed(exc.message))
         return

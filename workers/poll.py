@@ -40,7 +40,9 @@ def poll_job(job: Job, task_id: str) -> None:
         config = settings.provider(job.provider)
         adapter = get_adapter(config.dialect)
         request = adapter.build_poll(job.provider_task_id, job.request, config)
-        result = adapter.parse_poll(send(context.http(), request, config.api_key))
+        result = adapter.parse_poll(
+            send(context.http(), request, config.api_key, context.settings().provider_timeout_seconds)
+        )
     except TransientProviderError as exc:
         retry_or_fail(job.id, task_id, "poll", exc, exc.retry_after)
         return

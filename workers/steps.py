@@ -18,6 +18,7 @@ from shared import lifecycle
 from shared.errors import GenqueueError, ProviderUnavailable
 from shared.lifecycle import Decision
 from shared.models import Job, JobStatus, Step, StepName, utcnow
+from shared.quarantine import UnreadableRecord
 from shared.queueing import publish_step
 from workers import context
 from workers.app import app
@@ -40,7 +41,11 @@ def run_step(task: Task, job_id: str, name: StepName, lease_seconds: float, hand
         outcome["claim"] = claim
         return leased
 
-    context.store().update(job_id, take)
+    try:
+        context.store().update(job_id, take)
+    except UnreadableRecord:  # quarantined by the store; nothing can be done for it here
+        log.error("%s: job %s is unreadable and was set aside; dropping task %s", name, job_id, task_id)
+        return
     claim = outcome.get("claim")
     if claim is None:
         log.warning("%s: job %s does not exist; dropping task %s", name, job_id, task_id)

@@ -72,7 +72,7 @@ def submit_job(job: Job, task_id: str) -> None:
     answer = None
     guard = context.guard()
     try:
-        answer = send(context.http(), request, config.api_key)
+        answer = send(context.http(), request, config.api_key, context.settings().provider_timeout_seconds)
         result = adapter.parse_submit(answer)
     except (ProviderUnavailable, InsufficientCredits) as exc:
         # the vendor is failing (5xx, transport) or out of credits: hold other submits back, free this job's slot

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -30,7 +31,8 @@ class BatchLine(BaseModel):
     options: dict[str, Any] = Field(default_factory=dict)
     images: list[str] = Field(default_factory=list)
     webhook: str | None = None
-    metadata: dict[str, str] = Field(default_factory=dict)
+    #: strings, numbers or booleans, stored as strings (shared/limits.py)
+    metadata: dict[str, Any] = Field(default_factory=dict)
 
 
 _TERMINAL_VALUES = frozenset(status.value for status in TERMINAL_STATUSES)
@@ -39,6 +41,23 @@ _TERMINAL_VALUES = frozenset(status.value for status in TERMINAL_STATUSES)
 def ended_count(counts: dict[str, int]) -> int:
     """How many of the jobs counted by status (as the batch store keeps them) have ended."""
     return sum(count for status, count in counts.items() if status in _TERMINAL_VALUES)
+
+
+BatchStepName = Literal["deliver_batch_webhook"]
+
+
+class BatchStep(BaseModel):
+    """The one next step of a batch, as a job's `Step` is of a job.
+
+    Exactly one Celery task may run it: the one whose task id is `task_id`; any other finds its id missing here and
+    drops itself, so a duplicate or redelivered task cannot start a second chain. `lease_until` marks a run in
+    progress; past `due_at` plus the sweeper's grace, with no lease held, the sweeper gives it a fresh task id.
+    """
+
+    name: BatchStepName = "deliver_batch_webhook"
+    task_id: str
+    due_at: datetime
+    lease_until: datetime | None = None
 
 
 class Batch(BaseModel):
@@ -57,14 +76,17 @@ class Batch(BaseModel):
     total: int = 0
     completed_at: datetime | None = None
     webhook: WebhookState | None = None
-    #: when the next delivery attempt of the completion webhook is due
-    webhook_next_at: datetime | None = None
+    #: the batch's next step (the delivery of its `batch.completed` event), indexed by when it is due
+    step: BatchStep | None = None
 
-    def summary(self, counts: dict[str, int], ledger: dict[str, float], held: int) -> dict[str, Any]:
+    def summary(
+        self, counts: dict[str, int], ledger: dict[str, float], held: int, dispatcher: DispatcherHealth
+    ) -> dict[str, Any]:
         """The batch as `batch status --json` and the `batch.completed` webhook give it.
 
         `counts` are jobs by status, `held` the jobs not yet released to their vendor, `ledger` as
-        BatchStore.ledger gives it: `cost` is what vendors charged for jobs that ended.
+        BatchStore.ledger gives it: `cost` is what vendors charged for jobs that ended; `dispatcher` whether the
+        dispatcher that releases held jobs has run lately (`dispatcher_health`).
         """
         return {
             "id": self.id,
@@ -80,4 +102,32 @@ class Batch(BaseModel):
             "deadline": self.deadline.isoformat() if self.deadline else None,
             "created_at": self.created_at.isoformat(),
             "completed_at": self.completed_at.isoformat() if self.completed_at else None,
+            "dispatcher": {
+                "last_run": dispatcher.last_run.isoformat() if dispatcher.last_run else None,
+                "stale": dispatcher.stale,
+            },
         }
+
+
+@dataclass(frozen=True)
+class DispatcherHealth:
+    """When the dispatcher last finished a pass (None: never, as far as Redis knows), and whether held jobs are
+    waiting on a dispatcher that is not running."""
+
+    last_run: datetime | None
+    stale: bool
+
+
+def dispatcher_stale_after(dispatch_interval_seconds: float, dispatch_task_seconds: float) -> float:
+    """Seconds without a dispatcher pass after which held jobs are said to wait for no one.
+
+    Passes come every interval while a dispatcher task runs, and beat starts one every task span; a slow poll
+    queue can delay a start by a span or two, so only a few spans of silence (and at least 30 s) count.
+    """
+    return max(30.0, 10 * dispatch_interval_seconds, 3 * dispatch_task_seconds)
+
+
+def dispatcher_health(last_run: datetime | None, held: int, now: datetime, stale_after: float) -> DispatcherHealth:
+    """Stale when jobs are held and no dispatcher pass finished within `stale_after` seconds of `now`."""
+    quiet = last_run is None or now - last_run > timedelta(seconds=stale_after)
+    return DispatcherHealth(last_run=last_run, stale=held > 0 and quiet)

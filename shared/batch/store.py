@@ -2,12 +2,18 @@
 
 Jobs themselves live in the job store (shared/store.py), whose write script keeps each batch's counts by status
 and the list of its jobs that ended; everything else about a batch is kept here.
+
+A batch record is written as a job is: a hash (`data`, `version`) changed only by a compare-and-set on `version`
+in one Lua script, which also keeps the batch's next step in the due index the sweeper reads (BATCH_DUE_KEY). Its
+writers (the producer, the dispatcher, the delivery of its completion event, the sweeper) each apply a pure change
+(shared/batch/lifecycle.py) through `update`, so none of them can overwrite another's change unseen.
 """
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 
 import redis
 
@@ -15,6 +21,7 @@ from shared.batch.models import Batch
 from shared.constants import (
     ACTIVE_BATCHES_KEY,
     BATCH_COUNTS_KEY,
+    BATCH_DUE_KEY,
     BATCH_ENDED_KEY,
     BATCH_KEY,
     BATCH_LEDGER_KEY,
@@ -22,11 +29,41 @@ from shared.constants import (
     BATCH_NAME_KEY,
     BATCH_PENDING_KEY,
     BATCH_RESERVED_KEY,
+    DISPATCH_LAST_RUN_KEY,
     RELEASED_KEY,
 )
 from shared.errors import InvalidRequest
 from shared.models import Job
-from shared.store import JobStore
+from shared.quarantine import Quarantine, describe
+from shared.store import MAX_CAS_ATTEMPTS, ConcurrentUpdate, JobStore
+
+# KEYS: batch hash, batch due zset. ARGV: expected version ("" = must not exist), data, batch id, due score ("" =
+# no step). A record written before batches had versions counts as version 0. Returns the new version, or -1 when
+# the record is not at the expected version (another writer got there first, or it expired).
+_CAS_SCRIPT = """
+local current = redis.call('HGET', KEYS[1], 'version')
+if ARGV[1] == '' then
+  if redis.call('EXISTS', KEYS[1]) == 1 then return -1 end
+  current = '0'
+else
+  if not current and redis.call('HEXISTS', KEYS[1], 'data') == 1 then current = '0' end
+  if current ~= ARGV[1] then return -1 end
+end
+local version = tonumber(current) + 1
+redis.call('HSET', KEYS[1], 'data', ARGV[2], 'version', version)
+if ARGV[4] == '' then
+  redis.call('ZREM', KEYS[2], ARGV[3])
+else
+  redis.call('ZADD', KEYS[2], ARGV[4], ARGV[3])
+end
+return version
+"""
+
+# KEYS: batch hash, batch due zset. ARGV: batch id. Drops the batch from the due index once its record is gone.
+_UNINDEX_GONE_SCRIPT = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+return redis.call('ZREM', KEYS[2], ARGV[1])
+"""
 
 # KEYS: reserved hash, ledger hash. ARGV: job id, actual amount. Replaces the job's reservation by what it cost, once.
 _SETTLE_SCRIPT = """
@@ -61,32 +98,78 @@ class BatchStore:
 
     def __init__(self, client: redis.Redis) -> None:
         self.redis = client
+        self._cas = client.register_script(_CAS_SCRIPT)
+        self._unindex_gone = client.register_script(_UNINDEX_GONE_SCRIPT)
         self._settle = client.register_script(_SETTLE_SCRIPT)
         self._reserve = client.register_script(_RESERVE_SCRIPT)
         self._swap_field = client.register_script(_SWAP_FIELD_SCRIPT)
+        self.quarantine = Quarantine(client)
 
     # the batch itself
 
     def open(self, name: str, make: Callable[[str], Batch]) -> tuple[Batch, bool]:
         """The batch called `name`, made with `make(new_id)` when there is none yet; and whether it is new."""
         new_id = f"batch_{uuid.uuid4().hex[:16]}"
-        if self.redis.set(BATCH_NAME_KEY.format(name=name), new_id, nx=True):
-            batch = make(new_id)
-            self.save(batch)
+        if not self.redis.set(BATCH_NAME_KEY.format(name=name), new_id, nx=True):
+            existing = self.get_by_name(name)
+            if existing is not None:
+                return existing, False
+            # the name was claimed by a submit that died before creating its batch: create it under that id
+            new_id = _text(self.redis.get(BATCH_NAME_KEY.format(name=name)))
+        batch = make(new_id)
+        if self.create(batch):
             return batch, True
-        existing = self.get_by_name(name)
-        if existing is None:  # the name was claimed by a submit that died before saving its batch
-            batch = make(_text(self.redis.get(BATCH_NAME_KEY.format(name=name))))
-            self.save(batch)
-            return batch, True
+        existing = self.get(new_id)  # a concurrent submit of the same name created it first
+        if existing is None:
+            raise ConcurrentUpdate(f"batch {new_id} was created and is gone again")
         return existing, False
 
-    def save(self, batch: Batch) -> None:
-        self.redis.hset(BATCH_KEY.format(batch_id=batch.id), "data", batch.model_dump_json())
+    def create(self, batch: Batch) -> bool:
+        """Store a new batch; False (and nothing written) when one with its id exists."""
+        return self._write(batch, expected_version="") > 0
 
     def get(self, batch_id: str) -> Batch | None:
+        """The batch, or None; UnreadableRecord (quarantined) when its record cannot be read."""
         data = self.redis.hget(BATCH_KEY.format(batch_id=batch_id), "data")
-        return Batch.model_validate_json(data) if data else None
+        return self._parse(batch_id, data) if data else None
+
+    def _parse(self, batch_id: str, data: bytes | str) -> Batch:
+        try:
+            return Batch.model_validate_json(data)
+        except ValueError as exc:  # pydantic's ValidationError is one
+            raise self.quarantine.add("batch", batch_id, describe(exc)) from None
+
+    def update(self, batch_id: str, change: Callable[[Batch], Batch | None]) -> Batch | None:
+        """Apply `change` to the current batch and write the result atomically, as JobStore.update does for jobs.
+
+        `change` receives a fresh copy each try (another writer's change in between makes it decide again on the
+        newer batch) and returns the new batch, or None to leave it as it is. Returns the batch written, or None
+        when `change` declined or the batch does not exist.
+        """
+        key = BATCH_KEY.format(batch_id=batch_id)
+        for _ in range(MAX_CAS_ATTEMPTS):
+            data, version = self.redis.hmget(key, ["data", "version"])
+            if data is None:
+                return None
+            new = change(self._parse(batch_id, data))
+            if new is None:
+                return None
+            if self._write(new, expected_version="0" if version is None else _text(version)) > 0:
+                return new
+        raise ConcurrentUpdate(f"batch {batch_id} changed {MAX_CAS_ATTEMPTS} times while being updated")
+
+    def _write(self, batch: Batch, expected_version: str) -> int:
+        due = "" if batch.step is None else str(batch.step.due_at.timestamp())
+        keys = [BATCH_KEY.format(batch_id=batch.id), BATCH_DUE_KEY]
+        return int(self._cas(keys=keys, args=[expected_version, batch.model_dump_json(), batch.id, due]))
+
+    def due_batch_ids(self, before: float, limit: int = 500) -> list[str]:
+        """Ids of batches whose next step was due before unix time `before`, oldest first."""
+        return [_text(raw) for raw in self.redis.zrangebyscore(BATCH_DUE_KEY, "-inf", before, start=0, num=limit)]
+
+    def unindex_if_gone(self, batch_id: str) -> bool:
+        """Drop `batch_id` from the due index when its record no longer exists (it expired); whether it was."""
+        return bool(self._unindex_gone(keys=[BATCH_KEY.format(batch_id=batch_id), BATCH_DUE_KEY], args=[batch_id]))
 
     def get_by_name(self, name: str) -> Batch | None:
         """The batch called `name` (or with that id), or None."""
@@ -189,6 +272,15 @@ class BatchStore:
         key = BATCH_KEY.format(batch_id=batch_id) + ":orphan-check"
         return bool(self.redis.set(key, "1", nx=True, ex=max(1, int(every_seconds))))
 
+    def record_dispatcher_run(self, at: datetime) -> None:
+        """Note that a dispatcher pass, begun at `at`, finished."""
+        self.redis.set(DISPATCH_LAST_RUN_KEY, repr(at.timestamp()))
+
+    def dispatcher_last_run(self) -> datetime | None:
+        """When the last dispatcher pass finished; None when none ever did (as far as this Redis knows)."""
+        raw = self.redis.get(DISPATCH_LAST_RUN_KEY)
+        return None if raw is None else datetime.fromtimestamp(float(_text(raw)), UTC)
+
     def active(self) -> list[str]:
         return sorted(_text(raw) for raw in self.redis.smembers(ACTIVE_BATCHES_KEY))
 
@@ -220,6 +312,12 @@ class BatchStore:
         """Replace job `job_id`'s reservation by what it really cost (0 when the vendor never took it)."""
         keys = [BATCH_RESERVED_KEY.format(batch_id=batch_id), BATCH_LEDGER_KEY.format(batch_id=batch_id)]
         self._settle(keys=keys, args=[job_id, repr(actual)])
+
+    def settle_as_reserved(self, batch_id: str, job_id: str) -> None:
+        """Count job `job_id`'s reservation as spent: what it cost cannot be known (its record is unreadable)."""
+        reserved = self.redis.hget(BATCH_RESERVED_KEY.format(batch_id=batch_id), job_id)
+        if reserved is not None:
+            self.settle(batch_id, job_id, float(_text(reserved)))
 
     def outstanding(self, batch_id: str) -> int:
         """Jobs holding a reservation not yet settled (released, or running)."""
@@ -267,11 +365,22 @@ def _text(value: object) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def jobs_by_line(batches: BatchStore, jobs: JobStore, batch_id: str, chunk: int = 500) -> Iterator[tuple[int, Job]]:
-    """(line number, job) for every enqueued line of the batch, in line order, read `chunk` jobs per round trip."""
+def jobs_by_line(
+    batches: BatchStore,
+    jobs: JobStore,
+    batch_id: str,
+    chunk: int = 500,
+    on_unreadable: Callable[[int, str], None] | None = None,
+) -> Iterator[tuple[int, Job]]:
+    """(line number, job) for every enqueued line of the batch, in line order, read `chunk` jobs per round trip.
+
+    A line whose job cannot be read is quarantined and skipped; `on_unreadable(line, job_id)` hears of it.
+    """
     lines = batches.line_jobs(batch_id)
     for start in range(0, len(lines), chunk):
         part = lines[start : start + chunk]
-        for (line, _), job in zip(part, jobs.get_many([job_id for _, job_id in part]), strict=True):
+        for (line, job_id), job in zip(part, jobs.get_many([job_id for _, job_id in part]), strict=True):
             if job is not None:
                 yield line, job
+            elif on_unreadable is not None and jobs.quarantine.contains("job", job_id):
+                on_unreadable(line, job_id)

@@ -20,6 +20,7 @@ from shared.providers.base import (
     is_success,
     number_or_none,
     read_json,
+    redirect_error,
     retry_after_seconds,
 )
 
@@ -27,8 +28,6 @@ from shared.providers.base import (
 MAX_TASK_ID_CHARS = 512
 #: vendor messages are cut to this many characters to keep error messages one short line
 MAX_MESSAGE_CHARS = 300
-#: a Retry-After beyond a day is read as a day (a vendor's "come back in 10^400 s" must not break a countdown)
-MAX_RETRY_AFTER = 86_400.0
 #: output URLs longer than this are ignored (presigned URLs run to a few KB)
 MAX_URL_CHARS = 8_192
 
@@ -217,17 +216,16 @@ def classify(
     """The error an error answer means: by the vendor's own `code` where `codes` maps it, else by HTTP status.
 
     The message reads `HTTP <status>: <vendor message> (<vendor code>)`; with no message, the start of the body.
-    A RateLimited or other transient error carries Retry-After (non-finite values dropped, capped at a day).
+    A RateLimited or other transient error carries Retry-After (shared/retry_after.py caps it). A 3xx is always
+    `redirect_error`, whatever code its body names: a redirect is never retried.
     """
+    if 300 <= answer.status_code < 400:
+        return redirect_error(answer)
     detail = message or text(answer.body[:120].decode("utf-8", "replace"), 120) or ""
     if code:
         detail = f"{detail} ({code})" if detail else code
     cls = (codes or {}).get(code) if code else None
-    error = error_for_status(answer, detail, insufficient) if cls is None else _make(cls, answer, detail)
-    if isinstance(error, TransientProviderError) and error.retry_after is not None:
-        wait = error.retry_after
-        error.retry_after = min(wait, MAX_RETRY_AFTER) if math.isfinite(wait) else None
-    return error
+    return error_for_status(answer, detail, insufficient) if cls is None else _make(cls, answer, detail)
 
 
 def _make(cls: type[ProviderError], answer: HttpAnswer, detail: str) -> ProviderError:

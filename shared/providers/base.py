@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import enum
 import json
-import re
 from abc import ABC, abstractmethod
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
+from datetime import datetime
 from typing import Any, ClassVar, Protocol
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, Field
 
@@ -21,11 +20,13 @@ from shared.errors import (
     AuthFailed,
     InsufficientCredits,
     ProviderError,
+    ProviderRedirected,
     ProviderRejected,
     ProviderUnavailable,
     RateLimited,
 )
 from shared.models import Cost, GenerationRequest
+from shared.retry_after import parse_retry_after
 
 #: answers larger than this are not parsed (a vendor that sends megabytes of JSON is malformed)
 MAX_ANSWER_BYTES = 2 * 1024 * 1024
@@ -178,29 +179,38 @@ def read_json(answer: HttpAnswer) -> dict[str, Any]:
 
 
 def retry_after_seconds(headers: dict[str, str], now: datetime | None = None) -> float | None:
-    """The Retry-After header in seconds (delta-seconds or an HTTP date), or None when absent or unreadable."""
-    value = headers.get("retry-after")
-    if value is None:
-        return None
-    value = value.strip()
-    if re.fullmatch(r"\d+(\.\d+)?", value):
-        return float(value)
+    """The Retry-After header in seconds, capped at an hour (shared/retry_after.py), or None when absent or bad."""
+    return parse_retry_after(headers.get("retry-after"), None if now is None else now.timestamp())
+
+
+def redirect_error(answer: HttpAnswer) -> ProviderRedirected:
+    """The error for a 3xx answer to a vendor API call, which is never followed.
+
+    Permanent: no dialect answers a call with a redirect, so one means a base URL to fix (http to https, a moved
+    host) or a vendor steering our authenticated requests elsewhere; retrying finds the same answer, and on a
+    submit a retry would be a second POST (workers/submit.py resubmits after transient errors). The message names
+    the status and the Location's host, never its path or query.
+    """
     try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
+        target = urlsplit(answer.headers.get("location", "")).hostname
+    except ValueError:
+        target = "?"
+    where = f" to {target}" if target else ""
+    return ProviderRedirected(
+        f"HTTP {answer.status_code}: the provider redirected{where}; vendor API calls never follow redirects"
+        " (check the provider's base URL)"
+    )
 
 
 def error_for_status(answer: HttpAnswer, message: str, insufficient: bool = False) -> ProviderError:
     """The error class an HTTP error status means, carrying the vendor's message.
 
     401 and 403 are auth failures, 402 (or `insufficient`) a lack of credits, 429 a rate limit honouring
-    Retry-After, 408 and 5xx transient provider errors, any other 4xx a rejected request.
+    Retry-After, 408 and 5xx transient provider errors, any other 4xx a rejected request, 3xx `redirect_error`.
     """
     status = answer.status_code
+    if 300 <= status < 400:
+        return redirect_error(answer)
     text = f"HTTP {status}: {message}" if message else f"HTTP {status}"
     if insufficient or status == 402:
         return InsufficientCredits(text)

@@ -57,10 +57,17 @@ def url_extension(url: str) -> str | None:
 
 
 def content_type_for(header: str | None, url: str) -> str:
-    """The content type to store: the header's unless generic, else guessed from the URL, else octet-stream."""
+    """The content type to store an output under: a known media type (EXTENSIONS), else octet-stream.
+
+    The header's type when known; when generic (none, octet-stream), the type the URL's extension stands for;
+    any other type as octet-stream. What a vendor calls text/html or image/svg+xml is never stored as such: the
+    bucket's presigned links would serve it to browsers as a page of the bucket's origin, script and all.
+    """
     media_type = normalize_content_type(header)
-    if media_type not in GENERIC_TYPES:
+    if media_type in EXTENSIONS:
         return media_type
+    if media_type not in GENERIC_TYPES:
+        return DEFAULT_CONTENT_TYPE
     ext = url_extension(url)
     return CONTENT_TYPES[ext] if ext else DEFAULT_CONTENT_TYPE
 

@@ -18,6 +18,7 @@ import httpx
 from botocore.exceptions import BotoCoreError, ClientError
 
 from shared.errors import InvalidRequest, StorageError
+from shared.http_deadline import Deadline
 from shared.models import Output
 from shared.settings import Settings
 from shared.storage.client import error_code, make_s3_client, s3_errors
@@ -28,7 +29,15 @@ from shared.storage.media import (
     normalize_content_type,
     url_extension,
 )
-from shared.storage.streaming import check_status, download_errors, iter_parts, url_host
+from shared.storage.streaming import (
+    CopyBounds,
+    bounded,
+    check_length,
+    check_status,
+    download_errors,
+    iter_parts,
+    url_host,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -87,18 +96,27 @@ class Storage:
         """Stream `url` into the bucket at `key`, holding about one part in memory, and describe the result.
 
         `key` may be a function of the content type, called once the answer's headers are in (so the extension
-        can follow what the vendor really sent). Bodies up to one part go up in one PutObject, larger ones in a
-        multipart upload that is aborted on any failure. The stored size and sha256 (x-amz-meta-sha256) are
-        checked against what was streamed. Timeouts and redirects are `http`'s own (a worker's client waits
-        provider_timeout_seconds per read and follows redirects). Raises DownloadFailed, TransientDownloadError,
+        can follow what the vendor really sent); only known media types are stored as such (media.py). Bodies up
+        to one part go up in one PutObject, larger ones in a multipart upload that is aborted on any failure. The
+        stored size and sha256 (x-amz-meta-sha256) are checked against what was streamed.
+
+        Bounded (settings): a Content-Length over max_output_bytes is refused before the body is read, and the
+        body is cut once it passes it; the whole copy, upload included, is cut at max_copy_seconds (every read
+        keeps to that deadline when `http` sends through shared/netguard.py's transports). Per-read timeouts,
+        redirects and the address guard are `http`'s own (a worker's download client: workers/context.py).
+        Raises DownloadFailed (a bound crossed, a refused address, a dead link), TransientDownloadError,
         StorageError or TransientStorageError; nothing else escapes httpx or botocore.
         """
         host = url_host(url)
-        with download_errors(host), http.stream("GET", url) as response:
+        bounds = CopyBounds(self.settings.max_output_bytes, self.settings.max_copy_seconds)
+        deadline = Deadline(bounds.max_seconds)
+        with deadline, download_errors(host, bounds, deadline), http.stream("GET", url) as response:
             check_status(response, host)
+            check_length(response, host, bounds)
             content_type = content_type_for(response.headers.get("content-type"), url)
             key = key(content_type) if callable(key) else key
-            size, sha256 = self._upload_stream(response.iter_bytes(), key, content_type)
+            chunks = bounded(response.iter_bytes(), host, bounds, deadline)
+            size, sha256 = self._upload_stream(chunks, key, content_type)
         return Output(
             bucket=self.bucket,
             key=key,

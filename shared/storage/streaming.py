@@ -1,20 +1,35 @@
-"""The download side of a copy: httpx errors mapped onto shared.errors, and a byte stream regrouped into parts.
+"""The download side of a copy: httpx errors mapped onto shared.errors, the copy's bounds, and a byte stream
+regrouped into parts.
 
 Messages name the host only: an output URL carries its signature in the query string, and error messages end up
-in the job's public JSON.
+in the job's public JSON. A bound crossed (size, time, redirects) or an address refused by the guard is
+DownloadFailed, permanent: the same link would cross it again.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 import httpx
 
 from shared.errors import DownloadFailed, TransientDownloadError
+from shared.http_deadline import Deadline
+from shared.netguard import BlockedAddress
 
 #: answers that mean the link is dead for good
 GONE_STATUSES = frozenset({403, 404, 410})
+#: redirects an output download follows, each hop checked by the address guard (workers/context.py)
+MAX_REDIRECTS = 5
+
+
+@dataclass(frozen=True)
+class CopyBounds:
+    """What one output's copy may take: `max_bytes` of body, `max_seconds` of wall clock in all."""
+
+    max_bytes: int
+    max_seconds: float
 
 
 def url_host(url: str) -> str:
@@ -39,14 +54,57 @@ def check_status(response: httpx.Response, host: str) -> None:
     raise DownloadFailed(f"output link at {host} answered HTTP {code}")
 
 
+def check_length(response: httpx.Response, host: str, bounds: CopyBounds) -> None:
+    """DownloadFailed when the answer announces more than `bounds.max_bytes`, before a byte of it is read."""
+    announced = response.headers.get("content-length", "").strip()
+    if announced.isdigit() and int(announced) > bounds.max_bytes:
+        raise DownloadFailed(
+            f"output at {host} announces {int(announced)} bytes, over the {bounds.max_bytes}-byte bound"
+            " (GENQUEUE_MAX_OUTPUT_BYTES); not read"
+        )
+
+
+def bounded(chunks: Iterable[bytes], host: str, bounds: CopyBounds, deadline: Deadline) -> Iterator[bytes]:
+    """`chunks` as they come, DownloadFailed once they pass `bounds.max_bytes` or the `deadline` has passed.
+
+    The byte count is of the decoded body, so a compressed answer cannot slip past it.
+    """
+    size = 0
+    for chunk in chunks:
+        size += len(chunk)
+        if size > bounds.max_bytes:
+            raise DownloadFailed(
+                f"output at {host} is larger than the {bounds.max_bytes}-byte bound (GENQUEUE_MAX_OUTPUT_BYTES);"
+                f" stopped after {size} bytes"
+            )
+        if deadline.expired:
+            raise _too_slow(host, bounds)
+        yield chunk
+
+
+def _too_slow(host: str, bounds: CopyBounds) -> DownloadFailed:
+    return DownloadFailed(
+        f"copy from {host} took longer than the {bounds.max_seconds:g}s bound (GENQUEUE_MAX_COPY_SECONDS)"
+    )
+
+
 @contextmanager
-def download_errors(host: str) -> Iterator[None]:
-    """Translate httpx exceptions raised inside into DownloadFailed (permanent) or TransientDownloadError."""
+def download_errors(host: str, bounds: CopyBounds | None = None, deadline: Deadline | None = None) -> Iterator[None]:
+    """Translate httpx exceptions raised inside into DownloadFailed (permanent) or TransientDownloadError.
+
+    A timeout past `deadline` is the copy's wall-clock bound (permanent); a refused address names the block.
+    """
     try:
         yield
-    except (httpx.UnsupportedProtocol, httpx.InvalidURL, httpx.TooManyRedirects, httpx.DecodingError) as exc:
+    except BlockedAddress as exc:
+        raise DownloadFailed(f"output link at {host} was refused by the address guard: {exc}") from exc
+    except httpx.TooManyRedirects as exc:
+        raise DownloadFailed(f"output link at {host} redirected more than {MAX_REDIRECTS} times") from exc
+    except (httpx.UnsupportedProtocol, httpx.InvalidURL, httpx.DecodingError) as exc:
         raise DownloadFailed(f"output link at {host} is unusable: {type(exc).__name__}") from exc
     except httpx.TimeoutException as exc:
+        if deadline is not None and bounds is not None and deadline.expired:
+            raise _too_slow(host, bounds) from exc
         raise TransientDownloadError(f"download from {host} timed out ({type(exc).__name__})") from exc
     except httpx.HTTPError as exc:
         raise TransientDownloadError(f"download from {host} failed: {type(exc).__name__}") from exc

@@ -17,6 +17,9 @@ from shared.webhooks.events import event_body
 from shared.webhooks.signing import signature_headers
 
 
+UNSIGNED_REFUSAL = "not sent: this worker has no GENQUEUE_WEBHOOK_SECRET, and events are never sent unsigned"
+
+
 @dataclass(frozen=True)
 class Attempted:
     """The event's state with this attempt recorded; the delay before the next attempt (None: no more)."""
@@ -29,7 +32,13 @@ class Attempted:
 def attempt_event(
     http: httpx.Client, url: str, state: WebhookState, data: dict[str, Any], settings: Settings, now: datetime
 ) -> Attempted:
-    """POST event `state` with `data` to `url` once, signed with the settings' secret (unsigned without one).
+    """POST event `state` with `data` to `url` once, signed with the settings' secret.
+
+    Without a secret nothing is sent (unless GENQUEUE_ALLOW_UNSIGNED_WEBHOOKS): the attempt is recorded as failed,
+    naming the missing setting, and retried on the schedule, so a worker started without its secret never sends
+    an event a receiver cannot verify, and delivers it once the secret is configured.
+
+    The attempt as a whole is cut at `webhook_timeout_seconds` (`deliver`'s deadline), however the receiver trickles.
 
     Delivered, or 410 Gone (`gave_up` set), or a retry after the schedule's next delay (or the receiver's
     Retry-After when longer), or given up when the schedule is spent.
@@ -38,9 +47,12 @@ def attempt_event(
     stamp = int(time.time())
     if settings.webhook_secret:
         headers = signature_headers(settings.webhook_secret, state.event_id, stamp, body)
-    else:
+        result = deliver(http, url, headers, body, settings.webhook_timeout_seconds)
+    elif settings.allow_unsigned_webhooks:
         headers = {"webhook-id": state.event_id, "webhook-timestamp": str(stamp), "content-type": "application/json"}
-    result = deliver(http, url, headers, body, settings.webhook_timeout_seconds)
+        result = deliver(http, url, headers, body, settings.webhook_timeout_seconds)
+    else:
+        result = DeliveryResult(delivered=False, error=UNSIGNED_REFUSAL)
     new_state = state.model_copy(deep=True)
     new_state.attempts.append(WebhookAttempt(at=now, status_code=result.status_code, error=result.error))
     retry_in = None

@@ -1,17 +1,18 @@
 """One delivery attempt of a webhook, and the delay before the next one.
 
-`deliver` never raises for what the network or the receiver does: every outcome is a DeliveryResult.
+`deliver` never raises for what the network or the receiver does: every outcome is a DeliveryResult. A receiver's
+Retry-After is read by shared/retry_after.py, capped at MAX_RETRY_AFTER_SECONDS.
 """
 
 from __future__ import annotations
 
-import math
 import random
-import time
 from dataclasses import dataclass
-from email.utils import parsedate_to_datetime
 
 import httpx
+
+from shared.http_deadline import Deadline
+from shared.retry_after import parse_retry_after
 
 #: answers that ask us to slow down; their Retry-After is read
 SLOW_DOWN_STATUSES = frozenset({429, 502, 503, 504})
@@ -35,35 +36,28 @@ class DeliveryResult:
     error: str | None = None
 
 
-def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
-    """Seconds to wait from a Retry-After header (delta-seconds or an HTTP date), or None when absent or bad."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        seconds = float(value)
-    except ValueError:
-        pass
-    else:
-        return max(0.0, seconds) if math.isfinite(seconds) else None
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        return None
-    return max(0.0, when.timestamp() - (time.time() if now is None else now))
-
-
 def deliver(http: httpx.Client, url: str, headers: dict[str, str], body: bytes, timeout: float) -> DeliveryResult:
-    """POST `body` to `url` once, redirects not followed, the answer's body left unread."""
+    """POST `body` to `url` once, redirects not followed, the answer's body left unread.
+
+    `timeout` bounds each network operation and is the attempt's overall deadline: connecting, sending and the
+    receiver's status line and headers all end within it, however slowly the receiver answers, when `http` sends
+    through deadline transports (shared/netguard.py's do; workers/context.py's webhook client is one).
+    """
+    deadline = Deadline(timeout)
     try:
-        with http.stream(
-            "POST", url, content=body, headers=headers, timeout=timeout, follow_redirects=False
-        ) as response:
+        with (
+            deadline,
+            http.stream(
+                "POST", url, content=body, headers=headers, timeout=timeout, follow_redirects=False
+            ) as response,
+        ):
             return _result(response)
     except httpx.TimeoutException as exc:
-        return DeliveryResult(delivered=False, error=f"timed out after {timeout:g}s ({type(exc).__name__})")
+        if deadline.expired:
+            error = f"no answer within the attempt's {timeout:g}s deadline ({type(exc).__name__})"
+        else:
+            error = f"timed out after {timeout:g}s ({type(exc).__name__})"
+        return DeliveryResult(delivered=False, error=error)
     except (httpx.HTTPError, httpx.InvalidURL) as exc:
         return DeliveryResult(delivered=False, error=f"{type(exc).__name__}: {str(exc)[:MAX_ERROR_CHARS]}")
 

@@ -34,6 +34,8 @@ def test_chaos_short_form(tmp_path: Path, artifacts_dir: Path) -> None:
     assert report.webhook_ids_consistent and report.webhook_unverified == 0, table
     assert report.webhook_min_delivered >= 1, table
     assert report.redis_restarts == 1 and sum(report.kills.values()) >= 8, table
+    # the poison records planted mid-run were set aside, and every other job still ended (lost == [] above)
+    assert len(report.poisoned) == 3 and report.quarantined == 3, table
     # every injected fault shows up as its own error code (on a job, or on a job of the batch alongside)
     codes = report.codes + report.batch_codes
     for code in ("generation_failed", "download_failed", "insufficient_credits", "submit_outcome_unknown"):

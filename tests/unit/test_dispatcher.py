@@ -10,6 +10,7 @@ import fakeredis
 import pytest
 
 from shared.batch import Batch, BatchStore, Budget
+from shared.constants import BATCH_KEY, JOB_KEY
 from shared.models import Cost, GenerationRequest, Job, JobStatus, utcnow
 from shared.protection import ProviderGuard
 from shared.settings import Settings
@@ -29,14 +30,18 @@ def world(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     monkeypatch.setattr(context, "settings", lambda: settings)
     monkeypatch.setattr(context, "guard", lambda: ProviderGuard(client))
     monkeypatch.setattr(dispatcher, "publish_step", lambda app, s, job_id, step, now: published.append(job_id))
-    monkeypatch.setattr(dispatcher, "start_batch_webhook", lambda batches, batch, now: None)
-    return {"store": store, "batches": BatchStore(client), "published": published}
+    batch_steps: list[str] = []
+    monkeypatch.setattr(dispatcher, "publish_batch_step", lambda batch_id, step, now: batch_steps.append(batch_id))
+    return {"store": store, "batches": BatchStore(client), "published": published, "batch_steps": batch_steps}
+
+
+BATCH_ID = "batch_t"
 
 
 def make_batch(world: dict[str, Any], count: int, **fields: Any) -> Batch:
     batches: BatchStore = world["batches"]
     batch = Batch(id="batch_t", name="t", providers=["slow"], total=count, **fields)
-    batches.save(batch)
+    assert batches.create(batch)
     now = utcnow()
     for line in range(1, count + 1):
         job = Job(
@@ -118,7 +123,7 @@ def test_a_job_whose_hold_was_lost_is_held_again(world: dict[str, Any]) -> None:
 
 def test_jobs_of_a_provider_no_longer_configured_are_canceled(world: dict[str, Any]) -> None:
     batch = make_batch(world, 2)
-    world["batches"].save(batch.model_copy(update={"providers": ["slow", "gone"]}))
+    world["batches"].update(batch.id, lambda current: current.model_copy(update={"providers": ["slow", "gone"]}))
     world["batches"].hold(batch.id, "gone", "job_2", 2)
     world["batches"].unhold(batch.id, "slow", "job_2")
     dispatcher.dispatch_pass(utcnow())
@@ -140,3 +145,39 @@ def test_one_task_runs_passes_for_its_span_and_a_second_one_stands_aside(
     passes.clear()
     assert dispatcher.dispatch() == 0 and passes == []  # another holds it: stand aside
     lock.release()
+
+
+def corrupt(world: dict[str, Any], key: str) -> None:
+    """Overwrite a stored record's JSON with text no reader can parse, as a bug or a hand edit could."""
+    world["store"].redis.hset(key, "data", '{"id": "broken", ')
+
+
+def test_a_poison_held_job_is_set_aside_and_the_rest_released(world: dict[str, Any]) -> None:
+    make_batch(world, 4)
+    corrupt(world, JOB_KEY.format(job_id="job_1"))  # first in line
+    assert dispatcher.dispatch_pass(utcnow()) == 3
+    assert world["published"] == ["job_2", "job_3", "job_4"]
+    assert world["store"].quarantine.contains("job", "job_1")
+    assert world["batches"].held(BATCH_ID, "slow", 10) == []  # no longer held: not met again
+
+
+def test_a_poison_batch_does_not_stop_the_other_batches(world: dict[str, Any]) -> None:
+    make_batch(world, 2)
+    broken = Batch(id="batch_broken", name="broken", providers=["slow"], total=1)
+    world["batches"].create(broken)
+    world["batches"].activate(broken.id)
+    world["batches"].activate(BATCH_ID)
+    corrupt(world, BATCH_KEY.format(batch_id=broken.id))
+    assert dispatcher.dispatch_pass(utcnow()) == 2
+    assert world["batches"].quarantine.contains("batch", broken.id)
+    assert dispatcher.dispatch_pass(utcnow()) == 0  # and the next pass carries on too
+
+
+def test_an_unreadable_ended_job_keeps_its_reservation_as_spent(world: dict[str, Any]) -> None:
+    batch = make_batch(world, 3, budget=Budget(currency="credits", amount=2))
+    assert dispatcher.dispatch_pass(utcnow()) == 2
+    world["store"].update("job_1", lambda job: job.model_copy(update={"status": JobStatus.SUCCEEDED, "step": None}))
+    corrupt(world, JOB_KEY.format(job_id="job_1"))  # ended, then unreadable: what it cost cannot be known
+    dispatcher.dispatch_pass(utcnow() + timedelta(seconds=5))
+    assert world["batches"].outstanding(batch.id) == 1  # job_2's; job_1's is settled, so the batch is not stuck
+    assert world["batches"].committed(batch.id) == 2.0  # job_1 counts as spent: the budget is never passed

@@ -155,3 +155,14 @@ def test_backoff_honours_retry_after_and_stays_below_half_the_visibility_timeout
 def test_settings_refuse_poll_interval_past_half_visibility_timeout() -> None:
     with pytest.raises(ValueError, match="half of visibility_timeout"):
         Settings(visibility_timeout=100, poll_max_interval_seconds=60)
+
+
+def test_every_error_can_be_reworded_keeping_its_class_and_fields() -> None:
+    """A spent retry budget rewords the error; SendFailed takes two arguments, and copy.copy once broke on it."""
+    from shared.providers.client import SendFailed
+
+    error = SendFailed("could not connect to vendor.test", sent=False)
+    reworded = error.reworded("vendor submit: could not connect (gave up after 5 retries)")
+    assert type(reworded) is SendFailed and reworded.sent is False and reworded.code == "provider_error"
+    assert reworded.message == reworded.args[0] == "vendor submit: could not connect (gave up after 5 retries)"
+    assert error.message == "could not connect to vendor.test"

@@ -316,7 +316,8 @@ def test_stats_prints_a_table_per_provider(cli: typer.Typer) -> None:
     other = next(i for i, line in enumerate(lines) if line.startswith("provider  polls/job"))
     assert lines[other + 1].split() == ["sandbox", "4.0", "3.50", "0.25", "-"]
     assert lines[other + 2].split() == ["vicsee", "-", "0.00", "0.50", "provider_error", "1"]
-    assert lines[-1] == "webhooks: 10 attempts, 7 failed, 1 delivered, 2 given up, 2 dead letters"
+    assert lines[-2] == "webhooks: 10 attempts, 7 failed, 1 delivered, 2 given up, 2 dead letters"
+    assert lines[-1] == "quarantined records: 1 (genqueue quarantine list)"  # the job whose JSON is broken
 
 
 def test_stats_json_is_the_metrics_snapshot(cli: typer.Typer) -> None:

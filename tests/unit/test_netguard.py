@@ -20,6 +20,7 @@ from shared.netguard import BlockedAddress, GuardedTransport, check_url, guarded
 from shared.settings import Settings
 from shared.store import JobStore
 from shared.webhooks import deliver
+from shared.webhooks.signing import generate_secret
 from workers import context
 
 PUBLIC = "93.184.216.34"
@@ -101,14 +102,16 @@ def test_non_public_addresses_are_refused(url: str, reason: str) -> None:
     message = refused(url, what="webhook URL")
     assert message.startswith("webhook URL host ")
     assert reason in message
-    assert message.endswith("refused (set GENQUEUE_ALLOW_PRIVATE_URLS=true for development)")
+    hint = netguard.METADATA_HINT if "metadata" in message else netguard.ALLOW_HINT
+    assert message.endswith(f"refused ({hint})")
 
 
 def test_a_name_resolving_to_a_private_address_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     fake_dns(monkeypatch, {"evil.test": [["127.0.0.1"]]})
     assert refused("https://evil.test/hook", what="webhook URL") == (
         "webhook URL host 'evil.test' resolves to 127.0.0.1, a loopback address; "
-        "refused (set GENQUEUE_ALLOW_PRIVATE_URLS=true for development)"
+        "refused (name its host:port in GENQUEUE_PRIVATE_URL_ALLOWLIST, or set GENQUEUE_ALLOW_PRIVATE_URLS=true for"
+        " development)"
     )
 
 
@@ -324,7 +327,8 @@ def test_real_connection_goes_to_the_checked_address(
 
 def test_producer_refuses_private_webhook_and_input_urls() -> None:
     redis = fakeredis.FakeRedis()
-    producer = Producer(Settings(allow_private_urls=False), store=JobStore(redis), celery=object())  # type: ignore[arg-type]
+    settings = Settings(allow_private_urls=False, webhook_secret=generate_secret())
+    producer = Producer(settings, store=JobStore(redis), celery=object())  # type: ignore[arg-type]
     with pytest.raises(InvalidRequest) as info:
         producer.submit("sandbox", "sandbox-image", "a cat", webhook_url="http://169.254.169.254/hook")
     assert info.value.message.startswith("webhook URL host '169.254.169.254' is a cloud metadata address; refused")
@@ -356,5 +360,10 @@ def test_validate_leaves_data_and_s3_refs_alone(monkeypatch: pytest.MonkeyPatch)
     asked = fake_dns(monkeypatch, {"cdn.test": [[PUBLIC]]})
     images = ["data:image/png;base64,AA==", "s3://bucket/in.png", "https://cdn.test/a.png"]
     request = build_request("sandbox-image", "a cat", {}, images)
-    validate(Settings(allow_private_urls=False), "sandbox", request, "https://cdn.test/hook")
+    validate(
+        Settings(allow_private_urls=False, webhook_secret=generate_secret()),
+        "sandbox",
+        request,
+        "https://cdn.test/hook",
+    )
     assert asked == ["cdn.test", "cdn.test"]

@@ -1,13 +1,26 @@
-"""The pure parts of shared/storage: regrouping a stream into parts, download error mapping, extensions."""
+"""The pure parts of shared/storage: regrouping a stream into parts, download error mapping and bounds, types."""
 
 from __future__ import annotations
+
+from collections.abc import Iterator
 
 import httpx
 import pytest
 
 from shared.errors import DownloadFailed, TransientDownloadError
+from shared.http_deadline import Deadline
+from shared.netguard import BlockedAddress
 from shared.storage import content_type_for, extension_for
-from shared.storage.streaming import check_status, download_errors, iter_parts, url_host
+from shared.storage.streaming import (
+    MAX_REDIRECTS,
+    CopyBounds,
+    bounded,
+    check_length,
+    check_status,
+    download_errors,
+    iter_parts,
+    url_host,
+)
 
 
 def regroup(chunks: list[bytes], part_bytes: int) -> list[tuple[bytes, bool]]:
@@ -94,3 +107,71 @@ def test_content_type_for() -> None:
     assert content_type_for(None, "https://x/y.webp") == "image/webp"
     assert content_type_for("binary/octet-stream", "https://x/y.mp4") == "video/mp4"
     assert content_type_for(None, "https://x/y") == "application/octet-stream"
+
+
+@pytest.mark.parametrize(
+    ("header", "url", "stored"),
+    [
+        ("text/html", "https://x/y.mp4", "application/octet-stream"),  # never relabelled, never served as a page
+        ("image/svg+xml", "https://x/y.svg", "application/octet-stream"),
+        ("application/javascript", "https://x/y", "application/octet-stream"),
+        ("video/x-matroska", "https://x/y.mkv", "application/octet-stream"),
+        ("text/html; charset=utf-8", "https://x/y.html", "application/octet-stream"),
+        ("", "https://x/page.html", "application/octet-stream"),
+        ("image/PNG", "https://x/y", "image/png"),
+    ],
+)
+def test_only_known_media_types_are_stored_as_such(header: str, url: str, stored: str) -> None:
+    assert content_type_for(header, url) == stored
+
+
+BOUNDS = CopyBounds(max_bytes=10, max_seconds=60)
+
+
+def announcing(length: str) -> httpx.Response:
+    return httpx.Response(200, headers={"content-length": length}, request=httpx.Request("GET", "https://cdn.example/"))
+
+
+def test_a_content_length_over_the_bound_is_refused_before_reading() -> None:
+    check_length(announcing("10"), "cdn.example", BOUNDS)
+    check_length(httpx.Response(200, request=httpx.Request("GET", "https://cdn.example/")), "cdn.example", BOUNDS)
+    with pytest.raises(
+        DownloadFailed, match=r"announces 11 bytes, over the 10-byte bound \(GENQUEUE_MAX_OUTPUT_BYTES\)"
+    ):
+        check_length(announcing("11"), "cdn.example", BOUNDS)
+
+
+def test_the_stream_is_cut_past_the_byte_bound() -> None:
+    read: list[int] = []
+
+    def endless() -> Iterator[bytes]:
+        while True:
+            read.append(4)
+            yield b"abcd"
+
+    with Deadline(60) as deadline:
+        stream = bounded(endless(), "cdn.example", BOUNDS, deadline)
+        assert b"".join([next(stream), next(stream)]) == b"abcdabcd"
+        with pytest.raises(DownloadFailed, match=r"larger than the 10-byte bound .*stopped after 12 bytes"):
+            next(stream)
+    assert sum(read) == 12
+
+
+def test_the_stream_is_cut_past_the_deadline() -> None:
+    with Deadline(0) as deadline:
+        with pytest.raises(DownloadFailed, match=r"took longer than the 60s bound \(GENQUEUE_MAX_COPY_SECONDS\)"):
+            list(bounded([b"a"], "cdn.example", BOUNDS, deadline))
+        with (
+            pytest.raises(DownloadFailed, match="GENQUEUE_MAX_COPY_SECONDS"),
+            download_errors("cdn.example", BOUNDS, deadline),
+        ):
+            raise httpx.ReadTimeout("deadline")
+
+
+def test_a_refused_address_and_too_many_redirects_are_permanent_and_named() -> None:
+    blocked = BlockedAddress("blocked: host '127.0.0.1' is a loopback address")
+    guard_refusal = r"cdn\.example was refused by the address guard: blocked: host '127"
+    with pytest.raises(DownloadFailed, match=guard_refusal), download_errors("cdn.example"):
+        raise blocked
+    with pytest.raises(DownloadFailed, match=f"redirected more than {MAX_REDIRECTS} times"), download_errors("x"):
+        raise httpx.TooManyRedirects("m")

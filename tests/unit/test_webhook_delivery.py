@@ -89,7 +89,7 @@ def test_retry_after_ignored_elsewhere_and_when_bad() -> None:
 def test_parse_retry_after() -> None:
     assert parse_retry_after("5") == 5.0
     assert parse_retry_after("1.5") == 1.5
-    assert parse_retry_after("-3") == 0.0
+    assert parse_retry_after("-3") is None  # not delta-seconds
     assert parse_retry_after("inf") is None and parse_retry_after("nan") is None
     assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0  # in the past
     assert parse_retry_after(None) is None and parse_retry_after("") is None
@@ -161,3 +161,31 @@ def test_retry_after_wins_when_larger() -> None:
     delay = next_delay(1, DELAYS, 60.0, jitter=0.1)
     assert delay is not None and 270.0 <= delay <= 330.0
     assert next_delay(len(DELAYS), DELAYS, 60.0) is None  # a spent schedule stays spent
+
+
+def test_a_worker_without_a_secret_sends_nothing_and_retries() -> None:
+    from shared.models import WebhookState
+    from shared.settings import Settings
+    from shared.webhooks.attempt import UNSIGNED_REFUSAL, attempt_event
+    from shared.webhooks.signing import generate_secret
+
+    now = datetime.now(UTC)
+    state = WebhookState(event_id="msg_1", event_type="job.succeeded", timestamp=now)
+    seen: list[httpx.Request] = []
+
+    def receiver(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200)
+
+    with client(receiver) as http:
+        refused = attempt_event(http, URL, state, {"id": "job_1"}, Settings(webhook_secret=None), now)
+        assert seen == []  # nothing unsigned left the worker
+        assert not refused.state.delivered and refused.state.attempts[-1].error == UNSIGNED_REFUSAL
+        assert refused.retry_in is not None  # retried on the schedule: configuring the secret delivers it
+        signed = attempt_event(
+            http, URL, refused.state, {"id": "job_1"}, Settings(webhook_secret=generate_secret()), now
+        )
+        assert signed.state.delivered and seen[-1].headers["webhook-signature"].startswith("v1,")
+        unsigned = Settings(webhook_secret=None, allow_unsigned_webhooks=True)
+        assert attempt_event(http, URL, state, {"id": "job_1"}, unsigned, now).state.delivered
+        assert "webhook-signature" not in seen[-1].headers
