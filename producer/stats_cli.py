@@ -18,6 +18,7 @@ from producer.render import human_duration
 from shared.metrics import JobMetrics, StateTime, collect
 from shared.models import STATUS_RANK, JobStatus, utcnow
 from shared.settings import get_settings
+from shared.store import redis_client
 
 #: statuses a job spends time in (terminal statuses are where it stops)
 TIMED_STATUSES = [status for status in JobStatus if not status.terminal]
@@ -36,7 +37,7 @@ def metrics_serve(
     from shared.metrics_exporter import serve
 
     typer.echo(f"serving job metrics at http://{host}:{port}/metrics", err=True)
-    serve(get_settings().redis_url, host, port)
+    serve(_client(), host, port)
 
 
 def stats_text(client: redis.Redis, as_json: bool) -> str:
@@ -116,4 +117,5 @@ def _average_time(spent: StateTime | None) -> str:
 
 
 def _client() -> redis.Redis:
-    return redis.Redis.from_url(get_settings().redis_url, socket_timeout=10, socket_connect_timeout=5)
+    settings = get_settings()
+    return redis_client(settings.redis_url, settings.redis_ca_file)

@@ -114,9 +114,8 @@ def registry_for(client: redis.Redis) -> CollectorRegistry:
     return registry
 
 
-def serve(redis_url: str, host: str, port: int) -> None:
-    """Expose the job metrics at http://host:port/metrics and block until interrupted."""
-    client = redis.Redis.from_url(redis_url, socket_timeout=10, socket_connect_timeout=5, health_check_interval=30)
+def serve(client: redis.Redis, host: str, port: int) -> None:
+    """Expose the job metrics of the store behind `client` at http://host:port/metrics and block until interrupted."""
     server, thread = start_http_server(port, addr=host, registry=registry_for(client))
     try:
         thread.join()

@@ -7,8 +7,10 @@ The producer publishes by task name only and never imports workers/.
 
 from __future__ import annotations
 
+import ssl
 from datetime import datetime
 from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from celery import Celery
 from kombu.entity import Queue
@@ -17,11 +19,47 @@ from shared.constants import BATCH_WEBHOOK_TASK, DISPATCH_TASK, QUEUES, STEP_TAS
 from shared.models import Step, utcnow
 from shared.settings import Settings
 
+#: the values of a URL's ssl_cert_reqs (kombu's spellings); a client's CERT_OPTIONAL verifies like CERT_REQUIRED
+_CERT_REQS = {"none": ssl.CERT_NONE, "optional": ssl.CERT_REQUIRED, "required": ssl.CERT_REQUIRED}
+
+
+def broker_tls(url: str, ca_file: str | None) -> tuple[str, dict[str, Any] | None]:
+    """The broker URL and Celery's `broker_use_ssl` for it: the URL as given and None for redis://.
+
+    For rediss:// the server's certificate and host name are verified, against `ca_file` when given (else the
+    system's CAs), unless the URL says ssl_cert_reqs=none: kombu alone would not verify (CERT_NONE, with a
+    warning). The URL's own ssl_* parameters move into the options, since kombu would otherwise use them in place
+    of `broker_use_ssl` and drop the CA file. ValueError for an ssl_cert_reqs it does not know.
+    """
+    parts = urlsplit(url)
+    if parts.scheme != "rediss":
+        return url, None
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    options: dict[str, Any] = {"ssl_cert_reqs": ssl.CERT_REQUIRED}
+    if ca_file:
+        options["ssl_ca_certs"] = ca_file
+    for key, value in query:
+        if key == "ssl_cert_reqs":
+            reqs = _CERT_REQS.get(value.lower().removeprefix("cert_"))
+            if reqs is None:
+                raise ValueError(f"ssl_cert_reqs={value} in the Redis URL: use none, optional or required")
+            options[key] = reqs
+        elif key == "ssl_check_hostname":
+            options[key] = value.lower() != "false"
+        elif key.startswith("ssl_"):
+            options[key] = value
+    rest = urlencode([(key, value) for key, value in query if not key.startswith("ssl_")])
+    return urlunsplit(parts._replace(query=rest)), options
+
 
 def celery_config(settings: Settings) -> dict[str, Any]:
     """Celery settings fit for production, each with the reason it is set."""
+    broker_url, broker_use_ssl = broker_tls(settings.redis_url, settings.redis_ca_file)
     return {
-        "broker_url": settings.redis_url,
+        "broker_url": broker_url,
+        # rediss:// verifies the server like the job store does (redis-py's default); no result backend, so no
+        # redis_backend_use_ssl
+        "broker_use_ssl": broker_use_ssl,
         # Redis redelivers an unacked message after visibility_timeout, counted from delivery; every countdown we
         # schedule stays below half of it (Settings.max_countdown_seconds), or the task would run twice.
         "broker_transport_options": {"visibility_timeout": settings.visibility_timeout, "socket_timeout": 30},

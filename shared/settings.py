@@ -48,6 +48,9 @@ class Settings(BaseSettings):
     )
 
     redis_url: str = "redis://localhost:6379/0"
+    #: CA bundle for rediss:// (the broker and the store); unset: the system's. Certificates are always verified
+    #: unless a URL says ssl_cert_reqs=none
+    redis_ca_file: str | None = None
     s3_endpoint_url: str | None = None
     s3_bucket: str = "genqueue-outputs"
     s3_prefix: str = "outputs/"

@@ -76,6 +76,14 @@ return 1
 MAX_CAS_ATTEMPTS = 50
 
 
+def redis_client(url: str, ca_file: str | None = None) -> redis.Redis:
+    """The client every genqueue process reads the job store with: bounded timeouts, health checks; a rediss://
+    URL verifies the server's certificate (against `ca_file` when given, else the system's CAs) unless the URL
+    says ssl_cert_reqs=none."""
+    tls = {"ssl_ca_certs": ca_file} if ca_file and url.startswith("rediss://") else {}
+    return redis.Redis.from_url(url, socket_timeout=10, socket_connect_timeout=5, health_check_interval=30, **tls)
+
+
 class IdempotencyKeyTaken(RuntimeError):
     """Raised by `create` when the job's idempotency key names another job by now (its claim was taken over)."""
 
@@ -96,9 +104,9 @@ class JobStore:
         self.quarantine = Quarantine(client)
 
     @classmethod
-    def from_url(cls, url: str, retention_seconds: float | None = None) -> JobStore:
-        client = redis.Redis.from_url(url, socket_timeout=10, socket_connect_timeout=5, health_check_interval=30)
-        return cls(client, retention_seconds)
+    def from_url(cls, url: str, retention_seconds: float | None = None, ca_file: str | None = None) -> JobStore:
+        """A store on the Redis at `url` (see `redis_client`)."""
+        return cls(redis_client(url, ca_file), retention_seconds)
 
     def create(self, job: Job) -> None:
         """Store a new job; ValueError if its id is taken, InvalidRequest if it would not read back.

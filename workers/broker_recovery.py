@@ -1,35 +1,36 @@
 """Keep a worker, and the messages it holds, through a restart of its Redis broker.
 
-What goes wrong without this (celery 5.7.0, kombu 5.7.0, measured in RELIABILITY.md): when the broker connection
-breaks, Celery's `Consumer.on_connection_error_after_connected` first calls `connection.collect()` and then, new
-in 5.7, `connection.close()`. With Redis down, `collect()` cannot close the task channel: its pending BRPOP read
-raises ConnectionError, so `Channel.close()` stops before marking the channel closed, and the error is swallowed.
-`collect()` then drops the transport's link to its kombu Connection (`transport.client = None`). The `close()`
-that follows closes that half-closed channel again, which now tries to restore its unacknowledged messages, so it
-builds a new Redis pool from `transport.client.hostname`: AttributeError, which is not a connection error, so it
-escapes Celery's `ignore_errors` and the worker exits ("Unrecoverable error"). Celery 5.6 only called
-`collect()`, so it survived, but it had the second half of the problem too: a restore attempted while Redis is
-down cannot succeed, and the messages it covers (every task delivered to this worker and not yet acked, including
-all countdown tasks held in memory, which `Consumer.on_close` drops) then wait in Redis's `unacked` hash until
-`visibility_timeout` (an hour) has passed.
+What goes wrong without this (celery 5.7.0, kombu 5.7.0: a plain Celery worker dies in nearly every kill -9 and
+restart of redis-server). When the broker connection breaks, Celery's `Consumer.on_connection_error_after_connected`
+calls `connection.collect()` and then, new in 5.7, `connection.close()`. With Redis down, `collect()` cannot close
+the task channel: its pending BRPOP read raises ConnectionError, so `Channel.close()` stops before marking the
+channel closed, and the error is swallowed. `collect()` then cuts the transport loose from its kombu Connection
+(`transport.client = None`). The `close()` that follows closes that half-closed channel again; it now restores its
+unacknowledged messages, for which it builds a new Redis pool from `transport.client.hostname`: AttributeError,
+which is not a connection error, so it escapes Celery's `ignore_errors` and the worker exits ("Unrecoverable
+error"). Celery 5.6 called only `collect()` and survived, but its restore could not succeed either (Redis down, or
+the transport gone by the time the channel is collected). Either way the messages it covers, every task delivered
+to this worker and not acked, including all countdown tasks held in memory (which `Consumer.on_close` drops), wait
+in Redis's `unacked` hash until `visibility_timeout` (an hour) has passed.
 
-The fix, in the consumer (`worker_consumer = "workers.broker_recovery:RecoveringConsumer"`):
+The fix, in the consumer (`worker_consumer = "workers.broker_recovery:RecoveringConsumer"`, set in workers/app.py):
 
 1. When the connection breaks, and before Celery tears it down, take the delivery tags of every unacked message
    off the connection's Redis channels. The channels then have nothing to restore on close, so the close that
-   crashed never touches the missing transport link. Each old channel also keeps its own connection parameters,
-   so a task still running on it can ack its message once Redis is back instead of failing the same way.
+   crashed never needs the missing transport. Each old channel keeps its connection parameters, so a task still
+   running can ack its message through it once Redis is back (plain Redis; a Sentinel channel builds its pool
+   from the transport, so such an ack fails and the message simply runs again after step 2).
 2. As soon as the consumer has connected again (Redis answered a PING), move those messages from the `unacked`
-   hash back to their queues with kombu's own `QoS.restore_by_tag`: one transaction per message, which restores
-   nothing for a message that was acked meanwhile, and nothing twice. If Redis goes away again halfway, the rest
-   is tried after the next reconnect.
+   hash back to their queues with kombu's own `QoS.restore_by_tag`: one transaction per message, which requeues
+   nothing for a message acked meanwhile, and nothing twice. If Redis goes away again halfway, the rest is tried
+   after the next reconnect.
 
-As with every connection loss on a broker with acks (AMQP redelivers unacked messages the same way), a task still
-running when its message is restored can run twice: genqueue's tasks are idempotent (`task_acks_late`).
+As on any broker with acks (AMQP requeues a lost connection's unacked messages the same way), a task still running
+when its message is requeued can run twice: genqueue's tasks are idempotent (`task_acks_late`).
 
-Only kombu's Redis transports are handled (plain and Sentinel); other transports keep Celery's behaviour. The
-kombu internals this relies on are checked when the worker starts (`recovery_supported`); if they are missing,
-the worker logs why and runs Celery's consumer unchanged.
+Only kombu's Redis transports are handled; other transports keep Celery's behaviour. The kombu internals this
+relies on are checked when the worker starts (`recovery_supported`): if they are missing, the worker logs why and
+runs Celery's consumer unchanged; versions other than those tested get a warning.
 """
 
 from __future__ import annotations
@@ -104,7 +105,7 @@ def _pin_connparams(channel: Any) -> None:
     # closing never issues again, so the synchronous parameters serve both.
     try:
         params = channel._connparams(asynchronous=False)
-    except AttributeError:  # already without its transport: nothing to pin (it cannot have been used since)
+    except AttributeError:  # cut loose from its transport already: nothing left to pin from
         return
     pinned: Callable[..., dict[str, Any]] = lambda asynchronous=False: dict(params)  # noqa: E731
     channel._connparams = pinned

@@ -16,7 +16,6 @@ from shared.webhooks.delivery import DeliveryResult, deliver, next_delay
 from shared.webhooks.events import event_body
 from shared.webhooks.signing import signature_headers
 
-
 UNSIGNED_REFUSAL = "not sent: this worker has no GENQUEUE_WEBHOOK_SECRET, and events are never sent unsigned"
 
 

@@ -19,15 +19,17 @@ from typing import TypeVar
 
 import pytest
 import redis
+from kombu import Connection, Exchange, Producer, Queue
 
 from infra.local.processes import ServerProcess, free_port
 from infra.local.stack import LocalStack, stack_env
-from producer.api import Producer
+from producer.api import Producer as JobProducer
 from shared.constants import QUEUES
 from shared.models import JobStatus
 from shared.settings import Settings
 from shared.storage import Storage
 from tests.integration.conftest import FAST_SETTINGS, settings_for
+from workers.broker_recovery import restore_unacked, take_unacked
 
 pytestmark = pytest.mark.integration
 
@@ -54,7 +56,7 @@ def wait_for(what: str, probe: Callable[[], T | None], timeout: float, watched: 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if watched.proc.poll() is not None:
-            exited = f"{Path(watched.argv[0]).name} exited ({watched.proc.returncode})"
+            exited = f"{' '.join(Path(arg).name for arg in watched.argv[:6])} exited ({watched.proc.returncode})"
             raise AssertionError(f"{exited} before {what}:\n{watched.log_tail()}")
         value = probe()
         if value:
@@ -129,7 +131,7 @@ def restart_stack(tmp_path: Path, moto_endpoint: str, webhook_secret: str) -> It
 
 def test_worker_survives_ten_redis_restarts_and_loses_no_message(restart_stack: RestartStack) -> None:
     rs = restart_stack
-    producer = Producer(rs.settings)
+    producer = JobProducer(rs.settings)
     job_ids: list[str] = []
     held_at_kill: list[int] = []
 
@@ -174,3 +176,33 @@ def test_worker_survives_ten_redis_restarts_and_loses_no_message(restart_stack: 
     log = rs.worker.log_tail(10_000_000)
     assert log.count("Connection to broker lost") >= CYCLES, "the restarts did not all reach the worker"
     assert "Unrecoverable error" not in log
+
+
+def test_messages_taken_off_a_lost_connection_go_back_to_their_queue_once(redis_url: str) -> None:
+    """The recovery's two halves alone: what `take_unacked` took is not restored when its connection closes,
+    `restore_unacked` requeues it once and leaves a message acked meanwhile alone, and a message of the closed
+    connection can still be acked."""
+    name = f"recovery-{uuid.uuid4().hex[:8]}"
+    client = redis.Redis.from_url(redis_url)
+    try:
+        with Connection(redis_url) as lost:
+            channel = lost.channel()
+            queue = Queue(name, Exchange(name), routing_key=name)(channel)
+            queue.declare()
+            for n in range(4):
+                Producer(channel).publish({"n": n}, exchange=name, routing_key=name)
+            messages = [channel.basic_get(name) for _ in range(4)]
+            messages[0].ack()
+            tags = take_unacked(lost)
+            assert sorted(tags) == sorted(message.delivery_tag for message in messages[1:])
+        assert client.llen(name) == 0 and None not in client.hmget(UNACKED_KEY, tags)
+
+        messages[1].ack()  # the task of a lost connection ends before the restore: it runs no second time
+        with Connection(redis_url) as fresh:
+            assert restore_unacked(fresh, tags) == []
+            assert restore_unacked(fresh, tags) == []  # already back: nothing twice
+        requeued = [json.loads(raw)["properties"]["delivery_tag"] for raw in client.lrange(name, 0, -1)]
+        assert sorted(requeued) == sorted(message.delivery_tag for message in messages[2:])
+        assert client.hmget(UNACKED_KEY, tags) == [None, None, None]
+    finally:
+        client.delete(name, f"_kombu.binding.{name}")

@@ -5,7 +5,7 @@ from the job's prompt, one of SCENARIOS:
 
     POST /sandbox/v1/jobs               a task; `submit-redirect`: 302 to the canary instead
     GET  /sandbox/v1/jobs/{id}          succeeded with the scenario's outputs; `poll-redirect`: 302 to the canary;
-                                        `poll-trickle`: the answer's status line and headers one byte every TRICKLE_PAUSE s
+                                        `poll-trickle`: status line and headers one byte every TRICKLE_PAUSE s
     GET  /out/redirect/0.mp4            302 to the canary
     GET  /out/chain/{n}/0.mp4           302 to /out/chain/{n-1}/0.mp4 ... /out/chain/0/0.mp4 answers a small video
     GET  /out/endless/0.mp4             video bytes, no Content-Length, until the client hangs up

@@ -23,6 +23,7 @@ from shared.models import GenerationRequest, Job, JobStatus, utcnow
 from shared.protection import ProviderGuard
 from shared.settings import Settings
 from shared.store import JobStore
+from shared.webhooks.signing import generate_secret
 from workers import batch_webhooks, context, dispatcher, sweeper
 from workers.app import app as worker_app
 
@@ -200,7 +201,7 @@ def world(client: fakeredis.FakeRedis, batches: BatchStore, monkeypatch: pytest.
     """Workers' context on fakeredis; webhook POSTs answered by `answers` (200 once it is empty); published batch
     steps and tasks that publish themselves again recorded instead of sent."""
     store = JobStore(client)
-    settings = Settings(webhook_retry_delays=[5, 300], sweep_grace_seconds=60)
+    settings = Settings(webhook_retry_delays=[5, 300], sweep_grace_seconds=60, webhook_secret=generate_secret())
     answers: list[int] = []
     posts: list[httpx.Request] = []
 

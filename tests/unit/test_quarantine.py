@@ -3,34 +3,25 @@
 from __future__ import annotations
 
 import json
-from datetime import timedelta
 from typing import Any
 
 import fakeredis
 import pytest
 from typer.testing import CliRunner
 
-from shared import lifecycle
 from shared.constants import DUE_KEY, JOB_KEY
 from shared.metrics import collect
 from shared.metrics_exporter import families
-from shared.models import GenerationRequest, Job, utcnow
+from shared.models import Job, utcnow
 from shared.quarantine import Quarantine, UnreadableRecord
 from shared.settings import Settings
 from shared.store import JobStore
+from tests.unit.test_sweeper import job_with_step
 from workers import context, sweeper
 
 
 def overdue_job(job_id: str) -> Job:
-    now = utcnow()
-    return Job(
-        id=job_id,
-        provider="sandbox",
-        model="sandbox-video",
-        request=GenerationRequest(model="sandbox-video"),
-        deadline_at=now + timedelta(hours=1),
-        step=lifecycle.new_step("poll", now - timedelta(seconds=600)),
-    )
+    return job_with_step(job_id, "poll", due_ago=600)
 
 
 def poison(redis: fakeredis.FakeRedis, job_id: str, data: str, due: float = 1.0) -> None:
