@@ -219,7 +219,7 @@ class BatchProducer:
         stale_after = dispatcher_stale_after(
             self.settings.dispatch_interval_seconds, self.settings.dispatch_task_seconds
         )
-        health = dispatcher_health(self.batches.dispatcher_last_run(), held, utcnow(), stale_after)
+        health = dispatcher_health(self.batches.dispatcher_last_run(), held, utcnow(), stale_after, batch.created_at)
         return batch.summary(self.batches.counts(batch.id), self.batches.ledger(batch.id), held, health)
 
     def jobs(self, batch: Batch, on_unreadable: Callable[[int, str], None] | None = None) -> Iterator[tuple[int, Job]]:

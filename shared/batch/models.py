@@ -122,12 +122,17 @@ def dispatcher_stale_after(dispatch_interval_seconds: float, dispatch_task_secon
     """Seconds without a dispatcher pass after which held jobs are said to wait for no one.
 
     Passes come every interval while a dispatcher task runs, and beat starts one every task span; a slow poll
-    queue can delay a start by a span or two, so only a few spans of silence (and at least 30 s) count.
+    queue can delay a start by a span or two, so only a few spans (30 s with the defaults) of silence count.
     """
-    return max(30.0, 10 * dispatch_interval_seconds, 3 * dispatch_task_seconds)
+    return max(10 * dispatch_interval_seconds, 3 * dispatch_task_seconds)
 
 
-def dispatcher_health(last_run: datetime | None, held: int, now: datetime, stale_after: float) -> DispatcherHealth:
-    """Stale when jobs are held and no dispatcher pass finished within `stale_after` seconds of `now`."""
-    quiet = last_run is None or now - last_run > timedelta(seconds=stale_after)
+def dispatcher_health(
+    last_run: datetime | None, held: int, now: datetime, stale_after: float, held_since: datetime | None = None
+) -> DispatcherHealth:
+    """Stale when jobs are held and no dispatcher pass finished in the last `stale_after` seconds. With no pass
+    ever recorded, counted from `held_since` (the batch's creation): a batch submitted just as beat starts has not
+    waited yet."""
+    since = last_run or held_since
+    quiet = since is None or now - since > timedelta(seconds=stale_after)
     return DispatcherHealth(last_run=last_run, stale=held > 0 and quiet)

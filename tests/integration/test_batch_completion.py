@@ -30,6 +30,7 @@ from infra.local.stack import LocalStack
 from producer.api import Producer
 from shared import lifecycle
 from shared.batch import Batch, BatchStore
+from shared.batch.models import dispatcher_stale_after
 from shared.constants import BATCH_WEBHOOK_TASK
 from shared.queueing import make_celery
 from tests.integration.conftest import settings_for
@@ -279,6 +280,10 @@ def test_a_batch_with_no_dispatcher_running_says_why_it_does_not_start(own_env: 
     name = f"no-beat-{uuid.uuid4().hex[:6]}"
     path = write_jsonl(tmp_path / "held.jsonl", [image_line(n) for n in range(3)])
     assert run_cli(own_env, "batch", "submit", str(path), "--name", name).returncode == 0
+    fresh = run_cli(own_env, "batch", "status", name)
+    assert fresh.returncode == 0 and fresh.stderr == ""  # just submitted: nothing has waited yet
+    settings = settings_for(own_env)
+    time.sleep(dispatcher_stale_after(settings.dispatch_interval_seconds, settings.dispatch_task_seconds) + 1)
     result = run_cli(own_env, "batch", "status", name)
     assert result.returncode == 0 and result.stdout.startswith(f"{name}: 0/3 ended")
     assert result.stderr.strip() == (

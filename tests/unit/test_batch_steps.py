@@ -186,6 +186,11 @@ def test_reopening_for_a_retry_drops_the_event_and_a_resume_keeps_it() -> None:
 def test_held_jobs_are_stale_only_without_a_recent_dispatcher_pass() -> None:
     now = utcnow()
     assert dispatcher_stale_after(1.0, 10.0) == 30.0  # the defaults: 30 s, a few 10 s task spans
+    just_submitted = now - timedelta(seconds=5)
+    assert not dispatcher_health(None, held=3, now=now, stale_after=30, held_since=just_submitted).stale
+    waited = now - timedelta(seconds=40)
+    assert dispatcher_health(None, held=3, now=now, stale_after=30, held_since=waited).stale
+    assert dispatcher_health(waited, held=3, now=now, stale_after=30, held_since=now - timedelta(hours=1)).stale
     assert not dispatcher_health(None, held=0, now=now, stale_after=30).stale  # nothing waits
     assert dispatcher_health(None, held=3, now=now, stale_after=30).stale  # never ran
     assert not dispatcher_health(now - timedelta(seconds=10), held=3, now=now, stale_after=30).stale
