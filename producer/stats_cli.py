@@ -2,31 +2,49 @@
 
 `stats` reads every job once (shared.metrics.collect) and prints, per provider, jobs by status, errors by code,
 average polls per polled job, average time in each status, cost; then one webhooks line. `--json` prints the
-JobMetrics snapshot as JSON instead. `metrics_serve` runs the Prometheus exporter (shared.metrics_exporter) and
+JobMetrics snapshot as JSON instead. `--by metadata.KEY` prints jobs by outcome and cost per value of that key. `metrics_serve` runs the Prometheus exporter (shared.metrics_exporter) and
 blocks. Both are plain functions with typer annotations; producer/cli.py registers them.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from typing import Annotated
 
 import redis
 import typer
 
+from producer.cli_common import refuse
 from producer.render import human_duration
-from shared.metrics import JobMetrics, StateTime, collect
+from shared.metrics import JobMetrics, StateTime, collect, read_jobs, summarize_by_metadata
 from shared.models import STATUS_RANK, JobStatus, utcnow
 from shared.settings import get_settings
 from shared.store import redis_client
 
 #: statuses a job spends time in (terminal statuses are where it stops)
 TIMED_STATUSES = [status for status in JobStatus if not status.terminal]
+TERMINAL_ORDER = [JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELED]
 
 
-def stats(as_json: Annotated[bool, typer.Option("--json", help="print the metrics as JSON")] = False) -> None:
-    """Show job metrics per provider: status counts, errors, polls, time in each status, cost, webhooks."""
-    typer.echo(stats_text(_client(), as_json))
+def stats(
+    as_json: Annotated[bool, typer.Option("--json", help="print the metrics as JSON")] = False,
+    by: Annotated[
+        str | None, typer.Option("--by", help="metadata.KEY: jobs and cost per value of that metadata key")
+    ] = None,
+) -> None:
+    """Show job metrics per provider: status counts, errors, polls, time in each status, cost, webhooks.
+
+    With `--by metadata.KEY`, one row per value of that key instead (a customer, a project): jobs by outcome and
+    what they cost, in credits and USD.
+    """
+    if by is None:
+        typer.echo(stats_text(_client(), as_json))
+        return
+    field, _, key = by.partition(".")
+    if field != "metadata" or not key:
+        refuse(f"--by must be metadata.KEY (a metadata key such as metadata.customer), not {by!r}")
+    typer.echo(grouped_text(_client(), key, as_json))
 
 
 def metrics_serve(
@@ -44,6 +62,45 @@ def stats_text(client: redis.Redis, as_json: bool) -> str:
     """What `stats` prints for the job store behind `client`."""
     metrics = collect(client, utcnow())
     return metrics.model_dump_json(indent=2) if as_json else "\n".join(stats_lines(metrics))
+
+
+def grouped_text(client: redis.Redis, key: str, as_json: bool) -> str:
+    """What `stats --by metadata.KEY` prints: per value, jobs by status and cost (credits and USD)."""
+    groups = summarize_by_metadata(read_jobs(client), key, utcnow())
+    if as_json:
+        return json.dumps({value: _group_json(metrics) for value, metrics in groups.items()}, indent=2)
+    if not groups:
+        return "no jobs"
+    rows = [
+        [
+            value,
+            str(metrics.jobs),
+            *(str(_count_of(metrics, status)) for status in TERMINAL_ORDER),
+            _amount(sum(p.cost_credits for p in metrics.providers.values())),
+            _amount(sum(p.cost_usd for p in metrics.providers.values())),
+        ]
+        for value, metrics in groups.items()
+    ]
+    return "\n".join(_table([f"metadata.{key}", "jobs", *(s.value for s in TERMINAL_ORDER), "credits", "usd"], rows))
+
+
+def _group_json(metrics: JobMetrics) -> dict[str, object]:
+    return {
+        "jobs": metrics.jobs,
+        "jobs_by_status": {status.value: _count_of(metrics, status) for status in JobStatus},
+        "cost": {
+            "credits": round(sum(p.cost_credits for p in metrics.providers.values()), 6),
+            "usd": round(sum(p.cost_usd for p in metrics.providers.values()), 6),
+        },
+    }
+
+
+def _count_of(metrics: JobMetrics, status: JobStatus) -> int:
+    return sum(provider.jobs_by_status.get(status.value, 0) for provider in metrics.providers.values())
+
+
+def _amount(value: float) -> str:
+    return f"{round(value, 6):g}"
 
 
 def stats_lines(metrics: JobMetrics) -> list[str]:

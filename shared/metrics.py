@@ -188,3 +188,16 @@ def _count(counts: dict[str, int], key: str) -> None:
 
 def _ok(status_code: int | None) -> bool:
     return status_code is not None and 200 <= status_code < 300
+
+
+#: the group of jobs that do not carry the metadata key asked for
+NO_VALUE = "(none)"
+
+
+def summarize_by_metadata(jobs: Iterable[Job], key: str, now: datetime) -> dict[str, JobMetrics]:
+    """`summarize` for each value of metadata `key` (customer, project, …), sorted by value; jobs without the key
+    are grouped under NO_VALUE. Costs are summed by the same rule as the whole snapshot's."""
+    groups: dict[str, list[Job]] = {}
+    for job in jobs:
+        groups.setdefault(job.metadata.get(key, NO_VALUE), []).append(job)
+    return {value: summarize(groups[value], now) for value in sorted(groups)}

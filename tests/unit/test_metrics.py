@@ -330,3 +330,43 @@ def test_durations_read_like_a_person_would_write_them() -> None:
     assert [human_duration(s) for s in (0.04, 3.21, 59.99, 250, 3599.6, 7500, 97200)] == [
         "0.0s", "3.2s", "1m00s", "4m10s", "1h00m", "2h05m", "1d03h"
     ]  # fmt: skip
+
+
+def test_stats_by_metadata_sums_cost_per_value(client: redis.Redis, monkeypatch: pytest.MonkeyPatch) -> None:
+    store = JobStore(client)
+    rows = [
+        ("a1", "acme", JobStatus.SUCCEEDED, Cost(credits=20)),
+        ("a2", "acme", JobStatus.SUCCEEDED, Cost(usd=0.528)),
+        ("a3", "acme", JobStatus.FAILED, Cost(usd=0.1)),
+        ("b1", "globex", JobStatus.CANCELED, Cost(credits=240)),
+        ("n1", None, JobStatus.SUCCEEDED, Cost(credits=1)),
+    ]
+    for job_id, customer, status, cost in rows:
+        job = Job(
+            id=job_id,
+            provider="sandbox",
+            model="sandbox-video",
+            request=GenerationRequest(model="sandbox-video"),
+            deadline_at=NOW,
+            status=status,
+            cost=cost,
+            metadata={"customer": customer} if customer else {},
+        )
+        store.create(job)
+    monkeypatch.setattr(stats_cli, "_client", lambda: client)
+    app = typer.Typer()
+    app.command("stats")(stats_cli.stats)
+    app.command("other")(lambda: None)
+    result = CliRunner().invoke(app, ["stats", "--by", "metadata.customer"])
+    assert result.exit_code == 0, result.output
+    assert [line.split() for line in result.output.splitlines()] == [
+        ["metadata.customer", "jobs", "succeeded", "failed", "canceled", "credits", "usd"],
+        ["(none)", "1", "1", "0", "0", "1", "0"],
+        ["acme", "3", "2", "1", "0", "20", "0.628"],
+        ["globex", "1", "0", "0", "1", "240", "0"],
+    ]
+    as_json = json.loads(CliRunner().invoke(app, ["stats", "--by", "metadata.customer", "--json"]).output)
+    assert as_json["acme"]["cost"] == {"credits": 20, "usd": 0.628}
+    assert as_json["acme"]["jobs_by_status"]["failed"] == 1
+    refused = CliRunner().invoke(app, ["stats", "--by", "customer"])
+    assert refused.exit_code == 2 and "--by must be metadata.KEY" in refused.output
