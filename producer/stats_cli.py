@@ -2,8 +2,9 @@
 
 `stats` reads every job once (shared.metrics.collect) and prints, per provider, jobs by status, errors by code,
 average polls per polled job, average time in each status, cost; then one webhooks line. `--json` prints the
-JobMetrics snapshot as JSON instead. `--by metadata.KEY` prints jobs by outcome and cost per value of that key. `metrics_serve` runs the Prometheus exporter (shared.metrics_exporter) and
-blocks. Both are plain functions with typer annotations; producer/cli.py registers them.
+JobMetrics snapshot as JSON instead; `--by metadata.KEY` prints jobs by outcome and cost per value of that key.
+`metrics_serve` runs the Prometheus exporter (shared.metrics_exporter) and blocks. Both are plain functions with
+typer annotations; producer/cli.py registers them.
 """
 
 from __future__ import annotations
