@@ -11,10 +11,17 @@ from typing import Any
 
 from celery import Celery
 
-from producer.validate import build_request, fingerprint, local_image_paths, normalized_metadata, validate
-from shared import lifecycle
+from producer.validate import (
+    build_request,
+    fingerprint,
+    inline_image_inputs,
+    local_image_paths,
+    normalized_metadata,
+    validate,
+)
+from shared import costs, lifecycle
 from shared.errors import InvalidRequest
-from shared.models import Cost, GenerationRequest, Job, JobStatus, utcnow
+from shared.models import Charge, Cost, GenerationRequest, Job, JobStatus, utcnow
 from shared.protection import ProviderGuard, ProviderStatus
 from shared.queueing import make_celery, publish_step
 from shared.settings import Settings, get_settings
@@ -54,9 +61,9 @@ class Producer:
 
         Metadata values may be strings, numbers or booleans; they are stored as strings (`3` as "3", `True` as
         "true"), at most 32 keys. Raises InvalidRequest (nothing stored, nothing enqueued) for any request the job
-        would fail for, or that is larger than genqueue's bounds (shared/limits.py). Local
-        image files are uploaded to the bucket under inputs/ first. With `idempotency_key`, the same key and
-        request give back the job made the first time (for 24 hours); the same key with another request is refused.
+        would fail for, or that is larger than genqueue's bounds (shared/limits.py). Local image files and image
+        data: URIs are uploaded to the bucket under inputs/ first. With `idempotency_key`, the same key and request
+        give back the job made the first time (for 24 hours); the same key with another request is refused.
         """
         request = build_request(model, prompt, options or {}, images or [])
         metadata = normalized_metadata(metadata)
@@ -130,6 +137,7 @@ class Producer:
             model=request.model,
             request=request,
             cost=cost,
+            charge=Charge(estimate=cost),
             metadata=metadata,
             batch_id=batch_id,
             webhook_url=webhook_url,
@@ -144,12 +152,19 @@ class Producer:
         return job
 
     def _upload_local_images(self, request: GenerationRequest, job_id: str) -> GenerationRequest:
-        """The request with every local image path replaced by the s3:// reference of its uploaded copy."""
+        """The request with every local image path and image data: URI replaced by the s3:// reference of its copy.
+
+        data: URIs go up like files so that one path serves every vendor: an adapter presigns the copy for a
+        URL-only field (VeoGen `image_urls`, veo3api `source_image_urls`) or inlines it again where the vendor
+        takes base64 (VicSee, the gateway), and the job record every step reads holds a reference, not megabytes.
+        """
         local = local_image_paths(request)
-        if not local:
+        inline = inline_image_inputs(request)
+        if not local and not inline:
             return request
         storage = Storage(self.settings)
         refs = {path: storage.upload_input(Path(path).expanduser(), job_id) for path in local}
+        refs |= {uri: storage.upload_data_uri(uri, job_id, index) for index, uri in enumerate(inline)}
         return request.model_copy(
             update={
                 "image_urls": [refs.get(ref, ref) for ref in request.image_urls],
@@ -191,15 +206,18 @@ class Producer:
             time.sleep(pause if deadline is None else max(0.0, min(pause, deadline - time.monotonic())))
 
     def cancel(self, job_id: str) -> Job:
-        """Cancel a job that has not ended (its webhook fires with job.canceled); the job as it is now.
+        """Cancel a job that has not ended (its webhook fires with job.canceled, once); the job as it is now.
 
-        The vendor is not asked to stop: none of the documented APIs can cancel a task.
+        The vendor is not asked to stop: none of the documented APIs can cancel a task. A job the vendor accepted
+        keeps its in-flight slot, and genqueue keeps polling it quietly until the vendor reports the task ended,
+        then frees the slot and records the charge; its error message says so. Any other job frees its slot now.
         """
         now = utcnow()
         written = self.store.update(job_id, lambda job: lifecycle.cancel(job, now))
         if written is None:
             return self.get(job_id)
-        ProviderGuard(self.store.redis).release(written.provider, job_id)
+        if not costs.awaiting_vendor(written):
+            ProviderGuard(self.store.redis).release(written.provider, job_id)
         if written.step is not None:
             publish_step(self.celery, self.settings, job_id, written.step, now)
         return written

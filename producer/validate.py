@@ -64,7 +64,13 @@ def one_line(exc: ValidationError) -> str:
 def local_image_paths(request: GenerationRequest) -> list[str]:
     """Image inputs that are neither URLs nor data URIs: local files the producer must upload."""
     refs = request.image_urls + request.reference_image_urls
-    return [ref for ref in refs if not ref.startswith(("https://", "http://", "data:", "s3://"))]
+    return [ref for ref in refs if not ref.lower().startswith(("https://", "http://", "data:", "s3://"))]
+
+
+def inline_image_inputs(request: GenerationRequest) -> list[str]:
+    """The distinct data: URIs among the image inputs, in order: the producer uploads them as it does local files."""
+    refs = request.image_urls + request.reference_image_urls
+    return list(dict.fromkeys(ref for ref in refs if ref[:5].lower() == "data:"))
 
 
 def check_local_files(paths: list[str]) -> None:

@@ -4,6 +4,7 @@
 |---|---|---|
 | GET health | | 200 `{"ok": true}` |
 | GET stats | | the counters (see `Store.stats`) |
+| GET charges | | what each accepted task bills under its dialect's rule (see `Store.charges`) |
 | POST faults | a Fault, or a list of them | arms them after those pending; `{"ok", "pending"}` |
 | GET faults | | the pending faults, `count` = uses left |
 | POST fail_next | `{"count", "reason", "dialect"}` | the next `count` created tasks end failed |
@@ -76,6 +77,7 @@ def _reset(store: Store, body: bytes) -> Response:
 _ROUTES: dict[tuple[str, str], Callable[[Store, bytes], Response]] = {
     ("GET", "health"): lambda store, body: _ok({"ok": True}),
     ("GET", "stats"): lambda store, body: _ok(store.stats()),
+    ("GET", "charges"): lambda store, body: _ok(store.charges()),
     ("POST", "faults"): _add_faults,
     ("GET", "faults"): lambda store, body: _ok(store.pending_faults()),
     ("POST", "fail_next"): _fail_next,

@@ -269,6 +269,34 @@ class Store:
         with self._lock:
             return self._tasks.get(task_id)
 
+    def charges(self) -> list[dict[str, Any]]:
+        """What each accepted task bills under its dialect's documented rule, in creation order.
+
+        The balance is taken when a task is accepted (every dialect); VeoGen's document adds that a failed
+        generation is not charged, so a veogen task that ended failed bills 0. `unit` is what the price counts:
+        usd for veogen, credits for the rest. `phase` is the task's phase now; `fail_reason` is set for a task a
+        fail-next rule picked (it ends failed), so a test can tell how a task will end before it does.
+        """
+        with self._lock:
+            tasks = sorted(self._tasks.values(), key=lambda task: (task.created, task.seq))
+        now = time.monotonic()
+        rows = []
+        for task in tasks:
+            phase = task.phase(now)
+            billed = 0.0 if task.dialect == "veogen" and phase == "failed" else task.price
+            rows.append(
+                {
+                    "task_id": task.id,
+                    "dialect": task.dialect,
+                    "phase": phase,
+                    "price": task.price,
+                    "billed": billed,
+                    "unit": "usd" if task.dialect == "veogen" else "credits",
+                    "fail_reason": task.fail_reason,
+                }
+            )
+        return rows
+
     def stats(self) -> dict[str, Any]:
         """The counters /_control/stats reports."""
         with self._lock:

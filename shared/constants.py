@@ -35,6 +35,8 @@ BATCH_ENDED_KEY = KEY_PREFIX + "batch:{batch_id}:ended"
 BATCH_LEDGER_KEY = KEY_PREFIX + "batch:{batch_id}:ledger"
 #: hash: job id -> the amount reserved for it at release, until it ends
 BATCH_RESERVED_KEY = KEY_PREFIX + "batch:{batch_id}:reserved"
+#: set of the batch's jobs that ended canceled while their vendor still renders them: settled once it is done
+BATCH_UNSETTLED_KEY = KEY_PREFIX + "batch:{batch_id}:unsettled"
 #: sorted set per provider: batch jobs released to the submit queue and not yet started, by release time
 RELEASED_KEY = KEY_PREFIX + "provider:{name}:released"
 #: sorted set: batch id -> unix time its next step (the `batch.completed` delivery) is due; kept by the batch

@@ -13,6 +13,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from shared import costs
 from shared.errors import GenqueueError
 from shared.models import (
     PUBLIC_FIELDS,
@@ -23,6 +24,7 @@ from shared.models import (
     Output,
     Step,
     StepName,
+    VendorOutcome,
     WebhookState,
     utcnow,
 )
@@ -111,8 +113,26 @@ def succeed_owned(job: Job, task_id: str, now: datetime, outputs: list[Output]) 
     return finish(job.model_copy(update={"outputs": outputs}), JobStatus.SUCCEEDED, now)
 
 
-def finish(job: Job, status: JobStatus, now: datetime, error: JobError | None = None) -> Job | None:
+#: appended to the reason of a job canceled while its vendor renders it
+NOT_STOPPED_NOTE = (
+    "; the vendor was not asked to stop (its API cannot cancel a task) and may still finish and charge for it:"
+    " genqueue follows the task until it ends, to free its in-flight slot and record the charge"
+)
+
+
+def finish(
+    job: Job,
+    status: JobStatus,
+    now: datetime,
+    error: JobError | None = None,
+    vendor_outcome: VendorOutcome | None = None,
+) -> Job | None:
     """End a job (succeeded, failed or canceled) and, when it has a webhook URL, schedule the event's delivery.
+
+    What the job was charged is decided here (shared/costs.py), from `vendor_outcome` (what the vendor reported,
+    when it did) and the job's state; except for a job canceled while the vendor renders it: its charge stays
+    undecided (`charged` None, `cost` the vendor's figure or the estimate) and its next step, after the webhook
+    if it has one, is a quiet poll that follows the task to its end (`ended_at_vendor`).
 
     None when the job already ended: a job ends once, and its webhook event is created once.
     """
@@ -123,17 +143,70 @@ def finish(job: Job, status: JobStatus, now: datetime, error: JobError | None = 
     new.error = error
     new.updated_at = now
     new.step = None
+    if vendor_outcome is not None:
+        new.charge.vendor_outcome = vendor_outcome
+    follow = status is JobStatus.CANCELED and costs.renders(new)
+    if follow:
+        if new.error is not None:
+            new.error = JobError(code=new.error.code, message=new.error.message + NOT_STOPPED_NOTE)
+    else:
+        new = costs.decide(new, costs.outcome_of(new))
     if job.webhook_url:
         new.webhook = WebhookState(event_id=f"msg_{uuid.uuid4().hex}", event_type=event_type_for(status), timestamp=now)
         new.step = new_step("deliver_webhook", now)
+    elif follow:
+        new.step = new_step("poll", now)
     return new
 
 
-def fail_owned(job: Job, task_id: str, error: GenqueueError, now: datetime) -> Job | None:
-    """Fail a job from the step task `task_id` owns, with the error's code and message."""
+def after_event(job: Job, now: datetime) -> Step | None:
+    """The step after a job's webhook event is done with (delivered or given up): a quiet poll while the vendor
+    still renders a canceled job, else none."""
+    return new_step("poll", now) if costs.awaiting_vendor(job) else None
+
+
+def follow_step(job: Job, poll_at: datetime) -> Step:
+    """The next step of a canceled job genqueue follows: its next poll at `poll_at`, or its webhook's retry when
+    that is due first, so neither waits for the other (a job has one step at a time)."""
+    retry_at = _webhook_retry_at(job)
+    if retry_at is not None and retry_at <= poll_at:
+        return new_step("deliver_webhook", retry_at)
+    return new_step("poll", poll_at)
+
+
+def _webhook_retry_at(job: Job) -> datetime | None:
+    hook = job.webhook
+    if hook is None or hook.delivered or hook.gave_up is not None:
+        return None
+    return hook.next_attempt_at
+
+
+def ended_at_vendor(job: Job, task_id: str, outcome: costs.Outcome, now: datetime) -> Job | None:
+    """Record how the vendor ended a canceled job genqueue was following, from the poll task `task_id` owns: its
+    charge is decided and nothing is left to do. None when the step is not that task's or the job is not followed.
+    """
+    if not owns_step(job, task_id) or not costs.awaiting_vendor(job):
+        return None
+    new = job.model_copy(deep=True)
+    if outcome is costs.Outcome.SUCCEEDED:
+        new.charge.vendor_outcome = "succeeded"
+    elif outcome is costs.Outcome.FAILED:
+        new.charge.vendor_outcome = "failed"
+    new = costs.decide(new, outcome)
+    retry_at = _webhook_retry_at(new)
+    new.step = None if retry_at is None else new_step("deliver_webhook", retry_at)
+    new.updated_at = now
+    return new
+
+
+def fail_owned(
+    job: Job, task_id: str, error: GenqueueError, now: datetime, vendor_outcome: VendorOutcome | None = None
+) -> Job | None:
+    """Fail a job from the step task `task_id` owns, with the error's code and message (and how the vendor said
+    the task ended, when it said)."""
     if not owns_step(job, task_id):
         return None
-    return finish(job, JobStatus.FAILED, now, JobError(code=error.code, message=error.message))
+    return finish(job, JobStatus.FAILED, now, JobError(code=error.code, message=error.message), vendor_outcome)
 
 
 def cancel_owned(job: Job, task_id: str, reason: str, now: datetime) -> Job | None:

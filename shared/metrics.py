@@ -13,7 +13,11 @@ The figures describe the jobs in Redis at `now`, not events since a process star
   status it entered; for its current status, when not terminal, the time until `now` (so the average includes
   jobs still in that status). Terminal statuses take no time. A status whose end is unknown (a job stamped
   before `entered_at` existed, or missing its current status) is left out.
-- `cost_credits` / `cost_usd`: sums of the jobs' costs, each unit apart (a missing cost counts as nothing).
+- `cost_credits` / `cost_usd`: sums of the jobs' `cost`, each unit apart (a missing cost counts as nothing): the
+  cost record's figure (shared/costs.py), so an ended job counts what it was charged (0 where the vendor charged
+  nothing, the vendor's figure or the estimate where that is unknown), a running one its current figure.
+- `charged`: ended jobs by whether they were charged (`yes`, `no`, `unknown`), and `pending` for canceled jobs
+  whose vendor still renders them.
 - webhooks: attempts, failed attempts (no answer, or an answer other than 2xx), deliveries, events given up on,
   and `dead_letters`, the length of the dead-letter list (only `collect` reads it; `summarize` leaves 0).
 """
@@ -28,6 +32,7 @@ from itertools import pairwise
 import redis
 from pydantic import BaseModel, Field, ValidationError
 
+from shared import costs
 from shared.constants import JOB_KEY, WEBHOOK_DEAD_LETTERS_KEY
 from shared.models import STATUS_RANK, Job, JobStatus
 from shared.quarantine import Quarantine, describe
@@ -56,6 +61,7 @@ class ProviderMetrics(BaseModel):
     state_time: dict[str, StateTime] = Field(default_factory=dict)
     cost_credits: float = 0.0
     cost_usd: float = 0.0
+    charged: dict[str, int] = Field(default_factory=dict)
 
     @property
     def jobs(self) -> int:
@@ -106,6 +112,9 @@ def summarize(jobs: Iterable[Job], now: datetime) -> JobMetrics:
             spent = figures.state_time.setdefault(status.value, StateTime())
             spent.seconds += seconds
             spent.count += 1
+        if job.status.terminal:
+            # a record that ended before charges were decided says nothing either way: unknown, counted at its cost
+            _count(figures.charged, "pending" if costs.awaiting_vendor(job) else job.charged or "unknown")
         figures.cost_credits += job.cost.credits or 0.0
         figures.cost_usd += job.cost.usd or 0.0
         if job.webhook is not None:

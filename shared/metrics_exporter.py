@@ -8,7 +8,7 @@ collector (no process or Python metrics) over HTTP and blocks.
 Families (all describe the jobs in Redis at scrape time; see shared/metrics.py for each figure):
 - gauges: genqueue_jobs{provider,status}, genqueue_job_errors{provider,code}, genqueue_jobs_polled{provider},
   genqueue_job_state_count{provider,status}, genqueue_webhooks_delivered, genqueue_webhooks_given_up,
-  genqueue_webhooks_dead_letters, genqueue_quarantined_records
+  genqueue_webhooks_dead_letters, genqueue_quarantined_records, genqueue_job_charged{provider,charged}
 - counters: genqueue_job_polls_total{provider}, genqueue_job_state_seconds_total{provider,status},
   genqueue_job_cost_credits_total{provider}, genqueue_job_cost_usd_total{provider},
   genqueue_webhook_attempts_total, genqueue_webhook_failed_attempts_total
@@ -62,6 +62,11 @@ def families(metrics: JobMetrics) -> list[Metric]:
     )
     credits = CounterMetricFamily("genqueue_job_cost_credits_total", "Job cost in vendor credits", labels=["provider"])
     usd = CounterMetricFamily("genqueue_job_cost_usd_total", "Job cost in US dollars", labels=["provider"])
+    charged = GaugeMetricFamily(
+        "genqueue_job_charged",
+        "Ended jobs by whether the vendor charged them (yes, no, unknown; pending: canceled, vendor still rendering)",
+        labels=["provider", "charged"],
+    )
     for name, provider in metrics.providers.items():
         for status, count in provider.jobs_by_status.items():
             jobs.add_metric([name, status], count)
@@ -74,6 +79,8 @@ def families(metrics: JobMetrics) -> list[Metric]:
             state_count.add_metric([name, status], spent.count)
         credits.add_metric([name], provider.cost_credits)
         usd.add_metric([name], provider.cost_usd)
+        for state, count in provider.charged.items():
+            charged.add_metric([name, state], count)
     hooks = metrics.webhooks
     return [
         jobs,
@@ -84,6 +91,7 @@ def families(metrics: JobMetrics) -> list[Metric]:
         state_count,
         credits,
         usd,
+        charged,
         CounterMetricFamily("genqueue_webhook_attempts_total", "Webhook POSTs made", value=hooks.attempts),
         CounterMetricFamily(
             "genqueue_webhook_failed_attempts_total",

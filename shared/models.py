@@ -10,12 +10,9 @@ import enum
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 MAX_PROMPT_CHARS = 10_000
-MAX_REFERENCE_IMAGES = 7
-MAX_REFERENCE_MEDIA = 3
-MAX_IMAGE_INPUTS = 14
 
 
 def utcnow() -> datetime:
@@ -64,6 +61,8 @@ class GenerationRequest(BaseModel):
     """The unified request: the union of what the vendor documents take, in snake_case.
 
     Each adapter maps the fields its vendor takes and refuses the rest; `extra` goes to the vendor as given.
+    Input lists are bounded here only by the request's size (shared/limits.py); each vendor's own rules (counts,
+    https only) are its catalog's and adapter's, applied to that vendor alone.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -81,28 +80,13 @@ class GenerationRequest(BaseModel):
     private: bool | None = None
     size: str | None = None
     scope: Literal["images", "videos", "audio"] | None = None
-    image_urls: list[str] = Field(default_factory=list, max_length=MAX_IMAGE_INPUTS)
-    reference_image_urls: list[str] = Field(default_factory=list, max_length=MAX_REFERENCE_IMAGES)
-    reference_video_urls: list[str] = Field(default_factory=list, max_length=MAX_REFERENCE_MEDIA)
-    reference_audio_urls: list[str] = Field(default_factory=list, max_length=MAX_REFERENCE_MEDIA)
+    image_urls: list[str] = Field(default_factory=list)
+    reference_image_urls: list[str] = Field(default_factory=list)
+    reference_video_urls: list[str] = Field(default_factory=list)
+    reference_audio_urls: list[str] = Field(default_factory=list)
     video_url: str | None = None
     audio_setting: Literal["auto", "origin"] | None = None
     extra: dict[str, Any] = Field(default_factory=dict)
-
-    @field_validator("reference_video_urls", "reference_audio_urls")
-    @classmethod
-    def _https_only(cls, urls: list[str]) -> list[str]:
-        for url in urls:
-            if not url.startswith("https://"):
-                raise ValueError(f"video and audio inputs must be https URLs, got {url[:80]!r}")
-        return urls
-
-    @field_validator("video_url")
-    @classmethod
-    def _video_url_https(cls, url: str | None) -> str | None:
-        if url is not None and not url.startswith("https://"):
-            raise ValueError(f"video_url must be an https URL, got {url[:80]!r}")
-        return url
 
     def option_names(self) -> set[str]:
         """The optional fields this request sets, by their unified names."""
@@ -129,6 +113,28 @@ class Cost(BaseModel):
 
     credits: float | None = None
     usd: float | None = None
+
+
+#: whether the vendor charged for a job that ended: "yes", "no", or "unknown" (its document is silent, or how the
+#: job ended at the vendor is not known); budgets count "unknown" as charged
+Charged = Literal["yes", "no", "unknown"]
+#: how a job ended at the vendor, as far as genqueue saw it
+VendorOutcome = Literal["succeeded", "failed"]
+
+
+class Charge(BaseModel):
+    """The bookkeeping behind `Job.cost`: what the job was estimated at, what the vendor said, what was charged.
+
+    `estimate` is the catalog's figure at submit time; `reported` what the vendor's submit answer said it charges
+    (empty when its answer carries no figure); `dialect` the vendor dialect the job was sent to (set when the
+    submit is attempted); `vendor_outcome` how the vendor said the task ended. `Job.charged` and `Job.cost` are
+    decided from it (shared/costs.py) once the job has ended and the vendor is done with it.
+    """
+
+    estimate: Cost = Field(default_factory=Cost)
+    reported: Cost = Field(default_factory=Cost)
+    dialect: str | None = None
+    vendor_outcome: VendorOutcome | None = None
 
 
 class JobError(BaseModel):
@@ -166,6 +172,8 @@ class WebhookState(BaseModel):
     attempts: list[WebhookAttempt] = Field(default_factory=list)
     delivered: bool = False
     gave_up: str | None = None
+    #: when the next attempt is due, while the job's step is something else (a canceled job's quiet polls)
+    next_attempt_at: datetime | None = None
 
 
 class WebhookAttempt(BaseModel):
@@ -185,7 +193,11 @@ class Job(BaseModel):
     model: str
     provider_task_id: str | None = None
     outputs: list[Output] = Field(default_factory=list)
+    #: what the job counts as costing: the estimate, the vendor's figure once it took the job, and once the job ended
+    #: what was charged (0 where the vendor charged nothing); `charge` keeps the record behind it
     cost: Cost = Field(default_factory=Cost)
+    #: None until decided: while the job runs, and after a cancel until the vendor reports the task ended
+    charged: Charged | None = None
     error: JobError | None = None
     metadata: dict[str, str] = Field(default_factory=dict)
     batch_id: str | None = None
@@ -194,6 +206,7 @@ class Job(BaseModel):
 
     # bookkeeping: never part of the public JSON
     request: GenerationRequest
+    charge: Charge = Field(default_factory=Charge)
     webhook_url: str | None = None
     idempotency_key: str | None = None
     deadline_at: datetime
@@ -201,6 +214,9 @@ class Job(BaseModel):
     submit_by: datetime | None = None
     step: Step | None = None
     submit_started_at: datetime | None = None
+    #: the part of the vendor task's address besides its id (the gateway's path scope), as the submit used it;
+    #: every poll uses it too. None for dialects that need none, and for jobs submitted before it was recorded
+    provider_task_scope: str | None = None
     progress: float | None = None
     poll_count: int = 0
     output_urls: list[str] = Field(default_factory=list)
@@ -221,6 +237,7 @@ PUBLIC_FIELDS = {
     "provider_task_id",
     "outputs",
     "cost",
+    "charged",
     "error",
     "metadata",
     "batch_id",

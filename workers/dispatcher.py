@@ -20,7 +20,7 @@ from datetime import datetime
 from celery import Task
 from redis.exceptions import LockError
 
-from shared import lifecycle
+from shared import costs, lifecycle
 from shared.batch import Batch, BatchStore
 from shared.batch import lifecycle as batch_lifecycle
 from shared.batch.models import ended_count
@@ -112,20 +112,37 @@ def provider_status(name: str) -> ProviderStatus | None:
 
 
 def settle_ended(batches: BatchStore, batch: Batch) -> None:
-    """Replace the reservation of each job that ended by what the vendor charged (nothing if it never took it)."""
+    """Replace the reservation of each job that ended by what it was charged (the job's cost record, decided by
+    shared/costs.py: 0 where the vendor charged nothing, counted as charged where that is unknown).
+
+    A job canceled while its vendor renders it has no charge yet: it keeps its reservation until the vendor
+    reports the task ended, and is settled by a later pass.
+    """
     while ended := batches.take_ended(batch.id):
         for job_id, job in zip(ended, context.store().get_many(ended), strict=True):
-            if job is None:  # expired, or unreadable (quarantined): what it cost is unknown, so it counts as spent
-                if batch.budget is not None:
-                    batches.settle_as_reserved(batch.id, job_id)
-                continue
-            batches.mark_started(job.provider, job.id)
-            taken = job.provider_task_id is not None  # the vendor accepted it, so it charged for it
-            if taken:
-                batches.add_spent(batch.id, job.cost.credits or 0.0, job.cost.usd or 0.0)
-            if batch.budget is not None:
-                charged = getattr(job.cost, batch.budget.currency) if taken else 0.0
-                batches.settle(batch.id, job.id, charged or 0.0)
+            if job is not None:
+                batches.mark_started(job.provider, job.id)
+            if job is not None and costs.awaiting_vendor(job):
+                batches.defer_settle(batch.id, job_id)
+            else:
+                settle_job(batches, batch, job_id, job)
+    unsettled = batches.unsettled(batch.id)
+    for job_id, job in zip(unsettled, context.store().get_many(unsettled), strict=True):
+        if job is None or not costs.awaiting_vendor(job):
+            settle_job(batches, batch, job_id, job)
+            batches.settled(batch.id, job_id)
+
+
+def settle_job(batches: BatchStore, batch: Batch, job_id: str, job: Job | None) -> None:
+    """Book one ended job whose charge is decided: its cost as spent, and as its reservation's replacement."""
+    if job is None:  # expired, or unreadable (quarantined): what it cost is unknown, so it counts as spent
+        if batch.budget is not None:
+            batches.settle_as_reserved(batch.id, job_id)
+        return
+    job = costs.booked(job)
+    batches.add_spent(batch.id, job.cost.credits or 0.0, job.cost.usd or 0.0)
+    if batch.budget is not None:
+        batches.settle(batch.id, job.id, costs.counted(job, batch.budget.currency))
 
 
 def release_or_cancel(
@@ -240,6 +257,8 @@ def complete_if_done(batches: BatchStore, batch: Batch, now: datetime) -> None:
             rehold_orphans(batches, batch)
         return
     settle_ended(batches, batch)  # every job counted as ended was pushed to the ended list in the same write
+    if batches.unsettled(batch.id):
+        return  # canceled jobs the vendor still renders: the summary's cost waits for their charges
     completed = batches.update(batch.id, lambda current: batch_lifecycle.complete(current, ended, held, now))
     if completed is None:
         return

@@ -17,7 +17,7 @@ from celery import Task
 from shared import lifecycle
 from shared.errors import GenqueueError, ProviderUnavailable
 from shared.lifecycle import Decision
-from shared.models import Job, JobStatus, Step, StepName, utcnow
+from shared.models import Job, JobStatus, Step, StepName, VendorOutcome, utcnow
 from shared.quarantine import UnreadableRecord
 from shared.queueing import publish_step
 from workers import context
@@ -77,10 +77,11 @@ def move_on(job_id: str, task_id: str, status: JobStatus | None, step: Step | No
     return written
 
 
-def fail(job_id: str, task_id: str, error: GenqueueError) -> Job | None:
-    """End the job as failed with `error`'s code and message, and publish its webhook delivery if it has one."""
+def fail(job_id: str, task_id: str, error: GenqueueError, vendor_outcome: VendorOutcome | None = None) -> Job | None:
+    """End the job as failed with `error`'s code and message (and how the vendor said the task ended, when it
+    said: it decides the charge), and publish its webhook delivery if it has one."""
     now = utcnow()
-    written = context.store().update(job_id, lambda job: lifecycle.fail_owned(job, task_id, error, now))
+    written = context.store().update(job_id, lambda job: lifecycle.fail_owned(job, task_id, error, now, vendor_outcome))
     if written is not None:
         log.info("job %s failed: %s", job_id, error.code)
         context.guard().release(written.provider, job_id)  # the vendor is done with it: free its in-flight slot

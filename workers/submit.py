@@ -12,7 +12,7 @@ from datetime import timedelta
 
 from celery import Task
 
-from shared import lifecycle
+from shared import costs, lifecycle
 from shared.batch import BatchStore
 from shared.constants import SUBMIT_TASK
 from shared.errors import (
@@ -58,14 +58,18 @@ def submit_job(job: Job, task_id: str) -> None:
             )
         adapter = get_adapter(config.dialect)
         request = adapter.build_submit(job.request, config, StorageInputs(context.storage()))
+        task_scope = adapter.task_scope(job.request, config)
     except GenqueueError as exc:
         fail(job.id, task_id, exc)
         return
     if not admitted(job, task_id, config):
         return
     now = utcnow()
+    intent = job.charge.model_copy(update={"dialect": config.dialect})
     if (
-        context.store().update(job.id, lambda j: lifecycle.advance(j, task_id, now, step=j.step, submit_started_at=now))
+        context.store().update(
+            job.id, lambda j: lifecycle.advance(j, task_id, now, step=j.step, submit_started_at=now, charge=intent)
+        )
         is None
     ):
         return
@@ -89,16 +93,23 @@ def submit_job(job: Job, task_id: str) -> None:
         return
     guard.record_success(config.name, job.id)
     settings = context.settings()
-    cost = result.cost if (result.cost.credits is not None or result.cost.usd is not None) else job.cost
+    charge = intent.model_copy(update={"reported": Cost.model_validate(result.cost.model_dump())})
     first_poll = utcnow() + timedelta(seconds=lifecycle.first_poll_delay_seconds(settings, result.estimated_seconds))
-    move_on(
+    written = move_on(
         job.id,
         task_id,
         JobStatus.SUBMITTED,
         lifecycle.new_step("poll", first_poll),
         provider_task_id=result.task_id,
-        cost=Cost.model_validate(cost.model_dump()),
+        provider_task_scope=task_scope,
+        charge=charge,
+        # until the job ends it counts as the vendor's figure, or the estimate where the vendor gives none
+        cost=costs.amount(charge, "unknown"),
     )
+    if written is None:
+        # canceled during the POST: the job ended with its charge unknown (counted as spent); the vendor task is
+        # not followed, so its slot is freed here rather than held until its TTL
+        guard.release(config.name, job.id)
 
 
 def admitted(job: Job, task_id: str, config: ProviderConfig) -> bool:

@@ -16,7 +16,8 @@ Defaults when omitted: duration 6 (grok), 10 (sora), 5 (seedance), 8 (veo); reso
 Validation answers 422 `{"message", "errors": {field: [message]}}` (Laravel wording) for: model and prompt
 required, unknown model, prompt over 2,000 characters, duration outside the model's values or given for an
 image model, resolution not one the model has, an unknown `mode` for grok-video-1/veo-3.1-fast, an unknown
-`style`, more than 14 `image_urls`, `video_urls`/`audio_urls` (≤ 3 http(s) URLs) on a non-Seedance model,
+`style`, more than 14 `image_urls` or one that is not an http(s) URL (the page: "publicly accessible image
+URLs"; a data: URI is refused), `video_urls`/`audio_urls` (≤ 3 http(s) URLs) on a non-Seedance model,
 non-boolean `watermark`/`private`. Other errors: 402 as documented; 401, 404, 429, 5xx as docs/dialects.md.
 """
 
@@ -151,6 +152,8 @@ def _validate(body: dict[str, Any]) -> dict[str, list[str]]:
             bad("image_urls", "The image urls field must be an array of URLs.")
         elif len(images) > 14:
             bad("image_urls", "The image urls field must not have more than 14 items.")
+        elif not all(is_url(i) for i in images):
+            bad("image_urls", "The image urls field must contain valid URLs.")
     for name in ("video_urls", "audio_urls"):
         if body.get(name) is None or body[name] == []:
             continue

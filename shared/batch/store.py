@@ -29,6 +29,7 @@ from shared.constants import (
     BATCH_NAME_KEY,
     BATCH_PENDING_KEY,
     BATCH_RESERVED_KEY,
+    BATCH_UNSETTLED_KEY,
     DISPATCH_LAST_RUN_KEY,
     RELEASED_KEY,
 )
@@ -189,6 +190,7 @@ class BatchStore:
                 BATCH_ENDED_KEY,
                 BATCH_LEDGER_KEY,
                 BATCH_RESERVED_KEY,
+                BATCH_UNSETTLED_KEY,
             )
         ]
         keys += [BATCH_PENDING_KEY.format(provider=provider, **ids) for provider in batch.providers]
@@ -318,6 +320,17 @@ class BatchStore:
         reserved = self.redis.hget(BATCH_RESERVED_KEY.format(batch_id=batch_id), job_id)
         if reserved is not None:
             self.settle(batch_id, job_id, float(_text(reserved)))
+
+    def defer_settle(self, batch_id: str, job_id: str) -> None:
+        """Note that job `job_id` ended before its charge was known (canceled while the vendor renders it)."""
+        self.redis.sadd(BATCH_UNSETTLED_KEY.format(batch_id=batch_id), job_id)
+
+    def unsettled(self, batch_id: str) -> list[str]:
+        """The jobs `defer_settle` noted and `settled` has not yet taken off, sorted."""
+        return sorted(_text(raw) for raw in self.redis.smembers(BATCH_UNSETTLED_KEY.format(batch_id=batch_id)))
+
+    def settled(self, batch_id: str, job_id: str) -> None:
+        self.redis.srem(BATCH_UNSETTLED_KEY.format(batch_id=batch_id), job_id)
 
     def outstanding(self, batch_id: str) -> int:
         """Jobs holding a reservation not yet settled (released, or running)."""

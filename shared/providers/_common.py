@@ -69,6 +69,21 @@ def merge_extra(target: dict[str, Any], extra: Mapping[str, Any], provider: str)
     target.update(extra)
 
 
+def url_only(
+    values: Iterable[str], what: str, provider: str, schemes: tuple[str, ...] = ("https://", "http://")
+) -> list[str]:
+    """`values` as given when each is a URL of one of `schemes`; else InvalidRequest naming the first that is not.
+
+    For input fields a vendor documents as URLs only (video and audio inputs: genqueue uploads only images).
+    """
+    checked = list(values)
+    for value in checked:
+        if not value.lower().startswith(schemes):
+            shown = " or ".join(scheme.removesuffix("://") for scheme in schemes)
+            raise InvalidRequest(f"{provider} takes {what}s as {shown} URLs only, got {value[:60]!r}")
+    return checked
+
+
 def path_segment(task_id: str) -> str:
     """`task_id` quoted for use as one URL path segment (a `/` or `?` in a vendor's id cannot reshape the URL)."""
     return quote(task_id, safe="-._~!$&'()*+,;=:@")

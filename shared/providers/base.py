@@ -105,7 +105,8 @@ class PollResult(BaseModel):
 class InputResolver(Protocol):
     """Turns an image input into what a vendor takes.
 
-    Inputs are https URLs, data URIs, or `s3://bucket/key` references to files the producer uploaded.
+    Inputs are https URLs, data URIs, or `s3://bucket/key` references to files the producer uploaded (local files,
+    and data: URIs in image fields: producer/api.py).
     """
 
     def as_url(self, ref: str) -> str:
@@ -140,9 +141,19 @@ class ProviderAdapter(ABC):
     def parse_submit(self, answer: HttpAnswer) -> SubmitResult:
         """Read a submit answer; raises a ProviderError subclass for an error answer."""
 
+    def task_scope(self, request: GenerationRequest, config: ProviderConfig) -> str | None:
+        """The part of the task's address besides its id that `build_submit` puts in its URL and the poll needs.
+
+        The submit step records it on the job with the task id and hands it back to every `build_poll`, so a poll
+        goes where the submit went even if what it was derived from (the catalog) has changed. None by default.
+        """
+        return None
+
     @abstractmethod
-    def build_poll(self, task_id: str, request: GenerationRequest, config: ProviderConfig) -> HttpRequest:
-        """The status request for a vendor task."""
+    def build_poll(
+        self, task_id: str, request: GenerationRequest, config: ProviderConfig, scope: str | None = None
+    ) -> HttpRequest:
+        """The status request for a vendor task; `scope` is what `task_scope` said at submit (None if unrecorded)."""
 
     @abstractmethod
     def parse_poll(self, answer: HttpAnswer) -> PollResult:

@@ -7,11 +7,14 @@ Documented: `POST /v2/{scope}/generations` (scope `images`, `videos` or `audio`)
 
 Left open by the documents, assumed here as docs/dialects.md says:
 - The scope is `request.scope`; else the model's kind (image -> images, video -> videos, audio -> audio) from the
-  provider's catalog or any built-in catalog listing that model id (`catalog.model_kind`); else `videos`. The poll
-  recomputes it from the same request, so submit and poll always use the same path.
-- `images` takes our `image_urls` as the resolver's data URI (an uploaded file is inlined); `videos` takes our
-  `video_url` followed by `reference_video_urls`, as URLs. Reference images, audio inputs and the other unified
-  options have no documented key and are refused. `extra` is merged into the body as given.
+  provider's catalog or any built-in catalog listing that model id (`catalog.model_kind`); else `videos`. It is
+  decided once, at submit (`task_scope`), recorded on the job, and every poll uses the recorded scope, so a
+  catalog change between submit and poll cannot send the poll to another path. A job with none recorded (submitted
+  before it was) is polled under the scope derived again.
+- `images` takes our `image_urls` as the resolver's data URI (an uploaded file is inlined); `videos` ("only url")
+  takes our `video_url` followed by `reference_video_urls`, as http(s) URLs only (anything else is refused).
+  Reference images, audio inputs and the other unified options have no documented key and are refused. `extra`
+  is merged into the body as given.
 - Errors are OpenAI-like `{"error": {"message", "type", "code"}}`: `invalid_request`, `invalid_api_key`,
   `insufficient_quota`, `task_not_found`, `rate_limit_exceeded` (Retry-After), `server_error`; an unknown code
   falls back to the HTTP status.
@@ -27,6 +30,7 @@ from typing import Any, Literal
 from shared.errors import (
     AuthFailed,
     InsufficientCredits,
+    InvalidRequest,
     ProviderError,
     ProviderRejected,
     ProviderUnavailable,
@@ -66,6 +70,7 @@ OPTION_KEYS = {
 }
 
 SCOPE_OF_KIND: dict[str, Scope] = {"image": "images", "video": "videos", "audio": "audio"}
+SCOPES: frozenset[str] = frozenset(SCOPE_OF_KIND.values())
 
 ERROR_CODES: dict[str, type[ProviderError]] = {
     "invalid_request": ProviderRejected,
@@ -116,9 +121,9 @@ class GatewayAdapter(ProviderAdapter):
             body["images"] = [inputs.as_data_uri(ref) for ref in request.image_urls]
         videos = ([request.video_url] if request.video_url else []) + request.reference_video_urls
         if videos:
-            body["videos"] = videos
+            body["videos"] = common.url_only(videos, "video input", config.name)
         common.merge_extra(body, request.extra, config.name)
-        url = join_url(config.base_url, f"/v2/{scope_for(request, config.name)}/generations")
+        url = join_url(config.base_url, f"/v2/{self.task_scope(request, config)}/generations")
         return HttpRequest(method="POST", url=url, headers=bearer(config), json_body=body)
 
     def parse_submit(self, answer: HttpAnswer) -> SubmitResult:
@@ -128,8 +133,18 @@ class GatewayAdapter(ProviderAdapter):
             task_id=common.task_id(body.get("task_id"), "task_id"), state=common.submit_state(status, STATES)
         )
 
-    def build_poll(self, task_id: str, request: GenerationRequest, config: ProviderConfig) -> HttpRequest:
-        scope = scope_for(request, config.name)
+    def task_scope(self, request: GenerationRequest, config: ProviderConfig) -> Scope:
+        """The path scope the submit goes to (`scope_for`), recorded on the job for every poll."""
+        return scope_for(request, config.name)
+
+    def build_poll(
+        self, task_id: str, request: GenerationRequest, config: ProviderConfig, scope: str | None = None
+    ) -> HttpRequest:
+        """The poll under the scope the submit recorded; derived again only for a job that recorded none."""
+        if scope is None:
+            scope = scope_for(request, config.name)
+        elif scope not in SCOPES:
+            raise InvalidRequest(f"gateway: recorded scope {scope[:40]!r} is not one of {', '.join(sorted(SCOPES))}")
         url = join_url(config.base_url, f"/v2/{scope}/generations/{common.path_segment(task_id)}")
         return HttpRequest(method="GET", url=url, headers=bearer(config))
 

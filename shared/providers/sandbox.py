@@ -95,7 +95,9 @@ class SandboxAdapter(ProviderAdapter):
             estimated_seconds=common.amount(body.get("estimated_seconds")),
         )
 
-    def build_poll(self, task_id: str, request: GenerationRequest, config: ProviderConfig) -> HttpRequest:
+    def build_poll(
+        self, task_id: str, request: GenerationRequest, config: ProviderConfig, scope: str | None = None
+    ) -> HttpRequest:
         url = join_url(config.base_url, f"/v1/jobs/{common.path_segment(task_id)}")
         return HttpRequest(method="GET", url=url, headers=bearer(config))
 

@@ -121,7 +121,9 @@ class Veo3ApiAdapter(ProviderAdapter):
             estimated_seconds=estimated_seconds(data.get("estimated_time")),
         )
 
-    def build_poll(self, task_id: str, request: GenerationRequest, config: ProviderConfig) -> HttpRequest:
+    def build_poll(
+        self, task_id: str, request: GenerationRequest, config: ProviderConfig, scope: str | None = None
+    ) -> HttpRequest:
         url = join_url(config.base_url, f"/api/v1/generate/{common.path_segment(task_id)}/")
         return HttpRequest(method="GET", url=url, headers=bearer(config, scheme="Token"))
 

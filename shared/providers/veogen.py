@@ -10,6 +10,7 @@ Left open by the documents, assumed here as docs/dialects.md says:
 - Our `reference_video_urls` / `reference_audio_urls` are VeoGen's `video_urls` / `audio_urls`; `image_urls` go
   as URLs only (the resolver presigns an uploaded file). VeoGen has no separate reference-image list (extra images
   in `image_urls` are its references), so `reference_image_urls` is refused. `extra` is merged into the body.
+  `video_urls` and `audio_urls` ("publicly accessible ... URLs") must be http(s) URLs; anything else is refused.
 - Errors are classified by HTTP status (VeoGen has no error codes): 401 auth, 402 balance, 404/422 rejection,
   429 rate limit with Retry-After, 5xx transient. The message is `error` and `message` joined, else the first
   entry of `errors`.
@@ -96,6 +97,9 @@ class VeoGenAdapter(ProviderAdapter):
     def build_submit(self, request: GenerationRequest, config: ProviderConfig, inputs: InputResolver) -> HttpRequest:
         common.refuse_untaken(request, TAKES, config.name)
         body: dict[str, Any] = {"model": request.model, "prompt": request.prompt}
+        common.url_only(
+            request.reference_video_urls + request.reference_audio_urls, "video and audio input", config.name
+        )
         body.update(common.mapped_options(request, OPTION_KEYS))
         if request.image_urls:
             body["image_urls"] = [inputs.as_url(ref) for ref in request.image_urls]
@@ -113,7 +117,9 @@ class VeoGenAdapter(ProviderAdapter):
             cost=Cost(usd=common.amount(body.get("price_usd"))),
         )
 
-    def build_poll(self, task_id: str, request: GenerationRequest, config: ProviderConfig) -> HttpRequest:
+    def build_poll(
+        self, task_id: str, request: GenerationRequest, config: ProviderConfig, scope: str | None = None
+    ) -> HttpRequest:
         url = join_url(config.base_url, f"/api/v1/generations/{common.path_segment(task_id)}")
         return HttpRequest(method="GET", url=url, headers=bearer(config))
 

@@ -10,6 +10,9 @@ Left open by the documents, assumed here as docs/dialects.md says:
   `referenceAudioUrls`, `videoUrl`, `audioSetting`, `outputFormat`, `audio`; `extra` is merged into `options`.
   The first image of `image_urls` is always `options.image` (the REST spelling); `imageUrls` carries the whole list
   only when there is more than one. Image inputs go as the resolver's data URI (an uploaded file is inlined).
+- VicSee's own input rules are applied here, to VicSee alone: video and audio inputs (`reference_video_urls`,
+  `reference_audio_urls`, `video_url`) must be https URLs (tool page: "must be public https URLs"); the counts
+  (7 reference images, 3 videos, 3 audios) are the catalog's (catalog_data.py).
 - Error bodies are `{"success": false, "error": {"code", "message"}}`, classified by code, else by HTTP status;
   a 2xx answer with `success: false` is an error answer too. INVALID_OPTION is a rejection, UNAUTHORIZED and
   FORBIDDEN auth failures, TASK_NOT_FOUND a rejection, NO_RESULT a failed generation, INTERNAL_ERROR transient.
@@ -126,6 +129,9 @@ class VicSeeAdapter(ProviderAdapter):
 
     def build_submit(self, request: GenerationRequest, config: ProviderConfig, inputs: InputResolver) -> HttpRequest:
         common.refuse_untaken(request, TAKES, config.name)
+        video = [request.video_url] if request.video_url else []
+        media = request.reference_video_urls + request.reference_audio_urls + video
+        common.url_only(media, "video and audio input", config.name, ("https://",))
         options = common.mapped_options(request, OPTION_KEYS)
         images = [inputs.as_data_uri(ref) for ref in request.image_urls]
         if images:
@@ -150,7 +156,9 @@ class VicSeeAdapter(ProviderAdapter):
             cost=Cost(credits=common.amount(data.get("creditsUsed"))),
         )
 
-    def build_poll(self, task_id: str, request: GenerationRequest, config: ProviderConfig) -> HttpRequest:
+    def build_poll(
+        self, task_id: str, request: GenerationRequest, config: ProviderConfig, scope: str | None = None
+    ) -> HttpRequest:
         url = join_url(config.base_url, f"/api/v1/tasks/{common.path_segment(task_id)}")
         return HttpRequest(method="GET", url=url, headers=bearer(config))
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit
+import base64
+import binascii
+from urllib.parse import unquote_to_bytes, urlsplit
 
 DEFAULT_CONTENT_TYPE = "application/octet-stream"
 DEFAULT_EXTENSION = "bin"
@@ -76,3 +78,22 @@ def extension_for(content_type: str, url: str) -> str:
     """The extension for an output key: from the content type, else the URL's extension, else "bin"."""
     ext = EXTENSIONS.get(normalize_content_type(content_type))
     return ext or url_extension(url) or DEFAULT_EXTENSION
+
+
+def decode_data_uri(uri: str) -> tuple[str, bytes]:
+    """The media type (normalized, "" when none is given) and the bytes of a `data:` URI, base64 or percent-encoded.
+
+    ValueError for a string that is not a data: URI or whose base64 payload does not decode.
+    """
+    if not uri[:5].lower() == "data:":
+        raise ValueError("not a data: URI")
+    header, sep, payload = uri[5:].partition(",")
+    if not sep:
+        raise ValueError("a data: URI needs a comma before its payload")
+    params = header.split(";")
+    if params[-1].strip().lower() == "base64":
+        try:
+            return normalize_content_type(params[0]), base64.b64decode(payload, validate=True)
+        except (binascii.Error, ValueError):
+            raise ValueError("a data: URI's base64 payload does not decode") from None
+    return normalize_content_type(params[0]), unquote_to_bytes(payload)

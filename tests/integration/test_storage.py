@@ -263,3 +263,21 @@ def test_refs_outside_our_inputs_are_refused(storage: Storage, ref: str) -> None
 def test_missing_input_is_storage_error(storage: Storage) -> None:
     with pytest.raises(StorageError, match="NoSuchKey"):
         storage.data_uri_for_ref(f"s3://{storage.bucket}/outputs/inputs/none/a.png")
+
+
+def test_upload_data_uri_stores_the_decoded_image_under_the_job(storage: Storage) -> None:
+    png = base64.b64decode(
+        "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg=="
+    )
+    uri = "data:image/png;base64," + base64.b64encode(png).decode()
+    ref = storage.upload_data_uri(uri, "job_d", 0)
+    assert ref == f"s3://{storage.bucket}/{storage.prefix}inputs/job_d/data-0.png"
+    fetched = httpx.get(StorageInputs(storage).as_url(ref))
+    assert fetched.content == png and fetched.headers["content-type"] == "image/png"
+    assert storage.upload_data_uri(uri, "job_d", 0) == ref  # a retried upload rewrites its own key
+    with pytest.raises(InvalidRequest, match="data: URI of text/plain, not a known image type"):
+        storage.upload_data_uri("data:text/plain,hello", "job_d", 1)
+    with pytest.raises(InvalidRequest, match="does not decode"):
+        storage.upload_data_uri("data:image/png;base64,@@@", "job_d", 1)
+    with pytest.raises(InvalidRequest):
+        storage.upload_data_uri(uri, "../escape", 0)

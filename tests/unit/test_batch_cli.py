@@ -49,3 +49,20 @@ def test_batch_submit_refuses_a_file_it_cannot_read(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["batch", "submit", str(tmp_path / "missing.jsonl")])
     assert result.exit_code == 2
     assert result.stderr.startswith("genqueue: error: cannot read") and len(result.stderr.splitlines()) == 1
+
+
+def test_a_budgeted_batch_refuses_lines_it_cannot_estimate_naming_each(tmp_path: Path) -> None:
+    path = tmp_path / "night.jsonl"
+    path.write_text(
+        '{"provider": "sandbox", "model": "sandbox-image", "prompt": "a"}\n'
+        '{"provider": "vicsee", "model": "sora-2-pro", "prompt": "a model the catalog does not list"}\n'
+        '{"provider": "vicsee", "model": "flux-2", "prompt": "a listed model with no documented price"}\n'
+    )
+    result = CliRunner().invoke(app, ["batch", "submit", str(path), "--budget-credits", "100", "--dry-run"])
+    assert result.exit_code == 2
+    lines = result.stderr.splitlines()
+    assert f"{path}:2: no credits estimate for vicsee sora-2-pro, so a --budget-credits cannot bound it" in lines
+    assert f"{path}:3: no credits estimate for vicsee flux-2, so a --budget-credits cannot bound it" in lines
+    assert lines[-1] == "genqueue: error: 2 of 3 lines refused; nothing enqueued"
+    # without a budget the same lines are accepted: an unknown VicSee model is sent, its cost unknown
+    assert CliRunner().invoke(app, ["batch", "submit", str(path), "--dry-run"]).exit_code == 0

@@ -9,9 +9,10 @@ from typing import Any
 import fakeredis
 import pytest
 
+from shared import costs, lifecycle
 from shared.batch import Batch, BatchStore, Budget
 from shared.constants import BATCH_KEY, JOB_KEY
-from shared.models import Cost, GenerationRequest, Job, JobStatus, utcnow
+from shared.models import Charge, Cost, GenerationRequest, Job, JobStatus, utcnow
 from shared.protection import ProviderGuard
 from shared.settings import Settings
 from shared.store import JobStore
@@ -181,3 +182,32 @@ def test_an_unreadable_ended_job_keeps_its_reservation_as_spent(world: dict[str,
     dispatcher.dispatch_pass(utcnow() + timedelta(seconds=5))
     assert world["batches"].outstanding(batch.id) == 1  # job_2's; job_1's is settled, so the batch is not stuck
     assert world["batches"].committed(batch.id) == 2.0  # job_1 counts as spent: the budget is never passed
+
+
+def test_a_job_canceled_while_the_vendor_renders_it_is_settled_when_the_vendor_ends_it(world: dict[str, Any]) -> None:
+    batch = make_batch(world, 1, budget=Budget(currency="credits", amount=5))
+    assert dispatcher.dispatch_pass(utcnow()) == 1
+    store: JobStore = world["store"]
+    batches: BatchStore = world["batches"]
+    submitted = store.update(
+        "job_1",
+        lambda job: job.model_copy(
+            update={
+                "status": JobStatus.SUBMITTED,
+                "provider_task_id": "t1",
+                "charge": Charge(estimate=Cost(credits=1), reported=Cost(credits=1), dialect="veogen"),
+            }
+        ),
+    )
+    assert submitted is not None
+    canceled = store.update("job_1", lambda job: lifecycle.cancel(job, utcnow()))
+    assert canceled is not None and canceled.step is not None and canceled.step.name == "poll"
+    dispatcher.dispatch_pass(utcnow())
+    assert batches.outstanding(batch.id) == 1 and batches.unsettled(batch.id) == ["job_1"]  # reservation kept
+    assert batches.get(batch.id).completed_at is None  # its charge is not known yet
+    task_id = canceled.step.task_id
+    store.update("job_1", lambda job: lifecycle.ended_at_vendor(job, task_id, costs.Outcome.FAILED, utcnow()))
+    dispatcher.dispatch_pass(utcnow())
+    assert batches.outstanding(batch.id) == 0 and batches.unsettled(batch.id) == []
+    assert batches.ledger(batch.id) == {"committed": 0.0, "spent_credits": 0.0, "spent_usd": 0.0}  # veogen: failed
+    assert batches.get(batch.id).completed_at is not None

@@ -21,10 +21,12 @@ from typer.testing import CliRunner
 
 from producer import stats_cli
 from producer.render import human_duration
-from shared import metrics_exporter
+from shared import lifecycle, metrics_exporter
 from shared.constants import JOB_KEY
+from shared.errors import GenerationFailed
 from shared.metrics import collect, read_jobs, state_durations, summarize
 from shared.models import (
+    Charge,
     Cost,
     GenerationRequest,
     Job,
@@ -370,3 +372,30 @@ def test_stats_by_metadata_sums_cost_per_value(client: redis.Redis, monkeypatch:
     assert as_json["acme"]["jobs_by_status"]["failed"] == 1
     refused = CliRunner().invoke(app, ["stats", "--by", "customer"])
     assert refused.exit_code == 2 and "--by must be metadata.KEY" in refused.output
+
+
+def test_costs_and_charges_follow_the_cost_record() -> None:
+    def sent(job_id: str, dialect: str) -> Job:
+        job = make_job(job_id, JobStatus.RUNNING, {"queued": 0}, provider=dialect, cost=Cost(usd=0.3))
+        return job.model_copy(
+            update={
+                "provider_task_id": "t",
+                "charge": Charge(estimate=Cost(usd=0.3), reported=Cost(usd=0.3), dialect=dialect),
+                "step": lifecycle.new_step("poll", T0),
+            }
+        )
+
+    def failed(job: Job) -> Job:
+        assert job.step is not None
+        ended = lifecycle.fail_owned(job, job.step.task_id, GenerationFailed("x"), NOW, "failed")
+        assert ended is not None
+        return ended
+
+    canceled = lifecycle.cancel(sent("c", "veogen"), NOW)
+    assert canceled is not None
+    jobs = [failed(sent("a", "veogen")), failed(sent("b", "vicsee")), canceled, sent("d", "veogen")]
+    metrics = summarize(jobs, NOW)
+    veogen, vicsee = metrics.providers["veogen"], metrics.providers["vicsee"]
+    assert veogen.charged == {"no": 1, "pending": 1}  # the running job is not counted
+    assert veogen.cost_usd == pytest.approx(0.6)  # the failed one counts 0; the canceled and running ones 0.3
+    assert vicsee.charged == {"unknown": 1} and vicsee.cost_usd == pytest.approx(0.3)

@@ -10,6 +10,8 @@ from hypothesis import strategies as st
 from producer.validate import build_request
 from shared.errors import InvalidRequest
 from shared.models import GenerationRequest
+from shared.providers.base import PassThroughInputs, ProviderConfig
+from shared.providers.vicsee import VicSeeAdapter
 
 FIELDS = list(GenerationRequest.model_fields)
 json_values = st.recursive(
@@ -44,10 +46,16 @@ def test_any_input_is_a_request_or_one_line_refusal(
 
 @settings(max_examples=100, deadline=None)
 @given(urls=st.lists(st.text(max_size=40), min_size=1, max_size=3))
-def test_video_and_audio_inputs_must_be_https(urls: list[str]) -> None:
+def test_video_and_audio_inputs_are_https_only_for_vicsee_alone(urls: list[str]) -> None:
+    request = build_request("m", "p", {"reference_video_urls": urls}, [])  # the unified request takes any string
+    assert request.reference_video_urls == urls
+    vicsee = VicSeeAdapter()
     try:
-        request = build_request("m", "p", {"reference_video_urls": urls}, [])
-    except InvalidRequest:
+        vicsee.build_submit(
+            request, ProviderConfig(name="vicsee", dialect="vicsee", base_url="https://v.example"), PassThroughInputs()
+        )
+    except InvalidRequest as exc:
         assert any(not url.startswith("https://") for url in urls)
+        assert exc.message.startswith("vicsee takes video and audio inputs as https URLs only")
         return
-    assert all(url.startswith("https://") for url in request.reference_video_urls)
+    assert all(url.startswith("https://") for url in urls)

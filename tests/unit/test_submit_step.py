@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from datetime import timedelta
 
@@ -10,11 +11,12 @@ import httpx
 import pytest
 
 from shared import lifecycle
-from shared.models import GenerationRequest, Job, JobStatus, utcnow
+from shared.models import Charge, Cost, GenerationRequest, Job, JobStatus, utcnow
 from shared.protection import ProviderGuard
+from shared.providers import gateway
 from shared.settings import Settings
 from shared.store import JobStore
-from workers import context, submit
+from workers import context, poll, steps, submit
 
 
 @pytest.fixture
@@ -99,3 +101,65 @@ def test_vendor_errors_never_carry_the_key(store: JobStore, monkeypatch: pytest.
     assert final is not None and final.error is not None
     assert final.error.code == "auth_failed"
     assert "sk-secret-1" not in final.error.message and "[redacted]" in final.error.message
+
+
+def test_the_gateway_polls_under_the_scope_it_submitted_with(store: JobStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(steps, "publish_step", lambda *args, **kwargs: None)
+    settings = Settings(providers={"gateway": {"base_url": "http://vendor.test/gateway", "api_key": "sk-secret-1"}})
+    monkeypatch.setattr(context, "settings", lambda: settings)
+    paths: list[str] = []
+
+    def vendor(request: httpx.Request) -> httpx.Response:
+        paths.append(request.url.path)
+        if request.method == "POST":
+            return httpx.Response(200, json={"task_id": "t-1"})
+        return httpx.Response(200, json={"task_id": "t-1", "status": "IN_PROGRESS", "progress": "10%"})
+
+    use_vendor(monkeypatch, vendor)
+    now = utcnow()
+    job = Job(
+        id="job_g",
+        provider="gateway",
+        model="nano-banana-pro",
+        request=GenerationRequest(model="nano-banana-pro", prompt="p"),
+        deadline_at=now + timedelta(hours=1),
+        step=lifecycle.new_step("submit", now),
+    )
+    store.create(job)
+    assert job.step is not None
+    submit.submit_job(job, job.step.task_id)
+    submitted = store.get(job.id)
+    assert submitted is not None and submitted.provider_task_scope == "images" and submitted.step is not None
+    # the catalog changes between submit and poll: the poll still goes where the submit went
+    monkeypatch.setattr(gateway, "model_kind", lambda provider, model: None)
+    poll.poll_job(submitted, submitted.step.task_id)
+    assert paths == ["/gateway/v2/images/generations", "/gateway/v2/images/generations/t-1"]
+
+
+def test_a_lost_answer_counts_as_charged_at_the_estimate(store: JobStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    def lost(request: httpx.Request) -> httpx.Response:
+        raise httpx.ReadTimeout("read timed out", request=request)
+
+    use_vendor(monkeypatch, lost)
+    job, task_id = queued_job(store)
+    store.update(job.id, lambda j: j.model_copy(update={"charge": Charge(estimate=Cost(credits=1))}))
+    submit.submit_job(store.get(job.id) or job, task_id)
+    final = store.get(job.id)
+    assert final is not None and final.charged == "unknown" and final.cost == Cost(credits=1)
+    assert final.charge.dialect == "sandbox"  # recorded with the intent, before the POST
+
+
+def test_a_cancel_during_the_post_frees_the_slot_and_counts_the_job_as_charged(
+    store: JobStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def accept_after_a_cancel(request: httpx.Request) -> httpx.Response:
+        store.update("job_s", lambda j: lifecycle.cancel(j, utcnow()))
+        return httpx.Response(200, json={"id": "t1", "status": "queued", "cost_credits": 1})
+
+    use_vendor(monkeypatch, accept_after_a_cancel)
+    job, task_id = queued_job(store)
+    submit.submit_job(job, task_id)
+    final = store.get(job.id)
+    assert final is not None and final.status is JobStatus.CANCELED and final.charged == "unknown"
+    [status] = context.guard().status([context.settings().provider("sandbox")], time.time())
+    assert status.in_flight == 0

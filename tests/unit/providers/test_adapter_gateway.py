@@ -14,6 +14,7 @@ from shared.errors import (
     ProviderUnavailable,
     RateLimited,
 )
+from shared.providers import gateway
 from shared.providers.base import TaskState
 from shared.providers.gateway import GatewayAdapter
 
@@ -192,3 +193,24 @@ def test_error_type_is_used_when_the_code_is_unknown() -> None:
     body = {"error": {"message": "slow down", "type": "rate_limit_exceeded", "code": 1042}}
     with pytest.raises(RateLimited):
         ADAPTER.parse_poll(answer(400, body))
+
+
+def test_the_poll_keeps_the_scope_the_submit_recorded(monkeypatch: pytest.MonkeyPatch) -> None:
+    request = req("nano-banana-pro")
+    scope = ADAPTER.task_scope(request, config("gateway"))
+    submit = ADAPTER.build_submit(request, config("gateway"), FakeInputs())
+    assert scope == "images" and submit.url == f"{BASE}/v2/images/generations"
+    # the catalog no longer lists the model (a release between submit and poll): the recorded scope still holds
+    monkeypatch.setattr(gateway, "model_kind", lambda provider, model: None)
+    assert ADAPTER.build_poll("t-1", request, config("gateway"), scope).url == f"{BASE}/v2/images/generations/t-1"
+    assert ADAPTER.build_poll("t-1", request, config("gateway")).url == f"{BASE}/v2/videos/generations/t-1"
+    with pytest.raises(InvalidRequest, match="recorded scope 'music'"):
+        ADAPTER.build_poll("t-1", request, config("gateway"), "music")
+
+
+def test_videos_are_urls_only() -> None:
+    request = req("veo3", video_url="data:video/mp4;base64,AAAA")
+    with pytest.raises(InvalidRequest, match=r"^gateway takes video inputs as https or http URLs only"):
+        ADAPTER.build_submit(request, config("gateway"), FakeInputs())
+    images = ADAPTER.build_submit(req("veo3", image_urls=[DATA_URI]), config("gateway"), FakeInputs()).json_body
+    assert images is not None and images["images"] == [DATA_URI]

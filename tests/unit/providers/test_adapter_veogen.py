@@ -198,3 +198,15 @@ def test_failed_reads_an_error_object_or_string(error: object) -> None:
 def test_an_unknown_status_word_is_unavailable() -> None:
     with pytest.raises(ProviderUnavailable, match="'archived'"):
         ADAPTER.parse_poll(answer(200, generation("archived")))
+
+
+def test_a_data_uri_for_video_urls_is_refused_before_sending() -> None:
+    request = req("seedance-2.0", reference_video_urls=["data:video/mp4;base64,AAAA"])
+    with pytest.raises(InvalidRequest, match=r"^veogen takes video and audio inputs as https or http URLs only"):
+        ADAPTER.build_submit(request, config("veogen"), FakeInputs())
+
+
+def test_image_urls_are_always_resolved_as_urls() -> None:
+    inputs = FakeInputs()
+    ADAPTER.build_submit(req("gpt-4o-image", image_urls=[UPLOADED]), config("veogen"), inputs)
+    assert inputs.calls == [("url", UPLOADED)]

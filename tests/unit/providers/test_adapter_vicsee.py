@@ -220,3 +220,21 @@ def test_an_unknown_status_word_is_unavailable_and_named() -> None:
 def test_done_without_a_result_url_is_unavailable() -> None:
     with pytest.raises(ProviderUnavailable, match=r"result\.url"):
         ADAPTER.parse_poll(answer(200, poll_body("success", result={"url": ""})))
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"reference_video_urls": ["http://v.example/a.mp4"]},
+        {"reference_audio_urls": ["data:audio/mpeg;base64,AAAA"]},
+        {"video_url": "http://v.example/a.mp4"},
+    ],
+)
+def test_video_and_audio_inputs_must_be_https_urls(options: dict[str, object]) -> None:
+    with pytest.raises(InvalidRequest, match=r"^vicsee takes video and audio inputs as https URLs only, got "):
+        ADAPTER.build_submit(req("seedance-2-0-reference-to-video", **options), config("vicsee"), FakeInputs())
+
+
+def test_image_inputs_may_be_data_uris() -> None:
+    body = ADAPTER.build_submit(req("sora-2", image_urls=[DATA_URI]), config("vicsee"), FakeInputs()).json_body
+    assert body is not None and body["options"]["image"] == DATA_URI

@@ -100,7 +100,7 @@ def test_a_prompt_is_required_where_documented() -> None:
 
 
 def test_too_many_image_inputs(monkeypatch: pytest.MonkeyPatch) -> None:
-    spec = ModelSpec(id="one-image", kind="video", options=frozenset({"image_urls"}), max_image_inputs=1)
+    spec = ModelSpec(id="one-image", kind="video", options=frozenset({"image_urls"}), max_inputs={"image_urls": 1})
     monkeypatch.setitem(catalog_data.CATALOGS, "tiny", {"one-image": spec})
     images = ["https://a.example/1.png", "https://a.example/2.png"]
     assert refused("tiny", "one-image", image_urls=images) == "tiny model one-image takes at most 1 image inputs; got 2"
@@ -131,19 +131,34 @@ def test_a_provider_without_a_catalog_accepts_any_model(provider: str) -> None:
     ("provider", "model", "options", "cost"),
     [
         ("vicsee", "sora-2", {"duration": 10}, Cost(credits=20)),
+        # only the 10 s price is documented; no duration is priced as the longest allowed, 15 s: unknown
+        ("vicsee", "sora-2", {"duration": 15}, Cost()),
+        ("vicsee", "sora-2", {}, Cost()),
         ("veo3api", "veo3_fast", {}, Cost(credits=240)),
         ("veo3api", "veo3", {"image_urls": ["https://e.com/c.jpg"]}, Cost(credits=500)),
         ("veogen", "grok-video-1", {"duration": 10}, Cost(usd=0.3)),
-        ("veogen", "seedance-2.0", {"duration": 10}, Cost(usd=1.32)),
+        ("veogen", "seedance-2.0", {"duration": 10, "resolution": "480p"}, Cost(usd=1.32)),
+        ("veogen", "seedance-2.0", {"duration": 10}, Cost(usd=2.84)),  # no resolution: the dearest, 720p
         ("veogen", "seedance-2.0", {"duration": 10, "resolution": "720p"}, Cost(usd=2.84)),
-        ("veogen", "seedance-2.0", {"duration": 5, "reference_video_urls": ["https://v.example/a.mp4"]}, Cost(usd=0.4)),
+        (
+            "veogen",
+            "seedance-2.0",
+            {"duration": 5, "reference_video_urls": ["https://v.example/a.mp4"], "resolution": "480p"},
+            Cost(usd=0.4),
+        ),
         (
             "veogen",
             "seedance-2.0-fast",
             {"duration": 10, "resolution": "720p", "reference_video_urls": ["https://v.example/a.mp4"]},
             Cost(usd=1.36),
         ),
-        ("veogen", "seedance-2.0", {}, Cost(usd=0.528)),
+        # no duration and no resolution, neither default documented: the longest (15 s) at the dearest (720p)
+        ("veogen", "seedance-2.0", {}, Cost(usd=4.26)),
+        ("veogen", "seedance-2.0", {"resolution": "480p"}, Cost(usd=1.98)),
+        ("veogen", "seedance-2.0-fast", {"duration": 4}, Cost(usd=0.9152)),
+        ("veogen", "grok-video-1", {}, Cost(usd=0.9)),
+        ("sandbox", "sandbox-video", {}, Cost(credits=1)),
+        ("vicsee", "sora-2-pro", {}, Cost()),
         ("veogen", "sora-2", {"duration": 10}, Cost()),
         ("vicsee", "flux-2", {}, Cost()),
         ("sandbox", "sandbox-video", {"duration": 30}, Cost(credits=30)),
@@ -190,3 +205,62 @@ def test_every_catalog_model_builds_a_request(provider: str) -> None:
     assert models is not None
     for model in models:
         assert ADAPTERS[provider].build_submit(req(model), config(provider), FakeInputs()).json_body is not None
+
+
+# --- issue 10: vendor rules per vendor, open lists
+
+
+@pytest.mark.parametrize(
+    ("provider", "model", "options", "expected"),
+    [
+        (
+            "vicsee",
+            "seedance-2-0-reference-to-video",
+            {"reference_image_urls": ["https://a.example/r.png"] * 8},
+            "takes at most 7 reference images; got 8",
+        ),
+        (
+            "vicsee",
+            "seedance-2-0-reference-to-video",
+            {"reference_audio_urls": ["https://a.example/r.mp3"] * 4},
+            "takes at most 3 reference audios; got 4",
+        ),
+        ("veogen", "seedance-2.0", {"reference_video_urls": ["https://v.example/a.mp4"] * 4}, "at most 3 reference"),
+        ("veogen", "gpt-4o-image", {"image_urls": ["https://a.example/1.png"] * 15}, "at most 14 image inputs"),
+    ],
+)
+def test_input_counts_are_each_vendors_own(provider: str, model: str, options: dict[str, Any], expected: str) -> None:
+    assert expected in refused(provider, model, **options)
+
+
+def test_input_counts_do_not_bind_other_vendors() -> None:
+    many = {"reference_video_urls": [f"https://v.example/{n}.mp4" for n in range(5)]}
+    assert req("anything", **many).reference_video_urls == many["reference_video_urls"]
+    assert validate_request("gateway", req("anything", **many)) is None
+    assert validate_request("sandbox", req("sandbox-video", image_urls=["https://a.example/1.png"] * 20))
+
+
+def test_vicsee_marks_documented_and_assumed_ids() -> None:
+    models = catalog_for("vicsee")
+    assert models is not None
+    assumed = {spec.id for spec in models.values() if not spec.documented}
+    assert assumed == {"veo-3.1", "flux-2", "nano-banana"}
+    assert len(models) == 9
+
+
+def test_an_unknown_vicsee_model_takes_the_options_every_model_has() -> None:
+    spec = validate_request("vicsee", req("sora-2-pro", aspect_ratio="16:9", resolution="1080P", extra={"x": 1}))
+    assert spec is not None and spec.id == "sora-2-pro" and not spec.documented and spec.kind is None
+    assert spec.price is None
+    assert refused("vicsee", "sora-2-pro", duration=10) == "vicsee model sora-2-pro does not take the option 'duration'"
+    assert refused("vicsee", "sora-2-pro", "  ") == "vicsee model sora-2-pro needs a prompt"
+    body = ADAPTERS["vicsee"].build_submit(req("sora-2-pro", aspect_ratio="16:9"), config("vicsee"), FakeInputs())
+    assert body.json_body == {
+        "model": "sora-2-pro",
+        "prompt": "A cat surfing in sunset, cinematic",
+        "options": {"aspectRatio": "16:9"},
+    }
+
+
+def test_a_closed_catalog_still_refuses_unknown_models() -> None:
+    assert refused("veogen", "sora-3").startswith("unknown model 'sora-3' for veogen; valid: ")
