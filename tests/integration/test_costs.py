@@ -199,3 +199,37 @@ def test_a_budgeted_batch_reconciles_to_the_cent_with_the_vendor(
     assert round(summary["cost"]["usd"], 2) == vendor_total
     for job, row in zip(jobs, rows, strict=True):  # every charge decided by how the vendor ended the task
         assert job["charged"] == ("no" if row[2] == "failed" else "yes"), text
+
+
+def test_stats_by_metadata_sums_what_each_customer_was_charged(
+    workers: ServerProcess, pipeline_env: dict[str, str], settings: Settings, sandbox_url: str
+) -> None:
+    """`genqueue stats --by metadata.customer` over real jobs: the failed VeoGen job counts nothing, and each
+    customer's total is what the sandbox bills for that customer's tasks."""
+    run = uuid.uuid4().hex[:6]
+    acme, globex = f"acme-{run}", f"globex-{run}"
+    producer = Producer(settings)
+    httpx.post(f"{sandbox_url}/_control/fail_next", json={"count": 1, "reason": "nsfw", "dialect": "veogen"})
+    first = producer.submit("veogen", "grok-video-1", "one", {"duration": 6}, metadata={"customer": acme})
+    jobs = [first] + [
+        producer.submit("veogen", "grok-video-1", f"clip {n}", {"duration": 6}, metadata={"customer": customer})
+        for n, customer in enumerate([acme, globex])
+    ]
+    ended = [producer.wait(job.id, timeout=60) for job in jobs]
+    assert [job.status for job in ended] == [JobStatus.FAILED, JobStatus.SUCCEEDED, JobStatus.SUCCEEDED]
+    billed = charges(sandbox_url)
+    vendor_usd = {acme: 0.0, globex: 0.0}
+    for job in ended:
+        assert job.provider_task_id is not None
+        assert billed[job.provider_task_id]["unit"] == "usd"
+        vendor_usd[job.metadata["customer"]] += billed[job.provider_task_id]["billed"]
+    result = run_cli(pipeline_env, "stats", "--by", "metadata.customer", "--json")
+    assert result.returncode == 0, result.stderr
+    groups = json.loads(result.stdout)
+    assert groups[acme]["jobs_by_status"]["failed"] == 1 and groups[acme]["jobs_by_status"]["succeeded"] == 1
+    assert round(groups[acme]["cost"]["usd"], 2) == round(vendor_usd[acme], 2) == 0.18
+    assert round(groups[globex]["cost"]["usd"], 2) == round(vendor_usd[globex], 2) == 0.18
+    text = run_cli(pipeline_env, "stats", "--by", "metadata.customer")
+    assert [line.split() for line in text.stdout.splitlines() if line.startswith(acme)] == [
+        [acme, "2", "1", "1", "0", "0", "0.18"]
+    ]
