@@ -46,8 +46,11 @@ def build_request(model: str, prompt: str, options: dict[str, Any], images: list
         request = GenerationRequest.model_validate(fields)
     except ValidationError as exc:
         raise InvalidRequest(one_line(exc)) from None
-    if len(request.model_dump_json()) > MAX_REQUEST_BYTES:
-        raise InvalidRequest(f"request is larger than {MAX_REQUEST_BYTES // 1024} KiB")
+    # image data: URIs are uploaded to the bucket before the job is stored (their bound is the inline budget of
+    # shared/limits.py), so only what stays in the job record counts here
+    uploaded = sum(len(uri) for uri in request.image_urls + request.reference_image_urls if uri[:5].lower() == "data:")
+    if len(request.model_dump_json()) - uploaded > MAX_REQUEST_BYTES:
+        raise InvalidRequest(f"request is larger than {MAX_REQUEST_BYTES // 1024} KiB (inline images aside)")
     return request
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+
 import pytest
 
 from producer.validate import build_request, inline_image_inputs
@@ -33,3 +35,17 @@ def test_image_data_uris_are_the_inline_inputs_once_each() -> None:
         "m", "p", {"reference_image_urls": [uri, "https://a.example/r.png"]}, [uri, "https://a.example/1.png"]
     )
     assert inline_image_inputs(request) == [uri]
+
+
+def test_the_request_bound_leaves_out_image_data_uris_which_are_uploaded() -> None:
+    """A 1 MiB image as a data: URI is accepted (it goes to the bucket, not the job record); 300 KiB that would stay
+    in the record are not; an image past the 20 MiB inline budget is refused by that budget (test_limits.py)."""
+    from shared.errors import InvalidRequest
+
+    image = "data:image/png;base64," + base64.b64encode(bytes(1024 * 1024)).decode()
+    request = build_request("m", "p", {}, [image])
+    assert request.image_urls == [image]
+    with pytest.raises(InvalidRequest, match=r"request is larger than 256 KiB \(inline images aside\)"):
+        build_request("m", "p", {"extra": {"notes": "x" * 300 * 1024}}, [])
+    with pytest.raises(InvalidRequest, match="larger than 256 KiB"):  # a data: URI where it is not uploaded
+        build_request("m", "p", {"video_url": "data:video/mp4;base64," + "A" * 300 * 1024}, [])
