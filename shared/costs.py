@@ -1,7 +1,7 @@
 """Whether a job was charged, and how much: a pure function of the dialect's rule, the job's state and the vendor's
 answer.
 
-Each dialect's rule follows its vendor's document (/work/shared/seeds, docs/dialects.md):
+Each dialect's rule follows its vendor's document (summarized in docs/dialects.md):
 
 | dialect | accepted, succeeded | accepted, failed | accepted, end unknown |
 |---|---|---|---|

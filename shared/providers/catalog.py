@@ -9,7 +9,7 @@ A provider whose model list is open (`catalog_data.OPEN_LISTS`: VicSee, whose mo
 any other id with the options the documents define for every model, and no price (`spec_for`). Each spec says
 whether its id is documented or assumed (`ModelSpec.documented`).
 
-Documented facts (../shared/seeds) and what was assumed where the documents are silent:
+Documented facts (the vendors' documents, see docs/dialects.md) and what was assumed where they are silent:
 - vicsee: the models its pages name (veo-3.1, flux-2 and nano-banana are assumed ids, from display names; the
   rest are named as ids). Reference inputs: at most 7 images, 3 videos, 3 audios (tool page). Durations 10|15
   only for sora-2 (the REST page's "10 or 15 seconds"; the tool page gives 5/6/10/15 as examples for other
