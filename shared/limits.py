@@ -10,12 +10,12 @@ Every check raises ValueError with a one-line reason naming the field; the produ
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 import math
 from collections.abc import Iterable, Mapping
 from typing import Any
+
+from shared.storage.media import decode_data_uri
 
 #: nesting levels below a free-form value's top (`{"a": {"b": 1}}` is 2 deep)
 MAX_DEPTH = 8
@@ -97,22 +97,9 @@ def normalize_metadata(raw: Mapping[Any, Any] | None) -> dict[str, str]:
     return normalized
 
 
-def data_uri_bytes(uri: str) -> int:
-    """How many bytes a `data:` URI decodes to; ValueError for one that is not valid base64 or percent text."""
-    header, sep, payload = uri.partition(",")
-    if not sep:
-        raise ValueError("a data: URI needs a comma before its payload")
-    if header.endswith(";base64"):
-        try:
-            return len(base64.b64decode(payload, validate=True))
-        except (binascii.Error, ValueError):
-            raise ValueError("a data: URI's base64 payload does not decode") from None
-    return len(payload.encode())
-
-
 def check_inline_inputs(data_uris: Iterable[str], file_sizes: Iterable[int]) -> None:
     """ValueError when data: URIs and uploaded files add up to more than MAX_INLINE_INPUT_BYTES."""
-    total = sum(data_uri_bytes(uri) for uri in data_uris) + sum(file_sizes)
+    total = sum(len(decode_data_uri(uri)[1]) for uri in data_uris) + sum(file_sizes)
     if total > MAX_INLINE_INPUT_BYTES:
         raise ValueError(
             f"inline inputs (data: URIs and uploaded files) add up to {total / 2**20:.1f} MiB; "

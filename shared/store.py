@@ -116,7 +116,7 @@ class JobStore:
         """
         if job.status.value not in job.entered_at:
             job.entered_at = {**job.entered_at, job.status.value: job.created_at}
-        result = self._write(job, expected_version="")
+        result = self._write(job, _readable_json(job), expected_version="")
         if result == -2:
             raise IdempotencyKeyTaken(f"the idempotency key of job {job.id} was taken over by another submit")
         if result < 0:
@@ -155,7 +155,7 @@ class JobStore:
 
         `change` receives a fresh copy each try and returns the new job, or None to leave the job as it is.
         Returns the job written, or None when `change` declined (or the job does not exist). UnreadableRecord
-        (quarantined) when the stored job cannot be read; InvalidRequest when the new one could not be read back.
+        (quarantined) when the stored job cannot be read.
         """
         key = JOB_KEY.format(job_id=job_id)
         for _ in range(MAX_CAS_ATTEMPTS):
@@ -169,7 +169,8 @@ class JobStore:
                 return None
             if new.status is not old_status and new.status.value not in new.entered_at:
                 new.entered_at = {**new.entered_at, new.status.value: utcnow()}
-            if self._write(new, expected_version=_text(version)) > 0:
+            # no read-back check here: a job that was read back changes only in typed fields genqueue sets
+            if self._write(new, new.model_dump_json(), expected_version=_text(version)) > 0:
                 return new
         raise ConcurrentUpdate(f"job {job_id} changed {MAX_CAS_ATTEMPTS} times while being updated")
 
@@ -183,8 +184,7 @@ class JobStore:
             return None
         return self.update(job_id, lambda job: job)  # the rewrite puts its step back on the due index
 
-    def _write(self, job: Job, expected_version: str) -> int:
-        data = _readable_json(job)
+    def _write(self, job: Job, data: str, expected_version: str) -> int:
         due = "" if job.step is None else str(job.step.due_at.timestamp())
         batch = job.batch_id or "-"
         result = self._cas(
@@ -272,7 +272,10 @@ class JobStore:
 
 
 def _readable_json(job: Job) -> str:
-    """The job as stored JSON; InvalidRequest when it would not read back (one bad record must not be written)."""
+    """A new job as stored JSON; InvalidRequest when it would not read back (one bad record must not be written).
+
+    Only creation needs it: that is where a caller's free-form values (options, `extra`, metadata) come in.
+    """
     try:
         data = job.model_dump_json()
         Job.model_validate_json(data)

@@ -182,3 +182,12 @@ def test_batch_report_lines_go_on_past_a_poison_job(redis: fakeredis.FakeRedis) 
     assert lines == [1, 3]
     assert unreadable == [(2, "job_2")]
     assert Quarantine(redis).contains("job", "job_2")
+
+
+def test_an_unreadable_quarantine_entry_is_still_listed(redis: fakeredis.FakeRedis) -> None:
+    from shared.constants import QUARANTINE_KEY
+
+    redis.hset(QUARANTINE_KEY, "batch:b1", "not json")
+    [record] = Quarantine(redis).records()
+    assert (record.kind, record.id) == ("batch", "b1")
+    assert record.reason.startswith("(unreadable quarantine entry: 'not json'")
