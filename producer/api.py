@@ -12,9 +12,10 @@ from typing import Any
 from celery import Celery
 
 from producer.validate import (
+    INPUT_KINDS,
     build_request,
     fingerprint,
-    inline_image_inputs,
+    inline_inputs,
     local_image_paths,
     normalized_metadata,
     validate,
@@ -61,7 +62,7 @@ class Producer:
 
         Metadata values may be strings, numbers or booleans; they are stored as strings (`3` as "3", `True` as
         "true"), at most 32 keys. Raises InvalidRequest (nothing stored, nothing enqueued) for any request the job
-        would fail for, or that is larger than genqueue's bounds (shared/limits.py). Local image files and image
+        would fail for, or that is larger than genqueue's bounds (shared/limits.py). Local image files and
         data: URIs are uploaded to the bucket under inputs/ first. With `idempotency_key`, the same key and request
         give back the job made the first time (for 24 hours); the same key with another request is refused.
         """
@@ -71,7 +72,7 @@ class Producer:
         job_id = f"job_{uuid.uuid4().hex}"
         request_fingerprint = fingerprint(provider, request, webhook_url, metadata)
         # inputs go up before the key is claimed, so a claim is followed by its job within milliseconds
-        request = self._upload_local_images(request, job_id)
+        request = self._upload_inputs(request, job_id)
         if idempotency_key:
             existing = self._claim(idempotency_key, job_id, request_fingerprint)
             if existing is not None:
@@ -129,7 +130,7 @@ class Producer:
 
         A `held` job has no step: it waits in its batch until the dispatcher releases it.
         """
-        request = self._upload_local_images(request, job_id)
+        request = self._upload_inputs(request, job_id)
         now = utcnow()
         job = Job(
             id=job_id,
@@ -151,26 +152,30 @@ class Producer:
         self.store.create(job)
         return job
 
-    def _upload_local_images(self, request: GenerationRequest, job_id: str) -> GenerationRequest:
-        """The request with every local image path and image data: URI replaced by the s3:// reference of its copy.
+    def _upload_inputs(self, request: GenerationRequest, job_id: str) -> GenerationRequest:
+        """The request with every local image path and every data: URI replaced by the s3:// reference of its copy.
 
         data: URIs go up like files so that one path serves every vendor: an adapter presigns the copy for a
-        URL-only field (VeoGen `image_urls`, veo3api `source_image_urls`) or inlines it again where the vendor
-        takes base64 (VicSee, the gateway), and the job record every step reads holds a reference, not megabytes.
+        URL-only field (VeoGen `image_urls` and `video_urls`, veo3api `source_image_urls`) or inlines it again where
+        the vendor takes base64 (VicSee and gateway images), and the job record every step reads holds a reference,
+        not megabytes.
         """
         local = local_image_paths(request)
-        inline = inline_image_inputs(request)
+        inline = inline_inputs(request)
         if not local and not inline:
             return request
         storage = Storage(self.settings)
         refs = {path: storage.upload_input(Path(path).expanduser(), job_id) for path in local}
-        refs |= {uri: storage.upload_data_uri(uri, job_id, index) for index, uri in enumerate(inline)}
-        return request.model_copy(
-            update={
-                "image_urls": [refs.get(ref, ref) for ref in request.image_urls],
-                "reference_image_urls": [refs.get(ref, ref) for ref in request.reference_image_urls],
-            }
-        )
+        for index, (uri, kind) in enumerate(inline.items()):
+            refs[uri] = storage.upload_data_uri(uri, job_id, index, kind)
+        update: dict[str, object] = {}
+        for field in INPUT_KINDS:
+            value = getattr(request, field)
+            if isinstance(value, list):
+                update[field] = [refs.get(ref, ref) for ref in value]
+            elif value:
+                update[field] = refs.get(value, value)
+        return request.model_copy(update=update)
 
     def _wait_for_creation(self, job_id: str) -> Job | None:
         """The job a concurrent submit with the same idempotency key is storing; None if it does not appear."""

@@ -1,7 +1,8 @@
 """`genqueue stats` and `genqueue metrics serve`: job-level metrics at a terminal and for Prometheus.
 
 `stats` reads every job once (shared.metrics.collect) and prints, per provider, jobs by status, errors by code,
-average polls per polled job, average time in each status, cost; then one webhooks line. `--json` prints the
+average polls per polled job, average time in each status, cost, ended jobs by whether they were charged; then
+one webhooks line. `--json` prints the
 JobMetrics snapshot as JSON instead; `--by metadata.KEY` prints jobs by outcome and cost per value of that key.
 `metrics_serve` runs the Prometheus exporter (shared.metrics_exporter) and blocks. Both are plain functions with
 typer annotations; producer/cli.py registers them.
@@ -96,6 +97,10 @@ def _group_json(metrics: JobMetrics) -> dict[str, object]:
     }
 
 
+#: how ended jobs stand with their vendor (shared/costs.py); `pending`: canceled, the vendor's task still followed
+CHARGED_ORDER = ("yes", "no", "unknown", "pending")
+
+
 def _count_of(metrics: JobMetrics, status: JobStatus) -> int:
     return sum(provider.jobs_by_status.get(status.value, 0) for provider in metrics.providers.values())
 
@@ -141,10 +146,17 @@ def stats_lines(metrics: JobMetrics) -> list[str]:
         ],
         free_text_last=True,
     )
+    charged = _table(
+        ["charged", *CHARGED_ORDER],
+        [
+            [name, *(str(provider.charged.get(kind, 0)) for kind in CHARGED_ORDER)]
+            for name, provider in metrics.providers.items()
+        ],
+    )
     quarantined = (
         [f"quarantined records: {metrics.quarantined} (genqueue quarantine list)"] if metrics.quarantined else []
     )
-    return [*counts, "", *times, "", *other, "", _webhook_line(metrics), *quarantined]
+    return [*counts, "", *times, "", *other, "", *charged, "", _webhook_line(metrics), *quarantined]
 
 
 def _webhook_line(metrics: JobMetrics) -> str:

@@ -7,6 +7,7 @@ import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from pydantic import ValidationError
 
@@ -14,7 +15,7 @@ from shared.errors import InvalidRequest
 from shared.limits import check_inline_inputs, check_shape, normalize_metadata
 from shared.models import Cost, GenerationRequest
 from shared.netguard import check_url
-from shared.providers.base import PassThroughInputs, ProviderConfig
+from shared.providers.base import ProviderConfig
 from shared.providers.catalog import estimate_cost, validate_request
 from shared.providers.registry import get_adapter
 from shared.settings import Settings
@@ -27,6 +28,14 @@ INPUT_URL_FIELDS = {
     "reference_video_urls": "reference video input",
     "reference_audio_urls": "reference audio input",
     "video_url": "video input",
+}
+#: the kind of media each input field holds: a data: URI in any of them is uploaded as a file of that kind
+INPUT_KINDS = {
+    "image_urls": "image",
+    "reference_image_urls": "image",
+    "reference_video_urls": "video",
+    "reference_audio_urls": "audio",
+    "video_url": "video",
 }
 
 
@@ -46,11 +55,11 @@ def build_request(model: str, prompt: str, options: dict[str, Any], images: list
         request = GenerationRequest.model_validate(fields)
     except ValidationError as exc:
         raise InvalidRequest(one_line(exc)) from None
-    # image data: URIs are uploaded to the bucket before the job is stored (their bound is the inline budget of
+    # data: URIs are uploaded to the bucket before the job is stored (their bound is the inline budget of
     # shared/limits.py), so only what stays in the job record counts here
-    uploaded = sum(len(uri) for uri in request.image_urls + request.reference_image_urls if uri[:5].lower() == "data:")
+    uploaded = sum(len(uri) for uri in inline_inputs(request))
     if len(request.model_dump_json()) - uploaded > MAX_REQUEST_BYTES:
-        raise InvalidRequest(f"request is larger than {MAX_REQUEST_BYTES // 1024} KiB (inline images aside)")
+        raise InvalidRequest(f"request is larger than {MAX_REQUEST_BYTES // 1024} KiB (inline inputs aside)")
     return request
 
 
@@ -70,10 +79,35 @@ def local_image_paths(request: GenerationRequest) -> list[str]:
     return [ref for ref in refs if not ref.lower().startswith(("https://", "http://", "data:", "s3://"))]
 
 
-def inline_image_inputs(request: GenerationRequest) -> list[str]:
-    """The distinct data: URIs among the image inputs, in order: the producer uploads them as it does local files."""
-    refs = request.image_urls + request.reference_image_urls
-    return list(dict.fromkeys(ref for ref in refs if ref[:5].lower() == "data:"))
+def inline_inputs(request: GenerationRequest) -> dict[str, str]:
+    """Each distinct data: URI among the inputs, in order, with the kind of media (INPUT_KINDS) its field holds.
+
+    The producer uploads them as it does local files, so one path serves every vendor (producer/api.py).
+    """
+    found: dict[str, str] = {}
+    for field, kind in INPUT_KINDS.items():
+        for ref in _refs(request, field):
+            if ref[:5].lower() == "data:":
+                found.setdefault(ref, kind)
+    return found
+
+
+class PreviewInputs:
+    """The InputResolver validation builds with: an input that will be uploaded (a local file, a data: URI)
+    resolves to a stand-in URL of the scheme its presigned URL will have, so a URL-only field's rule (VicSee: https
+    only) is checked now as it will be at submit; anything else is returned as given.
+    """
+
+    def __init__(self, scheme: str) -> None:
+        self.scheme = scheme
+
+    def as_url(self, ref: str) -> str:
+        if ref.lower().startswith(("https://", "http://")):
+            return ref
+        return f"{self.scheme}://uploaded-input.invalid/input"
+
+    def as_data_uri(self, ref: str) -> str:
+        return ref
 
 
 def check_local_files(paths: list[str]) -> None:
@@ -146,7 +180,8 @@ def validate(
     check_local_files(local_image_paths(request))
     check_inline_size(request)
     check_urls(settings, request, webhook_url)
-    get_adapter(config.dialect).build_submit(request, config, PassThroughInputs())
+    scheme = urlsplit(settings.s3_endpoint_url).scheme if settings.s3_endpoint_url else "https"
+    get_adapter(config.dialect).build_submit(request, config, PreviewInputs(scheme))
     return config, estimate_cost(provider, request)
 
 

@@ -120,6 +120,8 @@ class Store:
         self._downloads = 0
         self._seen: set[str] = set()
         self._duplicates = 0
+        # veogen tasks picked to fail whose price is not yet back in the balance (VeoGen: "you were not charged")
+        self._refunds_due: list[Task] = []
 
     @property
     def config(self) -> SandboxConfig:
@@ -152,6 +154,7 @@ class Store:
             self._downloads = 0
             self._seen.clear()
             self._duplicates = 0
+            self._refunds_due.clear()
 
     def add_fault(self, fault: Fault) -> None:
         """Arm `fault` after those already pending."""
@@ -181,11 +184,21 @@ class Store:
 
     def balance(self, dialect: DialectName) -> float:
         with self._lock:
+            self._refund_ended_failures()
             return self._balances[dialect]
 
     def balances(self) -> dict[DialectName, float]:
         with self._lock:
+            self._refund_ended_failures()
             return dict(self._balances)
+
+    def _refund_ended_failures(self) -> None:
+        """Give back the price of each veogen task that has ended failed (the lock is held)."""
+        now = time.monotonic()
+        ended = [task for task in self._refunds_due if task.phase(now) == "failed"]
+        for task in ended:
+            self._balances[task.dialect] = round(self._balances[task.dialect] + task.price, 6)
+            self._refunds_due.remove(task)
 
     def set_balance(self, dialect: DialectName, balance: float) -> None:
         with self._lock:
@@ -225,6 +238,7 @@ class Store:
         `options` (JSON-able) together with dialect, model and prompt identify duplicate submits.
         """
         with self._lock:
+            self._refund_ended_failures()
             balance = self._balances[dialect]
             if balance <= 0 or price > balance:
                 return Shortfall(price=price, balance=balance)
@@ -254,6 +268,8 @@ class Store:
                 params=dict(params or {}),
             )
             self._tasks[task_id] = task
+            if dialect == "veogen" and task.fail_reason is not None:
+                self._refunds_due.append(task)
             return task
 
     def _pick_failure(self, dialect: DialectName) -> str | None:
@@ -273,9 +289,10 @@ class Store:
         """What each accepted task bills under its dialect's documented rule, in creation order.
 
         The balance is taken when a task is accepted (every dialect); VeoGen's document adds that a failed
-        generation is not charged, so a veogen task that ended failed bills 0. `unit` is what the price counts:
-        usd for veogen, credits for the rest. `phase` is the task's phase now; `fail_reason` is set for a task a
-        fail-next rule picked (it ends failed), so a test can tell how a task will end before it does.
+        generation is not charged, so a veogen task that ended failed bills 0 and its price is back in the balance.
+        `unit` is what the price counts: usd for veogen, credits for the rest. `phase` is the task's phase now;
+        `fail_reason` is set for a task a fail-next rule picked (it ends failed), so a test can tell how a task will
+        end before it does.
         """
         with self._lock:
             tasks = sorted(self._tasks.values(), key=lambda task: (task.created, task.seq))

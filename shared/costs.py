@@ -97,9 +97,21 @@ def renders(job: Job) -> bool:
     return job.provider_task_id is not None and job.charge.dialect is not None and job.charge.vendor_outcome is None
 
 
+def submitting(job: Job) -> bool:
+    """True while the vendor's answer to `job`'s submit is not known: an intent recorded and no task id yet (the POST
+    may be in flight, or its answer was lost with a worker), so the vendor may be rendering it."""
+    return (
+        job.submit_started_at is not None
+        and job.provider_task_id is None
+        and job.charge.dialect is not None
+        and job.charge.vendor_outcome is None
+    )
+
+
 def awaiting_vendor(job: Job) -> bool:
-    """True for a canceled job the vendor accepted and has not reported ended: genqueue still follows it."""
-    return job.status is JobStatus.CANCELED and job.charged is None and renders(job)
+    """True for a canceled job the vendor may still render (accepted and not reported ended, or its submit not yet
+    answered): genqueue follows it, holding its in-flight slot, until how it ended there is known."""
+    return job.status is JobStatus.CANCELED and job.charged is None and (renders(job) or submitting(job))
 
 
 def decide(job: Job, outcome: Outcome) -> Job:

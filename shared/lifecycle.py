@@ -18,6 +18,7 @@ from shared.errors import GenqueueError
 from shared.models import (
     PUBLIC_FIELDS,
     STATUS_RANK,
+    Charge,
     Job,
     JobError,
     JobStatus,
@@ -145,7 +146,7 @@ def finish(
     new.step = None
     if vendor_outcome is not None:
         new.charge.vendor_outcome = vendor_outcome
-    follow = status is JobStatus.CANCELED and costs.renders(new)
+    follow = status is JobStatus.CANCELED and (costs.renders(new) or costs.submitting(new))
     if follow:
         if new.error is not None:
             new.error = JobError(code=new.error.code, message=new.error.message + NOT_STOPPED_NOTE)
@@ -187,6 +188,46 @@ def ended_at_vendor(job: Job, task_id: str, outcome: costs.Outcome, now: datetim
     """
     if not owns_step(job, task_id) or not costs.awaiting_vendor(job):
         return None
+    return _vendor_ended(job, outcome, now)
+
+
+def accepted_after_cancel(
+    job: Job, now: datetime, provider_task_id: str, provider_task_scope: str | None, charge: Charge
+) -> Job | None:
+    """Record the vendor's task id on a job canceled while its submit POST was in flight, from that submit: the
+    vendor took it, so genqueue follows the task (its next step a quiet poll now, unless its webhook's delivery is
+    pending: the polls follow that). None when the job is not a canceled one waiting for its submit's answer.
+    """
+    if not costs.awaiting_vendor(job) or not costs.submitting(job):
+        return None
+    new = job.model_copy(
+        deep=True,
+        update={
+            "provider_task_id": provider_task_id,
+            "provider_task_scope": provider_task_scope,
+            "charge": charge,
+            "cost": costs.amount(charge, "unknown"),
+            "updated_at": now,
+        },
+    )
+    if new.step is None or new.step.name == "poll":
+        new.step = follow_step(new, now)
+    return new
+
+
+def unanswered_after_cancel(job: Job, outcome: costs.Outcome, now: datetime) -> Job | None:
+    """Record how the submit of a job canceled during its POST ended without a task id: refused (`NOT_ACCEPTED`,
+    not charged) or with its answer lost (`MAYBE_ACCEPTED`, charged unknown). None when the job is not a canceled
+    one waiting for its submit's answer."""
+    if not costs.awaiting_vendor(job) or not costs.submitting(job):
+        return None
+    new = _vendor_ended(job, outcome, now)
+    if job.step is not None and job.step.name == "deliver_webhook":
+        new.step = job.step  # the canceled event's delivery goes on
+    return new
+
+
+def _vendor_ended(job: Job, outcome: costs.Outcome, now: datetime) -> Job:
     new = job.model_copy(deep=True)
     if outcome is costs.Outcome.SUCCEEDED:
         new.charge.vendor_outcome = "succeeded"
@@ -228,6 +269,18 @@ def backoff_seconds(settings: Settings, attempt: int, retry_after: float | None,
     if retry_after is not None:
         delay = max(delay, retry_after)
     return float(min(delay, settings.max_countdown_seconds))
+
+
+def vendor_call_lease_seconds(settings: Settings) -> float:
+    """How long a submit or poll step holds its lease: past the longest vendor call, with room for the writes."""
+    return settings.provider_timeout_seconds * 1.5 + 30
+
+
+def submit_answered_by(settings: Settings, job: Job) -> datetime | None:
+    """When the submit whose intent `job` records has had its answer or lost its lease (None: no intent)."""
+    if job.submit_started_at is None:
+        return None
+    return job.submit_started_at + timedelta(seconds=vendor_call_lease_seconds(settings))
 
 
 def poll_delay_seconds(settings: Settings, poll_count: int, rng: random.Random) -> float:

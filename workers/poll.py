@@ -29,7 +29,7 @@ log = logging.getLogger("genqueue.workers")
 @genqueue_task(POLL_TASK)
 def poll(self: Task, job_id: str) -> None:
     """Poll the vendor for job `job_id` once."""
-    lease = context.settings().provider_timeout_seconds * 1.5 + 30
+    lease = lifecycle.vendor_call_lease_seconds(context.settings())
     run_step(self, job_id, "poll", lease, poll_job)
 
 
@@ -96,13 +96,22 @@ def follow_canceled(job: Job, task_id: str) -> None:
     """A quiet poll of a canceled job the vendor still renders: no status change, no webhook.
 
     When the vendor reports the task ended (or it cannot be known: the job's deadline passed, the poll's retries
-    are spent, a permanent error), the charge is recorded by the dialect's rule and the in-flight slot freed.
+    are spent, a permanent error, a submit whose answer never came), the charge is recorded by the dialect's rule
+    and the in-flight slot freed.
     """
     settings = context.settings()
     now = utcnow()
-    assert job.provider_task_id is not None and job.step is not None
+    assert job.step is not None
     outcome = costs.Outcome.UNKNOWN
-    if now <= job.deadline_at:
+    if job.provider_task_id is None:
+        # canceled during its submit POST: that submit records the vendor's answer; wait for it until its lease is
+        # over, then the answer is lost and the vendor may have the job
+        answered_by = lifecycle.submit_answered_by(settings, job)
+        if answered_by is not None and now < answered_by:
+            move_on(job.id, task_id, None, lifecycle.follow_step(job, answered_by))
+            return
+        outcome = costs.Outcome.MAYBE_ACCEPTED
+    elif now <= job.deadline_at:
         try:
             config = settings.provider(job.provider)
             adapter = get_adapter(config.dialect)

@@ -27,16 +27,17 @@ from shared.models import Cost, Job, JobStatus, utcnow
 from shared.providers.base import HttpAnswer, ProviderConfig, is_success
 from shared.providers.client import SendFailed, redact, send
 from shared.providers.registry import get_adapter
+from shared.queueing import publish_step
 from shared.storage import StorageInputs
 from workers import context
-from workers.app import genqueue_task
+from workers.app import app, genqueue_task
 from workers.steps import cancel, fail, move_on, retry_or_fail, run_step
 
 
 @genqueue_task(SUBMIT_TASK)
 def submit(self: Task, job_id: str) -> None:
     """Submit job `job_id` to its vendor (at most once per accepted answer)."""
-    lease = context.settings().provider_timeout_seconds * 1.5 + 30
+    lease = lifecycle.vendor_call_lease_seconds(context.settings())
     run_step(self, job_id, "submit", lease, submit_job)
 
 
@@ -78,18 +79,16 @@ def submit_job(job: Job, task_id: str) -> None:
     try:
         answer = send(context.http(), request, config.api_key, context.settings().provider_timeout_seconds)
         result = adapter.parse_submit(answer)
-    except (ProviderUnavailable, InsufficientCredits) as exc:
-        # the vendor is failing (5xx, transport) or out of credits: hold other submits back, free this job's slot
+    except GenqueueError as exc:
+        # the vendor is failing (5xx, transport) or out of credits: hold other submits back
         if isinstance(exc, InsufficientCredits):
             guard.hold_for_credits(config.name, time.time(), exc.message)
-        else:
+        elif isinstance(exc, ProviderUnavailable):
             guard.record_failure(config, time.time())
         guard.release(config.name, job.id)
         handle_submit_error(job, task_id, config, exc, answer)
-        return
-    except GenqueueError as exc:
-        guard.release(config.name, job.id)
-        handle_submit_error(job, task_id, config, exc, answer)
+        outcome = costs.Outcome.MAYBE_ACCEPTED if may_have_been_accepted(exc, answer) else costs.Outcome.NOT_ACCEPTED
+        context.store().update(job.id, lambda j: lifecycle.unanswered_after_cancel(j, outcome, utcnow()))
         return
     guard.record_success(config.name, job.id)
     settings = context.settings()
@@ -107,9 +106,24 @@ def submit_job(job: Job, task_id: str) -> None:
         cost=costs.amount(charge, "unknown"),
     )
     if written is None:
-        # canceled during the POST: the job ended with its charge unknown (counted as spent); the vendor task is
-        # not followed, so its slot is freed here rather than held until its TTL
-        guard.release(config.name, job.id)
+        # canceled during the POST: the vendor took it all the same, so the canceled job follows its task (holding
+        # the slot) until the vendor ends it; a job gone some other way frees the slot now
+        now = utcnow()
+        late = context.store().update(
+            job.id, lambda j: lifecycle.accepted_after_cancel(j, now, result.task_id, task_scope, charge)
+        )
+        if late is None:
+            guard.release(config.name, job.id)
+        elif late.step is not None and late.step.name == "poll":
+            publish_step(app, settings, job.id, late.step, now)
+
+
+def may_have_been_accepted(exc: GenqueueError, answer: HttpAnswer | None) -> bool:
+    """Whether the vendor may have taken a submit that ended in `exc`: sent with its answer lost, or a 2xx answer
+    genqueue could not read. A refusal (4xx, 429, 5xx) or a request never sent was not taken."""
+    if isinstance(exc, SendFailed):
+        return exc.sent
+    return isinstance(exc, TransientProviderError) and answer is not None and is_success(answer)
 
 
 def admitted(job: Job, task_id: str, config: ProviderConfig) -> bool:
@@ -139,12 +153,12 @@ def handle_submit_error(
 ) -> None:
     """Fail, or retry, a submit that did not return a task id, never risking a second charge."""
     if isinstance(exc, SendFailed):
-        if exc.sent and not config.allow_resubmit:
+        if may_have_been_accepted(exc, answer) and not config.allow_resubmit:
             fail(job.id, task_id, SubmitOutcomeUnknown(f"submit to {job.provider} sent but its answer was lost: {exc}"))
         else:
             retry_or_fail(job.id, task_id, "submit", exc, submit_started_at=None)
     elif isinstance(exc, TransientProviderError):
-        if answer is not None and is_success(answer) and not config.allow_resubmit:
+        if may_have_been_accepted(exc, answer) and not config.allow_resubmit:
             # a 2xx we cannot read: the vendor most likely accepted (and charged) the job
             message = f"{job.provider} accepted the submit but its answer was unreadable: {exc.message}"
             fail(job.id, task_id, SubmitOutcomeUnknown(redact(message, config.api_key)))

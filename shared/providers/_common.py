@@ -74,7 +74,8 @@ def url_only(
 ) -> list[str]:
     """`values` as given when each is a URL of one of `schemes`; else InvalidRequest naming the first that is not.
 
-    For input fields a vendor documents as URLs only (video and audio inputs: genqueue uploads only images).
+    For input fields a vendor documents as URLs only, checked after the resolver turned uploaded files into
+    presigned URLs: what is left is a local path or a scheme the vendor cannot fetch.
     """
     checked = list(values)
     for value in checked:

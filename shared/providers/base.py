@@ -106,7 +106,7 @@ class InputResolver(Protocol):
     """Turns an image input into what a vendor takes.
 
     Inputs are https URLs, data URIs, or `s3://bucket/key` references to files the producer uploaded (local files,
-    and data: URIs in image fields: producer/api.py).
+    and data: URIs: producer/api.py).
     """
 
     def as_url(self, ref: str) -> str:

@@ -12,7 +12,8 @@ Left open by the documents, assumed here as docs/dialects.md says:
   catalog change between submit and poll cannot send the poll to another path. A job with none recorded (submitted
   before it was) is polled under the scope derived again.
 - `images` takes our `image_urls` as the resolver's data URI (an uploaded file is inlined); `videos` ("only url")
-  takes our `video_url` followed by `reference_video_urls`, as http(s) URLs only (anything else is refused).
+  takes our `video_url` followed by `reference_video_urls`, as http(s) URLs only (an uploaded file as its
+  presigned URL; anything else is refused).
   Reference images, audio inputs and the other unified options have no documented key and are refused. `extra`
   is merged into the body as given.
 - Errors are OpenAI-like `{"error": {"message", "type", "code"}}`: `invalid_request`, `invalid_api_key`,
@@ -121,7 +122,7 @@ class GatewayAdapter(ProviderAdapter):
             body["images"] = [inputs.as_data_uri(ref) for ref in request.image_urls]
         videos = ([request.video_url] if request.video_url else []) + request.reference_video_urls
         if videos:
-            body["videos"] = common.url_only(videos, "video input", config.name)
+            body["videos"] = common.url_only([inputs.as_url(ref) for ref in videos], "video input", config.name)
         common.merge_extra(body, request.extra, config.name)
         url = join_url(config.base_url, f"/v2/{self.task_scope(request, config)}/generations")
         return HttpRequest(method="POST", url=url, headers=bearer(config), json_body=body)

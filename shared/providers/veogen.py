@@ -10,7 +10,8 @@ Left open by the documents, assumed here as docs/dialects.md says:
 - Our `reference_video_urls` / `reference_audio_urls` are VeoGen's `video_urls` / `audio_urls`; `image_urls` go
   as URLs only (the resolver presigns an uploaded file). VeoGen has no separate reference-image list (extra images
   in `image_urls` are its references), so `reference_image_urls` is refused. `extra` is merged into the body.
-  `video_urls` and `audio_urls` ("publicly accessible ... URLs") must be http(s) URLs; anything else is refused.
+  `video_urls` and `audio_urls` ("publicly accessible ... URLs") must be http(s) URLs: an uploaded file (a data:
+  URI the producer put in the bucket) goes as its presigned URL, anything else is refused.
 - Errors are classified by HTTP status (VeoGen has no error codes): 401 auth, 402 balance, 404/422 rejection,
   429 rate limit with Retry-After, 5xx transient. The message is `error` and `message` joined, else the first
   entry of `errors`.
@@ -65,11 +66,11 @@ OPTION_KEYS = {
     "duration": "duration",
     "mode": "mode",
     "style": "style",
-    "reference_video_urls": "video_urls",
-    "reference_audio_urls": "audio_urls",
     "watermark": "watermark",
     "private": "private",
 }
+#: unified name -> body key, for the URL-only media inputs (an uploaded file goes as its presigned URL)
+MEDIA_KEYS = {"reference_video_urls": "video_urls", "reference_audio_urls": "audio_urls"}
 
 STATES = {
     "pending": TaskState.PENDING,
@@ -97,10 +98,11 @@ class VeoGenAdapter(ProviderAdapter):
     def build_submit(self, request: GenerationRequest, config: ProviderConfig, inputs: InputResolver) -> HttpRequest:
         common.refuse_untaken(request, TAKES, config.name)
         body: dict[str, Any] = {"model": request.model, "prompt": request.prompt}
-        common.url_only(
-            request.reference_video_urls + request.reference_audio_urls, "video and audio input", config.name
-        )
         body.update(common.mapped_options(request, OPTION_KEYS))
+        for field, key in MEDIA_KEYS.items():
+            if refs := getattr(request, field):
+                urls = [inputs.as_url(ref) for ref in refs]
+                body[key] = common.url_only(urls, "video and audio input", config.name)
         if request.image_urls:
             body["image_urls"] = [inputs.as_url(ref) for ref in request.image_urls]
         common.merge_extra(body, request.extra, config.name)

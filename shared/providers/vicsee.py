@@ -11,7 +11,8 @@ Left open by the documents, assumed here as docs/dialects.md says:
   The first image of `image_urls` is always `options.image` (the REST spelling); `imageUrls` carries the whole list
   only when there is more than one. Image inputs go as the resolver's data URI (an uploaded file is inlined).
 - VicSee's own input rules are applied here, to VicSee alone: video and audio inputs (`reference_video_urls`,
-  `reference_audio_urls`, `video_url`) must be https URLs (tool page: "must be public https URLs"); the counts
+  `reference_audio_urls`, `video_url`) must be https URLs (tool page: "must be public https URLs"; an uploaded
+  file goes as its presigned URL, so it needs an https S3 endpoint); the counts
   (7 reference images, 3 videos, 3 audios) are the catalog's (catalog_data.py).
 - Error bodies are `{"success": false, "error": {"code", "message"}}`, classified by code, else by HTTP status;
   a 2xx answer with `success: false` is an error answer too. INVALID_OPTION is a rejection, UNAUTHORIZED and
@@ -76,10 +77,13 @@ OPTION_KEYS = {
     "duration": "duration",
     "output_format": "outputFormat",
     "audio": "audio",
+    "audio_setting": "audioSetting",
+}
+#: unified name -> key in `options`, for the https-only media inputs (an uploaded file goes as its presigned URL)
+MEDIA_KEYS = {
     "reference_video_urls": "referenceVideoUrls",
     "reference_audio_urls": "referenceAudioUrls",
     "video_url": "videoUrl",
-    "audio_setting": "audioSetting",
 }
 
 ERROR_CODES: dict[str, type[ProviderError]] = {
@@ -129,10 +133,12 @@ class VicSeeAdapter(ProviderAdapter):
 
     def build_submit(self, request: GenerationRequest, config: ProviderConfig, inputs: InputResolver) -> HttpRequest:
         common.refuse_untaken(request, TAKES, config.name)
-        video = [request.video_url] if request.video_url else []
-        media = request.reference_video_urls + request.reference_audio_urls + video
-        common.url_only(media, "video and audio input", config.name, ("https://",))
         options = common.mapped_options(request, OPTION_KEYS)
+        for field, key in MEDIA_KEYS.items():
+            if refs := getattr(request, field):
+                urls = [inputs.as_url(ref) for ref in (refs if isinstance(refs, list) else [refs])]
+                common.url_only(urls, "video and audio input", config.name, ("https://",))
+                options[key] = urls if isinstance(refs, list) else urls[0]
         images = [inputs.as_data_uri(ref) for ref in request.image_urls]
         if images:
             options["image"] = images[0]

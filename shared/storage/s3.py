@@ -283,25 +283,26 @@ class Storage:
             self.client.put_object(Bucket=self.bucket, Key=key, Body=body, ContentType=content_type)
         return f"s3://{self.bucket}/{key}"
 
-    def upload_data_uri(self, uri: str, job_or_upload_id: str, index: int) -> str:
-        """Upload the image in data: URI `uri` to `{prefix}inputs/{id}/data-{index}.{ext}`; its `s3://` reference.
+    def upload_data_uri(self, uri: str, job_or_upload_id: str, index: int, kind: str = "image") -> str:
+        """Upload the `kind` (image, video or audio) in data: URI `uri` to `{prefix}inputs/{id}/data-{index}.{ext}`.
 
-        The content type is the URI's own. InvalidRequest for a malformed URI, one over MAX_INPUT_BYTES, one whose
-        type is not a known image type, or an unsafe id. The same (id, index) always names the same key, so an
-        upload repeated by a retried submit replaces its own object.
+        Returns its `s3://` reference. The content type is the URI's own. InvalidRequest for a malformed URI, one
+        over MAX_INPUT_BYTES, one whose type is not a known type of `kind`, or an unsafe id. The same (id, index)
+        always names the same key, so an upload repeated by a retried submit replaces its own object.
         """
         if not _SAFE_ID.match(job_or_upload_id) or ".." in job_or_upload_id:
             raise InvalidRequest(f"unusable upload id {job_or_upload_id!r}")
         try:
             content_type, body = decode_data_uri(uri)
         except ValueError as exc:
-            raise InvalidRequest(f"image input {index}: {exc}") from None
+            raise InvalidRequest(f"{kind} input {index}: {exc}") from None
         if len(body) > MAX_INPUT_BYTES:
-            raise InvalidRequest(f"image input {index} is {len(body)} bytes; the limit is {MAX_INPUT_BYTES}")
+            raise InvalidRequest(f"{kind} input {index} is {len(body)} bytes; the limit is {MAX_INPUT_BYTES}")
         ext = EXTENSIONS.get(content_type)
-        if ext is None or not content_type.startswith("image/"):
+        if ext is None or not content_type.startswith(f"{kind}/"):
             shown = content_type or "no type"
-            raise InvalidRequest(f"image input {index} is a data: URI of {shown}, not a known image type (png, ...)")
+            known = ", ".join(e for t, e in EXTENSIONS.items() if t.startswith(f"{kind}/"))
+            raise InvalidRequest(f"{kind} input {index} is a data: URI of {shown}, not a known {kind} type ({known})")
         key = f"{self.prefix}inputs/{job_or_upload_id}/data-{index}.{ext}"
         with s3_errors(f"uploading s3://{self.bucket}/{key}"):
             self.client.put_object(Bucket=self.bucket, Key=key, Body=body, ContentType=content_type)

@@ -148,11 +148,62 @@ def test_a_canceled_jobs_webhook_retries_while_its_vendor_task_is_followed(
     assert in_flight(pipeline_env, "veogen") == 0
 
 
+def test_a_job_canceled_during_its_submit_post_keeps_its_slot_and_records_the_vendors_charge(
+    workers: ServerProcess,
+    pipeline_env: dict[str, str],
+    settings: Settings,
+    sandbox_url: str,
+    receiver: WebhookReceiver,
+) -> None:
+    """The vendor answers the submit 2 s late and accepts it: the job canceled meanwhile learns its task id from that
+    answer, keeps the in-flight slot while the vendor renders, and records what the vendor charged."""
+    producer = Producer(settings)
+    fault = {"target": "submit", "dialect": "veogen", "delay_seconds": 2.0}
+    httpx.post(f"{sandbox_url}/_control/faults", json=fault).raise_for_status()
+    httpx.post(f"{sandbox_url}/_control/config", json={"delay_seconds": 2.0})
+    try:
+        line = veogen_line(7)
+        job = producer.submit("veogen", line["model"], line["prompt"], line["options"], webhook_url=receiver.url)
+        wait_until(lambda: producer.get(job.id).submit_started_at)
+        canceled = producer.cancel(job.id)
+        assert canceled.status is JobStatus.CANCELED and canceled.provider_task_id is None
+        assert canceled.charged is None  # not decided while the POST may still be accepted
+        assert in_flight(pipeline_env, "veogen") == 1
+        accepted: Job = wait_until(lambda: (j := producer.get(job.id)).provider_task_id and j, timeout=15)
+        assert accepted.charged is None and in_flight(pipeline_env, "veogen") == 1  # the vendor renders it
+        ended: Job = wait_until(lambda: (j := producer.get(job.id)).charged is not None and j, timeout=30)
+    finally:
+        httpx.post(f"{sandbox_url}/_control/config", json={"delay_seconds": 0.5})
+    task_id = ended.provider_task_id
+    assert task_id is not None and charges(sandbox_url)[task_id]["phase"] == "succeeded"
+    assert ended.status is JobStatus.CANCELED and ended.charged == "yes"
+    assert ended.cost.usd == pytest.approx(charges(sandbox_url)[task_id]["billed"]) == pytest.approx(0.18)
+    assert in_flight(pipeline_env, "veogen") == 0
+    assert [event.body["type"] for event in receiver.for_job(job.id)] == ["job.canceled"]
+
+
+def test_a_job_canceled_during_a_submit_the_vendor_refuses_is_not_charged(
+    workers: ServerProcess, pipeline_env: dict[str, str], settings: Settings, sandbox_url: str
+) -> None:
+    producer = Producer(settings)
+    fault = {"target": "submit", "dialect": "veogen", "delay_seconds": 2.0, "status": 422}
+    httpx.post(f"{sandbox_url}/_control/faults", json=fault).raise_for_status()
+    line = veogen_line(8)
+    job = producer.submit("veogen", line["model"], line["prompt"], line["options"])
+    wait_until(lambda: producer.get(job.id).submit_started_at)
+    assert producer.cancel(job.id).charged is None
+    ended: Job = wait_until(lambda: (j := producer.get(job.id)).charged is not None and j, timeout=15)
+    assert ended.status is JobStatus.CANCELED and ended.provider_task_id is None
+    assert ended.charged == "no" and ended.cost.usd == 0.0
+    assert in_flight(pipeline_env, "veogen") == 0
+
+
 def test_a_budgeted_batch_reconciles_to_the_cent_with_the_vendor(
     workers: ServerProcess, pipeline_env: dict[str, str], settings: Settings, sandbox_url: str, tmp_path: Path
 ) -> None:
     """Successes, failures, a cancel mid-render: the ledger equals what the sandbox bills, job by job."""
     name = f"recon-{uuid.uuid4().hex[:6]}"
+    balance_before = httpx.get(f"{sandbox_url}/_control/balance").json()["veogen"]
     httpx.post(f"{sandbox_url}/_control/fail_next", json={"count": 2, "reason": "nsfw", "dialect": "veogen"})
     httpx.post(f"{sandbox_url}/_control/config", json={"delay_seconds": 3.0})
     try:
@@ -183,12 +234,14 @@ def test_a_budgeted_batch_reconciles_to_the_cent_with_the_vendor(
         rows.append((job["id"], job["status"], vendor["phase"], job["charged"], job["cost"]["usd"], vendor["billed"]))
     ledger = BatchStore(producer.store.redis).ledger(batch.id)
     vendor_total = round(sum(row[5] for row in rows), 2)
+    balance_taken = round(balance_before - httpx.get(f"{sandbox_url}/_control/balance").json()["veogen"], 2)
     table = [
         f"{'job':<38} {'status':<10} {'vendor':<10} {'charged':<8} {'genqueue usd':>12} {'vendor usd':>10}",
         *(f"{r[0]:<38} {r[1]:<10} {r[2]:<10} {r[3]:<8} {r[4]:>12.2f} {r[5]:>10.2f}" for r in rows),
         f"{'total: batch ledger spent_usd / sandbox billed':<69} {ledger['spent_usd']:>12.2f} {vendor_total:>10.2f}",
         f"{'batch ledger committed (budget $5)':<69} {ledger['committed']:>12.2f}",
         f"{'batch summary cost.usd':<69} {summary['cost']['usd']:>12.2f}",
+        f"{'sandbox veogen balance taken (failed generations refunded)':<69} {'':>12} {balance_taken:>10.2f}",
     ]
     text = "\n".join(table) + "\n"
     print(text)
@@ -196,7 +249,7 @@ def test_a_budgeted_batch_reconciles_to_the_cent_with_the_vendor(
     (ARTIFACTS / "cost-reconciliation.txt").write_text(text)
     assert all(round(r[4], 2) == round(r[5], 2) for r in rows), text
     assert round(ledger["spent_usd"], 2) == vendor_total == round(ledger["committed"], 2)
-    assert round(summary["cost"]["usd"], 2) == vendor_total
+    assert round(summary["cost"]["usd"], 2) == vendor_total == balance_taken
     for job, row in zip(jobs, rows, strict=True):  # every charge decided by how the vendor ended the task
         assert job["charged"] == ("no" if row[2] == "failed" else "yes"), text
 

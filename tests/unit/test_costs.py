@@ -197,3 +197,67 @@ def test_a_job_accepted_before_cost_records_were_kept_is_not_followed_after_a_ca
     canceled = lifecycle.cancel(old, utcnow())
     assert canceled is not None and canceled.step is None and not costs.awaiting_vendor(canceled)
     assert canceled.charged == "unknown" and canceled.cost == Cost(usd=0.3)  # counted as charged
+
+
+def _canceled_mid_post(webhook: str | None) -> Job:
+    """A veogen job canceled while its submit POST is in flight: intent recorded, no task id yet."""
+    posting = job("veogen", status=JobStatus.QUEUED, task_id=None, webhook=webhook)
+    posting.submit_started_at = utcnow()
+    canceled = lifecycle.cancel(posting, utcnow())
+    assert canceled is not None
+    return canceled
+
+
+@pytest.mark.parametrize("webhook", ["https://example.com/hook", None])
+def test_a_job_canceled_during_its_submit_post_waits_for_the_answer(webhook: str | None) -> None:
+    canceled = _canceled_mid_post(webhook)
+    assert canceled.charged is None and costs.submitting(canceled) and costs.awaiting_vendor(canceled)
+    assert canceled.error is not None and "the vendor was not asked to stop" in canceled.error.message
+    assert canceled.step is not None
+    assert canceled.step.name == ("deliver_webhook" if webhook else "poll")
+
+
+@pytest.mark.parametrize("webhook", ["https://example.com/hook", None])
+def test_a_late_acceptance_records_the_vendors_task_and_is_followed(webhook: str | None) -> None:
+    canceled = _canceled_mid_post(webhook)
+    now = utcnow()
+    charge = canceled.charge.model_copy(update={"reported": Cost(usd=0.18)})
+    accepted = lifecycle.accepted_after_cancel(canceled, now, "gen_1", None, charge)
+    assert accepted is not None and accepted.provider_task_id == "gen_1" and accepted.status is JobStatus.CANCELED
+    assert accepted.charged is None and accepted.cost == Cost(usd=0.18) and costs.awaiting_vendor(accepted)
+    assert accepted.step is not None and canceled.step is not None
+    if webhook:  # the event's delivery stays the step; the polls follow it (after_event)
+        assert accepted.step == canceled.step
+    else:  # a fresh poll now: the one waiting for the answer drops itself
+        assert accepted.step.name == "poll" and accepted.step.task_id != canceled.step.task_id
+    assert lifecycle.accepted_after_cancel(accepted, now, "gen_2", None, charge) is None  # recorded once
+    assert lifecycle.unanswered_after_cancel(accepted, Outcome.NOT_ACCEPTED, now) is None
+
+
+# how the submit of a job canceled mid-POST ended without a task id -> charged, usd counted
+UNANSWERED_TABLE: list[tuple[Outcome, Charged, float]] = [
+    (Outcome.NOT_ACCEPTED, "no", 0.0),  # refused: the vendor never took it
+    (Outcome.MAYBE_ACCEPTED, "unknown", 0.5),  # answer lost: counted at the estimate
+]
+
+
+@pytest.mark.parametrize(("outcome", "expected", "usd"), UNANSWERED_TABLE)
+@pytest.mark.parametrize("webhook", ["https://example.com/hook", None])
+def test_an_unanswered_submit_after_a_cancel_decides_the_charge(
+    outcome: Outcome, expected: Charged, usd: float, webhook: str | None
+) -> None:
+    canceled = _canceled_mid_post(webhook)
+    ended = lifecycle.unanswered_after_cancel(canceled, outcome, utcnow())
+    assert ended is not None and ended.charged == expected and ended.cost == Cost(usd=usd)
+    assert not costs.awaiting_vendor(ended)
+    assert ended.step == (canceled.step if webhook else None)  # a pending event is still delivered
+
+
+def test_the_submits_answer_is_awaited_until_its_lease_is_over() -> None:
+    from shared.settings import Settings
+
+    settings = Settings(provider_timeout_seconds=20)
+    canceled = _canceled_mid_post(None)
+    assert canceled.submit_started_at is not None
+    assert lifecycle.submit_answered_by(settings, canceled) == canceled.submit_started_at + timedelta(seconds=60)
+    assert lifecycle.submit_answered_by(settings, job("veogen", status=JobStatus.QUEUED, task_id=None)) is None

@@ -308,6 +308,11 @@ def test_stats_prints_a_table_per_provider(cli: typer.Typer) -> None:
     other = next(i for i, line in enumerate(lines) if line.startswith("provider  polls/job"))
     assert lines[other + 1].split() == ["sandbox", "4.0", "3.50", "0.25", "-"]
     assert lines[other + 2].split() == ["vicsee", "-", "0.00", "0.50", "provider_error", "1"]
+    charged = next(i for i, line in enumerate(lines) if line.startswith("charged "))
+    assert lines[charged].split() == ["charged", "yes", "no", "unknown", "pending"]
+    # the succeeded job was stored with no charge decided (a record from before): counted as charged, "unknown"
+    assert lines[charged + 1].split() == ["sandbox", "0", "0", "1", "0"]
+    assert lines[charged + 2].split() == ["vicsee", "0", "0", "1", "0"]  # failed by a provider error: unknown
     assert lines[-2] == "webhooks: 10 attempts, 7 failed, 1 delivered, 2 given up, 2 dead letters"
     assert lines[-1] == "quarantined records: 1 (genqueue quarantine list)"  # the job whose JSON is broken
 

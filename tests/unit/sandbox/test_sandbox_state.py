@@ -54,6 +54,30 @@ def test_balance_is_checked_and_charged_atomically() -> None:
     assert store.stats()["submits"]["vicsee"] == 3
 
 
+@pytest.mark.parametrize(("dialect", "refunded"), [("veogen", True), ("vicsee", False), ("veo3api", False)])
+def test_a_failed_generation_is_refunded_once_it_ends_only_where_the_vendor_says_so(
+    dialect: str, refunded: bool
+) -> None:
+    """VeoGen's document: a failed generation is not charged. The price is taken at submit, as for every dialect,
+    and given back once the task has ended failed (not before: it may still be running); other dialects keep it."""
+    store = Store(SandboxConfig(delay_seconds=0.3, balances={dialect: 10}))
+    store.add_fail_next(FailNext(count=1, reason="why"))
+    failed = store.accept(
+        task_id="t1", dialect=dialect, model="m", prompt="a", kind="video", price=3, api_key="k", options={},
+    )  # fmt: skip
+    kept = store.accept(
+        task_id="t2", dialect=dialect, model="m", prompt="b", kind="video", price=2, api_key="k", options={},
+    )  # fmt: skip
+    assert isinstance(failed, Task) and isinstance(kept, Task) and failed.fail_reason == "why"
+    assert store.balance(dialect) == 5  # both charged while running
+    while failed.phase() != "failed":
+        threading.Event().wait(0.05)
+    assert store.balance(dialect) == (8 if refunded else 5)
+    assert store.balances()[dialect] == store.balance(dialect)  # the refund is given once, however often read
+    [row_failed, row_kept] = store.charges()
+    assert (row_failed["billed"], row_kept["billed"]) == ((0.0 if refunded else 3), 2)
+
+
 def test_a_fault_is_used_exactly_count_times_across_threads() -> None:
     store = Store(SandboxConfig(faults=[Fault(target="poll", status=500, count=50)]))
     taken: list[Fault | None] = []
