@@ -148,6 +148,11 @@ class Settings(BaseSettings):
         """How many retries a step gets for transient failures with error code `code`."""
         return self.retry_budgets.get(code, 5)
 
+    def secrets(self) -> list[str]:
+        """Every secret these settings hold (provider keys, the webhook secret): what a job's error never shows."""
+        keys = [override.api_key for override in self.providers.values() if override.api_key]
+        return [*keys, *([self.webhook_secret] if self.webhook_secret else [])]
+
     def provider_names(self) -> list[str]:
         """Built-in providers and those added by settings, sorted."""
         return sorted(set(BUILTIN_PROVIDERS) | set(self.providers))

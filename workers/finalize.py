@@ -14,7 +14,7 @@ from celery import Task
 
 from shared import lifecycle
 from shared.constants import FINALIZE_TASK
-from shared.errors import DownloadFailed, GenqueueError, StorageError, TransientDownloadError, TransientStorageError
+from shared.errors import DownloadFailed, GenqueueError, Transient
 from shared.models import Job, Output, utcnow
 from shared.queueing import publish_step
 from shared.storage import extension_for
@@ -48,11 +48,8 @@ def finalize_job(job: Job, task_id: str) -> None:
     try:
         for index, url in enumerate(job.output_urls):
             outputs.append(storage.copy_from_url(context.download_http(), url, output_key(job.id, index, url)))
-    except TransientDownloadError as exc:
-        retry_or_fail(job.id, task_id, "finalize", DownloadFailed(exc.message))
-        return
-    except TransientStorageError as exc:
-        retry_or_fail(job.id, task_id, "finalize", StorageError(exc.message))
+    except Transient as exc:  # a download or a write that may pass
+        retry_or_fail(job.id, task_id, "finalize", exc)
         return
     except GenqueueError as exc:
         fail(job.id, task_id, exc)

@@ -13,10 +13,10 @@ from celery import Task
 
 from shared import costs, lifecycle
 from shared.constants import POLL_TASK
-from shared.errors import GenerationFailed, GenqueueError, JobTimeout, ProviderUnavailable, TransientProviderError
+from shared.errors import GenerationFailed, GenqueueError, JobTimeout, ProviderUnavailable, Transient
 from shared.models import Job, JobStatus, utcnow
 from shared.providers.base import TaskState
-from shared.providers.client import redact, send
+from shared.providers.client import send
 from shared.providers.registry import get_adapter
 from shared.queueing import publish_step
 from workers import context
@@ -50,11 +50,10 @@ def poll_job(job: Job, task_id: str) -> None:
         result = adapter.parse_poll(
             send(context.http(), request, config.api_key, context.settings().provider_timeout_seconds)
         )
-    except TransientProviderError as exc:
+    except Transient as exc:
         retry_or_fail(job.id, task_id, "poll", exc, exc.retry_after)
         return
     except GenqueueError as exc:
-        exc.message = redact(exc.message, settings.provider(job.provider).api_key)
         fail(job.id, task_id, exc)
         return
     now = utcnow()
@@ -119,7 +118,7 @@ def follow_canceled(job: Job, task_id: str) -> None:
             result = adapter.parse_poll(
                 send(context.http(), request, config.api_key, settings.provider_timeout_seconds)
             )
-        except TransientProviderError as exc:
+        except Transient as exc:
             retries = {**job.step.retries, exc.code: job.step.retries.get(exc.code, 0) + 1}
             if retries[exc.code] <= settings.retry_budget(exc.code):
                 delay = lifecycle.backoff_seconds(settings, job.step.attempt + 1, exc.retry_after, context.rng())

@@ -15,7 +15,7 @@ from datetime import timedelta
 from celery import Task
 
 from shared import lifecycle
-from shared.errors import GenqueueError, ProviderUnavailable
+from shared.errors import GenqueueError, ProviderUnavailable, redact
 from shared.lifecycle import Decision
 from shared.models import Job, JobStatus, Step, StepName, VendorOutcome, utcnow
 from shared.quarantine import UnreadableRecord
@@ -79,8 +79,12 @@ def move_on(job_id: str, task_id: str, status: JobStatus | None, step: Step | No
 
 def fail(job_id: str, task_id: str, error: GenqueueError, vendor_outcome: VendorOutcome | None = None) -> Job | None:
     """End the job as failed with `error`'s code and message (and how the vendor said the task ended, when it
-    said: it decides the charge), and publish its webhook delivery if it has one."""
+    said: it decides the charge), and publish its webhook delivery if it has one.
+
+    This is where an error becomes the job's: every secret the settings hold is redacted from its message here.
+    """
     now = utcnow()
+    error = error.reworded(redact(error.message, context.settings().secrets()))
     written = context.store().update(job_id, lambda job: lifecycle.fail_owned(job, task_id, error, now, vendor_outcome))
     if written is not None:
         log.info("job %s failed: %s", job_id, error.code)

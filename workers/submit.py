@@ -21,11 +21,11 @@ from shared.errors import (
     JobTimeout,
     ProviderUnavailable,
     SubmitOutcomeUnknown,
-    TransientProviderError,
+    Transient,
 )
 from shared.models import Cost, Job, JobStatus, utcnow
 from shared.providers.base import HttpAnswer, ProviderConfig, is_success
-from shared.providers.client import SendFailed, redact, send
+from shared.providers.client import SendFailed, send
 from shared.providers.registry import get_adapter
 from shared.queueing import publish_step
 from shared.storage import StorageInputs
@@ -123,7 +123,7 @@ def may_have_been_accepted(exc: GenqueueError, answer: HttpAnswer | None) -> boo
     genqueue could not read. A refusal (4xx, 429, 5xx) or a request never sent was not taken."""
     if isinstance(exc, SendFailed):
         return exc.sent
-    return isinstance(exc, TransientProviderError) and answer is not None and is_success(answer)
+    return isinstance(exc, Transient) and answer is not None and is_success(answer)
 
 
 def admitted(job: Job, task_id: str, config: ProviderConfig) -> bool:
@@ -157,13 +157,12 @@ def handle_submit_error(
             fail(job.id, task_id, SubmitOutcomeUnknown(f"submit to {job.provider} sent but its answer was lost: {exc}"))
         else:
             retry_or_fail(job.id, task_id, "submit", exc, submit_started_at=None)
-    elif isinstance(exc, TransientProviderError):
+    elif isinstance(exc, Transient):
         if may_have_been_accepted(exc, answer) and not config.allow_resubmit:
             # a 2xx we cannot read: the vendor most likely accepted (and charged) the job
             message = f"{job.provider} accepted the submit but its answer was unreadable: {exc.message}"
-            fail(job.id, task_id, SubmitOutcomeUnknown(redact(message, config.api_key)))
+            fail(job.id, task_id, SubmitOutcomeUnknown(message))
         else:  # a refusal (429, 5xx): the vendor did not take the job, so submitting again is safe
             retry_or_fail(job.id, task_id, "submit", exc, exc.retry_after, submit_started_at=None)
     else:
-        exc.message = redact(exc.message, config.api_key)
         fail(job.id, task_id, exc)

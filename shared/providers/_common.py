@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 from urllib.parse import quote
 
-from shared.errors import InvalidRequest, ProviderError, ProviderUnavailable, TransientProviderError
+from shared.errors import InvalidRequest, ProviderError, ProviderUnavailable, Transient
 from shared.models import GenerationRequest
 from shared.providers.base import (
     HttpAnswer,
@@ -246,7 +246,7 @@ def classify(
 
 def _make(cls: type[ProviderError], answer: HttpAnswer, detail: str) -> ProviderError:
     message = f"HTTP {answer.status_code}: {detail}"
-    if issubclass(cls, TransientProviderError):
+    if issubclass(cls, Transient):
         return cls(message, retry_after_seconds(answer.headers))
     return cls(message)
 

@@ -27,11 +27,6 @@ class SendFailed(ProviderUnavailable):
         self.sent = sent
 
 
-def redact(text: str, secret: str | None) -> str:
-    """`text` with every occurrence of `secret` replaced, so keys never reach logs or job errors."""
-    return text.replace(secret, "[redacted]") if secret else text
-
-
 def send(
     http: httpx.Client, request: HttpRequest, api_key: str | None = None, deadline_seconds: float | None = None
 ) -> HttpAnswer:
@@ -51,8 +46,7 @@ def send(
         ):
             headers = {name.lower(): value for name, value in response.headers.items()}
             if 300 <= response.status_code < 400:
-                error = redirect_error(HttpAnswer(status_code=response.status_code, headers=headers))
-                raise error.reworded(redact(error.message, api_key))
+                raise redirect_error(HttpAnswer(status_code=response.status_code, headers=headers))
             body = bytearray()
             for chunk in response.iter_bytes():
                 body.extend(chunk)
@@ -64,5 +58,5 @@ def send(
         raise SendFailed(f"could not connect to {host}: {type(exc).__name__}", sent=False) from None
     except httpx.HTTPError as exc:
         host = httpx.URL(request.url).host
-        detail = redact(str(exc), api_key)[:200]
+        detail = str(exc)[:200]
         raise SendFailed(f"no answer from {host}: {type(exc).__name__} {detail}".strip(), sent=True) from None

@@ -1,7 +1,7 @@
 """The boto3 S3 client genqueue uses, and the one place botocore errors become shared.errors classes.
 
 A refusal retrying cannot change (missing bucket, denied access, bad credentials) becomes StorageError; anything
-else (connection errors, 5xx, SlowDown) becomes TransientStorageError, which the caller may retry.
+else (connection errors, 5xx, SlowDown) becomes StorageUnavailable, which the caller may retry.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, ParamValidationError
 
-from shared.errors import StorageError, TransientStorageError
+from shared.errors import StorageError, StorageUnavailable
 from shared.settings import Settings
 
 if TYPE_CHECKING:
@@ -64,7 +64,7 @@ def make_s3_client(settings: Settings) -> S3Client:
 
 @contextmanager
 def s3_errors(action: str) -> Iterator[None]:
-    """Translate botocore/boto3 exceptions raised inside into StorageError or TransientStorageError."""
+    """Translate botocore/boto3 exceptions raised inside into StorageError or StorageUnavailable."""
     try:
         yield
     except ClientError as exc:
@@ -72,8 +72,8 @@ def s3_errors(action: str) -> Iterator[None]:
         message = f"storage refused {action}: {code}"
         if code in PERMANENT_S3_CODES:
             raise StorageError(message) from exc
-        raise TransientStorageError(message) from exc
+        raise StorageUnavailable(message) from exc
     except (NoCredentialsError, ParamValidationError) as exc:
         raise StorageError(f"storage {action} impossible: {type(exc).__name__}") from exc
     except BotoCoreError as exc:
-        raise TransientStorageError(f"storage {action} failed: {type(exc).__name__}") from exc
+        raise StorageUnavailable(f"storage {action} failed: {type(exc).__name__}") from exc

@@ -106,8 +106,8 @@ class Storage:
         body is cut once it passes it; the whole copy, upload included, is cut at max_copy_seconds (every read
         keeps to that deadline when `http` sends through shared/netguard.py's transports). Per-read timeouts,
         redirects and the address guard are `http`'s own (a worker's download client: workers/context.py).
-        Raises DownloadFailed (a bound crossed, a refused address, a dead link), TransientDownloadError,
-        StorageError or TransientStorageError; nothing else escapes httpx or botocore.
+        Raises DownloadFailed (a bound crossed, a refused address, a dead link), DownloadUnavailable,
+        StorageError or StorageUnavailable; nothing else escapes httpx or botocore.
         """
         host = url_host(url)
         bounds = CopyBounds(self.settings.max_output_bytes, self.settings.max_copy_seconds)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import httpx
 
-from shared.errors import DownloadFailed, TransientDownloadError
+from shared.errors import DownloadFailed, DownloadUnavailable
 from shared.http_deadline import Deadline
 from shared.netguard import BlockedAddress
 
@@ -41,14 +41,14 @@ def url_host(url: str) -> str:
 
 
 def check_status(response: httpx.Response, host: str) -> None:
-    """Raise for any answer but 2xx: DownloadFailed for 3xx and 4xx, TransientDownloadError for 5xx."""
+    """Raise for any answer but 2xx: DownloadFailed for 3xx and 4xx, DownloadUnavailable for 5xx."""
     code = response.status_code
     if 200 <= code < 300:
         return
     if code in GONE_STATUSES:
         raise DownloadFailed(f"output link at {host} answered HTTP {code} (expired or missing)")
     if code >= 500:
-        raise TransientDownloadError(f"output link at {host} answered HTTP {code}")
+        raise DownloadUnavailable(f"output link at {host} answered HTTP {code}")
     if 300 <= code < 400:
         raise DownloadFailed(f"output link at {host} answered HTTP {code} (redirect not followed)")
     raise DownloadFailed(f"output link at {host} answered HTTP {code}")
@@ -90,7 +90,7 @@ def _too_slow(host: str, bounds: CopyBounds) -> DownloadFailed:
 
 @contextmanager
 def download_errors(host: str, bounds: CopyBounds | None = None, deadline: Deadline | None = None) -> Iterator[None]:
-    """Translate httpx exceptions raised inside into DownloadFailed (permanent) or TransientDownloadError.
+    """Translate httpx exceptions raised inside into DownloadFailed (permanent) or DownloadUnavailable.
 
     A timeout past `deadline` is the copy's wall-clock bound (permanent); a refused address names the block.
     """
@@ -105,9 +105,9 @@ def download_errors(host: str, bounds: CopyBounds | None = None, deadline: Deadl
     except httpx.TimeoutException as exc:
         if deadline is not None and bounds is not None and deadline.expired:
             raise _too_slow(host, bounds) from exc
-        raise TransientDownloadError(f"download from {host} timed out ({type(exc).__name__})") from exc
+        raise DownloadUnavailable(f"download from {host} timed out ({type(exc).__name__})") from exc
     except httpx.HTTPError as exc:
-        raise TransientDownloadError(f"download from {host} failed: {type(exc).__name__}") from exc
+        raise DownloadUnavailable(f"download from {host} failed: {type(exc).__name__}") from exc
 
 
 def iter_parts(chunks: Iterable[bytes], part_bytes: int) -> Iterator[tuple[bytearray, bool]]:

@@ -286,3 +286,18 @@ def test_stats_by_metadata_sums_what_each_customer_was_charged(
     assert [line.split() for line in text.stdout.splitlines() if line.startswith(acme)] == [
         [acme, "2", "1", "1", "0", "0", "0.18"]
     ]
+
+
+def test_a_budgeted_batch_refuses_a_line_it_cannot_estimate_and_enqueues_nothing(
+    pipeline_env: dict[str, str], settings: Settings, tmp_path: Path
+) -> None:
+    name = f"unpriced-{uuid.uuid4().hex[:6]}"
+    lines = [veogen_line(1), {"provider": "vicsee", "model": "sora-2-pro", "prompt": "not in the catalog"}]
+    path = write_jsonl(tmp_path / "unpriced.jsonl", lines)
+    result = run_cli(pipeline_env, "batch", "submit", str(path), "--name", name, "--budget-usd", "5")
+    assert result.returncode == 2
+    assert f"{path}:2: no usd estimate for vicsee sora-2-pro, so a --budget-usd cannot bound it" in result.stderr
+    assert result.stderr.splitlines()[-1] == "genqueue: error: 1 of 2 lines refused; nothing enqueued"
+    assert BatchStore(Producer(settings).store.redis).get_by_name(name) is None
+    # without a budget the same file runs: the unknown VicSee model is sent with no estimate
+    assert run_cli(pipeline_env, "batch", "submit", str(path), "--name", name, "--dry-run").returncode == 0

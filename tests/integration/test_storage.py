@@ -14,7 +14,7 @@ import httpx
 import pytest
 from botocore.config import Config
 
-from shared.errors import DownloadFailed, InvalidRequest, StorageError, TransientDownloadError, TransientStorageError
+from shared.errors import DownloadFailed, DownloadUnavailable, InvalidRequest, StorageError, StorageUnavailable
 from shared.settings import Settings
 from shared.storage import MAX_INPUT_BYTES, Storage, StorageInputs, extension_for
 from tests.support.byteserver import ByteServer, expected_sha256, stream_bytes
@@ -165,12 +165,12 @@ def test_other_4xx_is_download_failed(storage: Storage, http: httpx.Client, byte
 
 @pytest.mark.parametrize("status", [500, 503])
 def test_5xx_is_transient(status: int, storage: Storage, http: httpx.Client, byte_server: ByteServer) -> None:
-    with pytest.raises(TransientDownloadError, match=rf"127\.0\.0\.1 answered HTTP {status}"):
+    with pytest.raises(DownloadUnavailable, match=rf"127\.0\.0\.1 answered HTTP {status}"):
         storage.copy_from_url(http, byte_server.url(100, status=status), "busy.bin")
 
 
 def test_connection_refused_is_transient(storage: Storage, http: httpx.Client) -> None:
-    with pytest.raises(TransientDownloadError, match=r"127\.0\.0\.1"):
+    with pytest.raises(DownloadUnavailable, match=r"127\.0\.0\.1"):
         storage.copy_from_url(http, f"http://127.0.0.1:{free_port()}/x.mp4", "refused.bin")
 
 
@@ -181,7 +181,7 @@ def test_unsupported_scheme_is_download_failed(storage: Storage, http: httpx.Cli
 
 def test_failure_mid_stream_aborts_the_upload(storage: Storage, http: httpx.Client, byte_server: ByteServer) -> None:
     counter = CallCounter(storage.client)
-    with pytest.raises(TransientDownloadError, match=r"127\.0\.0\.1"):
+    with pytest.raises(DownloadUnavailable, match=r"127\.0\.0\.1"):
         storage.copy_from_url(http, byte_server.url(20 * MiB, cut=12 * MiB), "cut.bin")
     assert counter.calls.count("UploadPart") == 1  # the upload had really begun
     assert "AbortMultipartUpload" in counter.calls
@@ -203,7 +203,7 @@ def test_unreachable_endpoint_is_transient(settings: Settings, http: httpx.Clien
         "s3", endpoint_url=dead, config=Config(retries={"mode": "standard", "max_attempts": 1}, connect_timeout=2)
     )
     storage = Storage(settings.model_copy(update={"s3_endpoint_url": dead}), client=client)
-    with pytest.raises(TransientStorageError):
+    with pytest.raises(StorageUnavailable):
         storage.copy_from_url(http, byte_server.url(100), "unreachable.bin")
 
 

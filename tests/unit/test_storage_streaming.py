@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from shared.errors import DownloadFailed, TransientDownloadError
+from shared.errors import DownloadFailed, DownloadUnavailable
 from shared.http_deadline import Deadline
 from shared.netguard import BlockedAddress
 from shared.storage import content_type_for, extension_for
@@ -54,7 +54,7 @@ def test_dead_links(status: int) -> None:
 
 
 @pytest.mark.parametrize(
-    ("status", "error"), [(400, DownloadFailed), (302, DownloadFailed), (502, TransientDownloadError)]
+    ("status", "error"), [(400, DownloadFailed), (302, DownloadFailed), (502, DownloadUnavailable)]
 )
 def test_other_statuses(status: int, error: type[Exception]) -> None:
     with pytest.raises(error, match=r"cdn\.example"):
@@ -65,9 +65,9 @@ def test_other_statuses(status: int, error: type[Exception]) -> None:
 @pytest.mark.parametrize(
     ("exc", "error"),
     [
-        (httpx.ReadTimeout("t"), TransientDownloadError),
-        (httpx.ConnectError("c"), TransientDownloadError),
-        (httpx.RemoteProtocolError("r"), TransientDownloadError),
+        (httpx.ReadTimeout("t"), DownloadUnavailable),
+        (httpx.ConnectError("c"), DownloadUnavailable),
+        (httpx.RemoteProtocolError("r"), DownloadUnavailable),
         (httpx.UnsupportedProtocol("u"), DownloadFailed),
         (httpx.TooManyRedirects("m"), DownloadFailed),
     ],

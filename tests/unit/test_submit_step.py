@@ -149,17 +149,37 @@ def test_a_lost_answer_counts_as_charged_at_the_estimate(store: JobStore, monkey
     assert final.charge.dialect == "sandbox"  # recorded with the intent, before the POST
 
 
-def test_a_cancel_during_the_post_frees_the_slot_and_counts_the_job_as_charged(
+def test_a_cancel_during_the_post_holds_the_slot_and_follows_the_task_the_vendor_took(
     store: JobStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     def accept_after_a_cancel(request: httpx.Request) -> httpx.Response:
         store.update("job_s", lambda j: lifecycle.cancel(j, utcnow()))
         return httpx.Response(200, json={"id": "t1", "status": "queued", "cost_credits": 1})
 
+    published: list[str] = []
+    monkeypatch.setattr(submit, "publish_step", lambda app, settings, job_id, step, now: published.append(step.name))
     use_vendor(monkeypatch, accept_after_a_cancel)
     job, task_id = queued_job(store)
     submit.submit_job(job, task_id)
     final = store.get(job.id)
-    assert final is not None and final.status is JobStatus.CANCELED and final.charged == "unknown"
+    assert final is not None and final.status is JobStatus.CANCELED and final.provider_task_id == "t1"
+    assert final.charged is None and final.cost == Cost(credits=1)  # decided once the vendor ends the task
+    assert published == ["poll"]  # the quiet poll that follows it
+    [status] = context.guard().status([context.settings().provider("sandbox")], time.time())
+    assert status.in_flight == 1
+
+
+def test_a_cancel_during_a_post_the_vendor_refuses_frees_the_slot_and_is_not_charged(
+    store: JobStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def refuse_after_a_cancel(request: httpx.Request) -> httpx.Response:
+        store.update("job_s", lambda j: lifecycle.cancel(j, utcnow()))
+        return httpx.Response(422, json={"error": {"code": "invalid_request", "message": "no"}})
+
+    use_vendor(monkeypatch, refuse_after_a_cancel)
+    job, task_id = queued_job(store)
+    submit.submit_job(job, task_id)
+    final = store.get(job.id)
+    assert final is not None and final.status is JobStatus.CANCELED and final.charged == "no"
     [status] = context.guard().status([context.settings().provider("sandbox")], time.time())
     assert status.in_flight == 0

@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from shared import lifecycle
-from shared.errors import ProviderRedirected
+from shared.errors import ProviderRedirected, Transient
 from shared.models import GenerationRequest, Job, JobStatus, utcnow
 from shared.netguard import GuardedTransport
 from shared.protection import ProviderGuard
@@ -48,7 +48,7 @@ def test_send_raises_on_a_redirect_without_following_it(status: int) -> None:
     with client, pytest.raises(ProviderRedirected) as caught:
         send(client, request, KEY)
     assert seen == ["https://vendor.test/v1/jobs"]
-    assert caught.value.code == "provider_error" and not caught.value.retryable
+    assert caught.value.code == "provider_error" and not isinstance(caught.value, Transient)
     assert caught.value.message == (
         f"HTTP {status}: the provider redirected to 169.254.169.254; vendor API calls never follow redirects"
         " (check the provider's base URL)"
@@ -141,4 +141,4 @@ def test_a_redirect_reaching_an_adapter_is_a_redirect_whatever_its_body_says(sta
 
     answer = HttpAnswer(status_code=status, headers={"location": CANARY}, body=b'{"code": "rate_limited"}')
     error = classify(answer, "slow down", code="rate_limited", codes={"rate_limited": RateLimited})
-    assert isinstance(error, ProviderRedirected) and not error.retryable
+    assert isinstance(error, ProviderRedirected) and not isinstance(error, Transient)
