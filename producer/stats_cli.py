@@ -4,7 +4,7 @@
 average polls per polled job, average time in each status, cost, ended jobs by whether they were charged; then
 one webhooks line. `--json` prints the
 JobMetrics snapshot as JSON instead; `--by metadata.KEY` prints jobs by outcome and cost per value of that key.
-`metrics_serve` runs the Prometheus exporter (shared.metrics_exporter) and blocks. Both are plain functions with
+`metrics_serve` runs the Prometheus exporter (producer.metrics_exporter) and blocks. Both are plain functions with
 typer annotations; producer/cli.py registers them.
 """
 
@@ -54,7 +54,7 @@ def metrics_serve(
     port: Annotated[int, typer.Option(help="port to listen on")] = 9808,
 ) -> None:
     """Serve job metrics for Prometheus at http://HOST:PORT/metrics (read from the job store on each scrape)."""
-    from shared.metrics_exporter import serve
+    from producer.metrics_exporter import serve
 
     typer.echo(f"serving job metrics at http://{host}:{port}/metrics", err=True)
     serve(_client(), host, port)

@@ -15,10 +15,9 @@ from shared.errors import InvalidRequest
 from shared.limits import check_inline_inputs, check_shape, normalize_metadata
 from shared.models import Cost, GenerationRequest
 from shared.netguard import check_url
-from shared.providers.base import ProviderConfig
 from shared.providers.catalog import estimate_cost, validate_request
 from shared.providers.registry import get_adapter
-from shared.settings import Settings
+from shared.settings import ProviderConfig, Settings
 
 MAX_REQUEST_BYTES = 256 * 1024
 #: request fields holding input URLs, and what a refusal calls them

@@ -2,7 +2,8 @@
 
 The producer and the workers both build their Celery app here, so they agree on the broker, the queues, the
 routes and the visibility timeout (the shortest timeout among processes sharing a broker wins: celery/celery#7651).
-The producer publishes by task name only and never imports workers/.
+What only a worker or beat reads (pool, prefetch, acks, the beat schedule) is in workers/app.py. The producer
+publishes by task name only and never imports workers/.
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ def broker_tls(url: str, ca_file: str | None) -> tuple[str, dict[str, Any] | Non
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:
-    """Celery settings fit for production, each with the reason it is set."""
+    """The Celery settings every process needs (broker, serialization, queues, routes), each with its reason."""
     broker_url, broker_use_ssl = broker_tls(settings.redis_url, settings.redis_ca_file)
     return {
         "broker_url": broker_url,
@@ -72,46 +73,12 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         # No result backend: job state lives in the job store; a backend would cost +20 % worker CPU for nothing.
         "result_backend": None,
         "task_ignore_result": True,
-        # Ack after the task ran, and requeue a task whose worker process died: every task is idempotent
-        # (a step runs only for the task id the job store names), so a repeat is harmless and a loss is not.
-        "task_acks_late": True,
-        "task_reject_on_worker_lost": True,
-        # One message at a time per worker thread: steps are I/O-bound and uneven (a poll takes 50 ms, a
-        # download minutes), so prefetching would park messages behind a long copy.
-        "worker_prefetch_multiplier": 1,
-        # Countdown tasks are all fetched into worker memory (~10 KB each); cap them so a burst of polls cannot
-        # grow a worker without bound. The rest waits in Redis and runs a little late.
-        "worker_eta_task_limit": 1000,
-        # Vendor calls are I/O-bound: a thread pool with tens of threads per process (PERFORMANCE.md).
-        "worker_pool": "threads",
-        "worker_concurrency": 16,
-        # Task events on, so Flower shows every task; the sent event shows queued tasks too.
-        "worker_send_task_events": True,
+        # The sender emits the task-sent event, so Flower shows queued tasks too.
         "task_send_sent_event": True,
-        # A step never runs longer than this; the lease in the job store is shorter, so a hung step is taken over.
-        "task_time_limit": 3600,
         "task_queues": [Queue(name) for name in QUEUES],  # type: ignore[no-untyped-call]
         "task_default_queue": "submit",
         "task_routes": {task: {"queue": queue} for task, queue in STEP_TASKS.values()}
         | {SWEEP_TASK: {"queue": "poll"}, DISPATCH_TASK: {"queue": "poll"}, BATCH_WEBHOOK_TASK: {"queue": "webhooks"}},
-        # Finish warm shutdown even when only countdown tasks are reserved, so they are restored to Redis.
-        "worker_enable_soft_shutdown_on_idle": True,
-        "worker_soft_shutdown_timeout": 10.0,
-        "worker_hijack_root_logger": False,
-        # `celery -A workers beat` runs the sweeper, which resumes jobs whose next step is overdue.
-        "beat_schedule": {
-            "sweep-overdue-jobs": {
-                "task": SWEEP_TASK,
-                "schedule": settings.sweep_interval_seconds,
-                "options": {"queue": "poll", "expires": settings.sweep_interval_seconds},
-            },
-            # and the dispatcher, which releases held batch jobs at the pace of each vendor's limits
-            "dispatch-batches": {
-                "task": DISPATCH_TASK,
-                "schedule": settings.dispatch_task_seconds,
-                "options": {"queue": "poll", "expires": settings.dispatch_task_seconds},
-            },
-        },
         "enable_utc": True,
     }
 

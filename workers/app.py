@@ -1,4 +1,4 @@
-"""The Celery app of the workers, configured from the shared settings (shared/queueing.py)."""
+"""The Celery app of the workers and beat: the shared configuration (shared/queueing.py) and what only they read."""
 
 from __future__ import annotations
 
@@ -7,13 +7,57 @@ from typing import Any
 
 from celery import Task
 
+from shared.constants import DISPATCH_TASK, SWEEP_TASK
 from shared.queueing import make_celery
-from shared.settings import get_settings
+from shared.settings import Settings, get_settings
+
+
+def worker_config(settings: Settings) -> dict[str, Any]:
+    """The Celery settings a worker or beat reads and a producer does not, each with the reason it is set."""
+    return {
+        # Ack after the task ran, and requeue a task whose worker process died: every task is idempotent
+        # (a step runs only for the task id the job store names), so a repeat is harmless and a loss is not.
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        # One message at a time per worker thread: steps are I/O-bound and uneven (a poll takes 50 ms, a
+        # download minutes), so prefetching would park messages behind a long copy.
+        "worker_prefetch_multiplier": 1,
+        # Countdown tasks are all fetched into worker memory (~10 KB each); cap them so a burst of polls cannot
+        # grow a worker without bound. The rest waits in Redis and runs a little late.
+        "worker_eta_task_limit": 1000,
+        # Vendor calls are I/O-bound: a thread pool with tens of threads per process (PERFORMANCE.md).
+        "worker_pool": "threads",
+        "worker_concurrency": 16,
+        # Task events on, so Flower shows every task.
+        "worker_send_task_events": True,
+        # A step never runs longer than this; the lease in the job store is shorter, so a hung step is taken over.
+        "task_time_limit": 3600,
+        # Finish warm shutdown even when only countdown tasks are reserved, so they are restored to Redis.
+        "worker_enable_soft_shutdown_on_idle": True,
+        "worker_soft_shutdown_timeout": 10.0,
+        "worker_hijack_root_logger": False,
+        # A worker must outlive a Redis restart with its unacked messages: Celery's own consumer dies in most
+        # restarts (celery 5.7) and leaves them to visibility_timeout. See workers/broker_recovery.py.
+        "worker_consumer": "workers.broker_recovery:RecoveringConsumer",
+        # `celery -A workers beat` runs the sweeper, which resumes jobs whose next step is overdue.
+        "beat_schedule": {
+            "sweep-overdue-jobs": {
+                "task": SWEEP_TASK,
+                "schedule": settings.sweep_interval_seconds,
+                "options": {"queue": "poll", "expires": settings.sweep_interval_seconds},
+            },
+            # and the dispatcher, which releases held batch jobs at the pace of each vendor's limits
+            "dispatch-batches": {
+                "task": DISPATCH_TASK,
+                "schedule": settings.dispatch_task_seconds,
+                "options": {"queue": "poll", "expires": settings.dispatch_task_seconds},
+            },
+        },
+    }
+
 
 app = make_celery(get_settings())
-# A worker must outlive a Redis restart with its unacked messages: Celery's own consumer dies in most restarts
-# (celery 5.7) and leaves them to visibility_timeout. See workers/broker_recovery.py.
-app.conf.worker_consumer = "workers.broker_recovery:RecoveringConsumer"
+app.conf.update(worker_config(get_settings()))
 
 
 def genqueue_task(name: str) -> Callable[[Callable[..., Any]], Task]:

@@ -24,10 +24,11 @@ from shared.errors import (
     Transient,
 )
 from shared.models import Cost, Job, JobStatus, utcnow
-from shared.providers.base import HttpAnswer, ProviderConfig, is_success
+from shared.providers.base import HttpAnswer, is_success
 from shared.providers.client import SendFailed, send
 from shared.providers.registry import get_adapter
 from shared.queueing import publish_step
+from shared.settings import ProviderConfig
 from shared.storage import StorageInputs
 from workers import context
 from workers.app import app, genqueue_task

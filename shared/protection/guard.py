@@ -14,7 +14,7 @@ from shared.constants import (
 )
 from shared.protection import scripts
 from shared.protection.models import Admission, BreakerState, CreditHold, ProviderStatus
-from shared.providers.base import ProviderConfig, ProviderLimits
+from shared.settings import ProviderConfig, ProviderLimits
 
 #: a job that never released its in-flight slot (its worker died) loses it this long after its last admission
 DEFAULT_IN_FLIGHT_TTL_SECONDS = 2 * 3600.0

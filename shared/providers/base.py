@@ -27,35 +27,10 @@ from shared.errors import (
 )
 from shared.models import Cost, GenerationRequest
 from shared.retry_after import parse_retry_after
+from shared.settings import ProviderConfig
 
 #: answers larger than this are not parsed (a vendor that sends megabytes of JSON is malformed)
 MAX_ANSWER_BYTES = 2 * 1024 * 1024
-
-
-class ProviderConfig(BaseModel):
-    """Where one provider is reached and how: its name, dialect, base URL (the documented paths go after it) and key."""
-
-    name: str
-    dialect: str
-    base_url: str
-    api_key: str | None = None
-    allow_resubmit: bool = False
-    limits: ProviderLimits = Field(default_factory=lambda: ProviderLimits())
-
-
-class ProviderLimits(BaseModel):
-    """How hard genqueue may push one provider, shared by every worker on every machine (shared/protection.py)."""
-
-    #: submits per second (token bucket refill rate) and the bucket's size
-    rate_per_second: float = 5.0
-    burst: int = 10
-    #: jobs accepted by the vendor and not yet done rendering (vendors cap concurrent generations)
-    max_in_flight: int = 50
-    #: consecutive transient failures (5xx, transport) that open the circuit breaker, and how long it stays open
-    breaker_threshold: int = 5
-    breaker_cooldown_seconds: float = 30.0
-    #: after an insufficient-credits answer, how often one submit is let through to probe the balance
-    credit_probe_interval_seconds: float = 60.0
 
 
 class HttpRequest(BaseModel):

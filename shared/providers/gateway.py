@@ -45,13 +45,13 @@ from shared.providers.base import (
     InputResolver,
     PollResult,
     ProviderAdapter,
-    ProviderConfig,
     SubmitResult,
     TaskState,
     bearer,
     join_url,
 )
 from shared.providers.catalog import model_kind
+from shared.settings import ProviderConfig
 
 Scope = Literal["images", "videos", "audio"]
 

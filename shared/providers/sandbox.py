@@ -34,12 +34,12 @@ from shared.providers.base import (
     InputResolver,
     PollResult,
     ProviderAdapter,
-    ProviderConfig,
     SubmitResult,
     TaskState,
     bearer,
     join_url,
 )
+from shared.settings import ProviderConfig
 
 #: the unified fields that hold image inputs (sent as URLs)
 IMAGE_FIELDS = ("image_urls", "reference_image_urls")

@@ -34,12 +34,12 @@ from shared.providers.base import (
     InputResolver,
     PollResult,
     ProviderAdapter,
-    ProviderConfig,
     SubmitResult,
     TaskState,
     bearer,
     join_url,
 )
+from shared.settings import ProviderConfig
 
 #: the unified options veo3api takes
 TAKES = frozenset({"aspect_ratio", "image_urls", "extra"})

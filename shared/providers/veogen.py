@@ -35,12 +35,12 @@ from shared.providers.base import (
     InputResolver,
     PollResult,
     ProviderAdapter,
-    ProviderConfig,
     SubmitResult,
     TaskState,
     bearer,
     join_url,
 )
+from shared.settings import ProviderConfig
 
 #: the unified options VeoGen takes
 TAKES = frozenset(

@@ -45,12 +45,12 @@ from shared.providers.base import (
     InputResolver,
     PollResult,
     ProviderAdapter,
-    ProviderConfig,
     SubmitResult,
     TaskState,
     bearer,
     join_url,
 )
+from shared.settings import ProviderConfig
 
 #: the unified options VicSee takes
 TAKES = frozenset(

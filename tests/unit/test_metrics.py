@@ -19,9 +19,9 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from typer.testing import CliRunner
 
-from producer import stats_cli
+from producer import metrics_exporter, stats_cli
 from producer.render import human_duration
-from shared import lifecycle, metrics_exporter
+from shared import lifecycle
 from shared.constants import JOB_KEY
 from shared.errors import GenerationFailed
 from shared.metrics import collect, read_jobs, state_durations, summarize

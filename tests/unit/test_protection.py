@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from shared.constants import PROVIDER_BUCKET_KEY, PROVIDER_IN_FLIGHT_KEY
 from shared.protection import Admission, BreakerState, ProviderGuard
-from shared.providers.base import ProviderConfig, ProviderLimits
+from shared.settings import ProviderConfig, ProviderLimits
 
 #: a realistic unix time, so that precision lost in Lua (14 significant digits) would show
 T0 = 1_700_000_000.0

@@ -9,9 +9,9 @@ import fakeredis
 import pytest
 from typer.testing import CliRunner
 
+from producer.metrics_exporter import families
 from shared.constants import DUE_KEY, JOB_KEY
 from shared.metrics import collect
-from shared.metrics_exporter import families
 from shared.models import Job, utcnow
 from shared.quarantine import Quarantine, UnreadableRecord
 from shared.settings import Settings

@@ -10,8 +10,9 @@ from hypothesis import strategies as st
 from producer.validate import build_request
 from shared.errors import InvalidRequest
 from shared.models import GenerationRequest
-from shared.providers.base import PassThroughInputs, ProviderConfig
+from shared.providers.base import PassThroughInputs
 from shared.providers.vicsee import VicSeeAdapter
+from shared.settings import ProviderConfig
 
 FIELDS = list(GenerationRequest.model_fields)
 json_values = st.recursive(

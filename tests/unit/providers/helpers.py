@@ -8,8 +8,9 @@ from typing import Any
 import httpx
 
 from shared.models import GenerationRequest
-from shared.providers.base import HttpAnswer, HttpRequest, ProviderConfig
+from shared.providers.base import HttpAnswer, HttpRequest
 from shared.providers.client import send
+from shared.settings import ProviderConfig
 
 SECRET = "sk-test-secret-9f8e7d"
 UPLOADED = "s3://bucket/inputs/x.png"

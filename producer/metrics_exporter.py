@@ -12,7 +12,8 @@ Families (all describe the jobs in Redis at scrape time; see shared/metrics.py f
 - counters: genqueue_job_polls_total{provider}, genqueue_job_state_seconds_total{provider,status},
   genqueue_job_cost_credits_total{provider}, genqueue_job_cost_usd_total{provider},
   genqueue_webhook_attempts_total, genqueue_webhook_failed_attempts_total
-The counters only grow while jobs are never deleted from the store (they are not, today).
+The counters sum over the jobs in the store, so they drop when jobs expire (GENQUEUE_JOB_RETENTION_DAYS, 30 by
+default); Prometheus reads a drop as a counter reset, so a rate() across an expiry overstates for one window.
 """
 
 from __future__ import annotations
