@@ -222,7 +222,7 @@ class Producer:
         if written is None:
             return self.get(job_id)
         if not costs.awaiting_vendor(written):
-            ProviderGuard(self.store.redis).release(written.provider, job_id)
+            ProviderGuard(self.store.redis).free_slot(written.provider, job_id)
         if written.step is not None:
             publish_step(self.celery, self.settings, job_id, written.step, now)
         return written
@@ -250,7 +250,7 @@ class Producer:
         return [job for job in self.store.get_many(self.store.dead_letters()) if job is not None]
 
     def provider_status(self) -> list[ProviderStatus]:
-        """Every provider's limits, credit hold and breaker, as all workers see them."""
+        """Every provider's limits, credit pause and breaker, as all workers see them."""
         configs = []
         for name in self.settings.provider_names():
             try:
@@ -260,6 +260,6 @@ class Producer:
         return ProviderGuard(self.store.redis).status(configs, time.time())
 
     def resume_provider(self, name: str) -> None:
-        """Lift provider `name`'s credit hold and close its breaker; InvalidRequest for an unknown provider."""
+        """Lift provider `name`'s credit pause and close its breaker; InvalidRequest for an unknown provider."""
         config = self.settings.provider(name)
         ProviderGuard(self.store.redis).resume(config.name)

@@ -146,7 +146,7 @@ def webhooks_dead(as_json: Annotated[bool, typer.Option("--json", help="print jo
             typer.echo(f"{job.id} {job.webhook.event_type} {job.webhook.event_id} {job.webhook.gave_up}")
 
 
-provider_app = typer.Typer(no_args_is_help=True, help="Provider limits: rate, in-flight, breaker, credit hold.")
+provider_app = typer.Typer(no_args_is_help=True, help="Provider limits: rate, in-flight, breaker, credit pause.")
 app.add_typer(provider_app, name="provider")
 
 
@@ -162,7 +162,7 @@ def provider_status(as_json: Annotated[bool, typer.Option("--json", help="print 
 
 @provider_app.command("resume")
 def provider_resume(name: Annotated[str, typer.Argument(help="provider name")]) -> None:
-    """Lift a credit hold or an open circuit breaker on provider NAME (after topping up, say)."""
+    """Lift a credit pause or an open circuit breaker on provider NAME (after topping up, say)."""
     try:
         producer().resume_provider(name)
     except GenqueueError as exc:

@@ -44,16 +44,16 @@ def progress_printer(stream: TextIO) -> Callable[[Job], None]:
 
 
 def provider_lines(rows: list[ProviderStatus]) -> list[str]:
-    """Provider limits as a table: tokens, in flight, breaker and credit hold."""
-    lines = [f"{'provider':<12} {'tokens':>9} {'in flight':>11} {'breaker':<10} {'failures':>8}  credit hold"]
+    """Provider limits as a table: tokens, in flight, breaker and credit pause."""
+    lines = [f"{'provider':<12} {'tokens':>9} {'in flight':>11} {'breaker':<10} {'failures':>8}  credit pause"]
     for row in rows:
-        hold = "-"
-        if row.credit_hold is not None:
-            next_probe = max(0.0, row.credit_hold.next_probe_at - time.time())
-            hold = f"HELD ({row.credit_hold.message}); next probe in {next_probe:.0f}s"
+        pause = "-"
+        if row.credit_pause is not None:
+            next_probe = max(0.0, row.credit_pause.next_probe_at - time.time())
+            pause = f"PAUSED ({row.credit_pause.message}); next probe in {next_probe:.0f}s"
         lines.append(
             f"{row.provider:<12} {row.tokens:>4.1f}/{row.burst:<4} {row.in_flight:>5}/{row.max_in_flight:<5} "
-            f"{row.breaker.value:<10} {row.consecutive_failures:>8}  {hold}"
+            f"{row.breaker.value:<10} {row.consecutive_failures:>8}  {pause}"
         )
     return lines
 

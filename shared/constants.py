@@ -54,7 +54,8 @@ PROVIDER_IN_FLIGHT_KEY = KEY_PREFIX + "provider:{name}:inflight"
 #: circuit breaker hash: `failures` (consecutive), `open_until`, `probe_job` and `probe_until` (half-open probe)
 PROVIDER_BREAKER_KEY = KEY_PREFIX + "provider:{name}:breaker"
 #: insufficient-credits hold hash: `since`, `message`, `refused_at`, `last_probe_at`, `probe_job`
-PROVIDER_CREDIT_HOLD_KEY = KEY_PREFIX + "provider:{name}:credit_hold"
+#: the key keeps the name it had when this was called a credit hold, so a pause survives an upgrade
+PROVIDER_CREDIT_PAUSE_KEY = KEY_PREFIX + "provider:{name}:credit_hold"
 
 SUBMIT_TASK = "genqueue.submit"
 POLL_TASK = "genqueue.poll"

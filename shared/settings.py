@@ -121,7 +121,7 @@ class Settings(BaseSettings):
     #: keeps doing so (beat starts one that often)
     dispatch_interval_seconds: float = 1.0
     dispatch_task_seconds: float = 10.0
-    #: a job waiting for provider capacity (rate, in-flight cap, breaker, credit hold) checks again at least this
+    #: a job waiting for provider capacity (rate, in-flight cap, breaker, credit pause) checks again at least this
     #: often, so `genqueue provider resume` or a freed slot takes effect within that time
     capacity_recheck_seconds: float = 5.0
     retry_base_seconds: float = 2.0

@@ -63,7 +63,7 @@ def store() -> JobStore:
 
 @once_per_process
 def guard() -> ProviderGuard:
-    """The provider limits (rate, in-flight cap, breaker, credit hold), shared through the job store's Redis."""
+    """The provider limits (rate, in-flight cap, breaker, credit pause), shared through the job store's Redis."""
     return ProviderGuard(store().redis)
 
 

@@ -67,7 +67,7 @@ def poll_job(job: Job, task_id: str) -> None:
                 job.id, task_id, "poll", ProviderUnavailable(f"{job.provider} reported success with no output")
             )
             return
-        context.guard().release(job.provider, job.id)  # rendering is over: free its in-flight slot
+        context.guard().free_slot(job.provider, job.id)  # rendering is over: free its in-flight slot
         move_on(
             job.id,
             task_id,
@@ -141,7 +141,7 @@ def follow_canceled(job: Job, task_id: str) -> None:
                 return
     written = context.store().update(job.id, lambda j: lifecycle.ended_at_vendor(j, task_id, outcome, now))
     if written is not None:
-        context.guard().release(job.provider, job.id)  # the vendor is done with it: free its in-flight slot
+        context.guard().free_slot(job.provider, job.id)  # the vendor is done with it: free its in-flight slot
         log.info("canceled job %s ended at %s (%s): charged %s", job.id, job.provider, outcome, written.charged)
         if written.step is not None:  # its webhook's retry, due later
             publish_step(app, settings, job.id, written.step, now)

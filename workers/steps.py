@@ -88,7 +88,7 @@ def fail(job_id: str, task_id: str, error: GenqueueError, vendor_outcome: Vendor
     written = context.store().update(job_id, lambda job: lifecycle.fail_owned(job, task_id, error, now, vendor_outcome))
     if written is not None:
         log.info("job %s failed: %s", job_id, error.code)
-        context.guard().release(written.provider, job_id)  # the vendor is done with it: free its in-flight slot
+        context.guard().free_slot(written.provider, job_id)  # the vendor is done with it: free its in-flight slot
         if written.step is not None:
             publish_step(app, context.settings(), job_id, written.step, now)
     return written

@@ -83,10 +83,10 @@ def submit_job(job: Job, task_id: str) -> None:
     except GenqueueError as exc:
         # the vendor is failing (5xx, transport) or out of credits: hold other submits back
         if isinstance(exc, InsufficientCredits):
-            guard.hold_for_credits(config.name, time.time(), exc.message)
+            guard.pause_for_credits(config.name, time.time(), exc.message)
         elif isinstance(exc, ProviderUnavailable):
             guard.record_failure(config, time.time())
-        guard.release(config.name, job.id)
+        guard.free_slot(config.name, job.id)
         handle_submit_error(job, task_id, config, exc, answer)
         outcome = costs.Outcome.MAYBE_ACCEPTED if may_have_been_accepted(exc, answer) else costs.Outcome.NOT_ACCEPTED
         context.store().update(job.id, lambda j: lifecycle.unanswered_after_cancel(j, outcome, utcnow()))
@@ -114,7 +114,7 @@ def submit_job(job: Job, task_id: str) -> None:
             job.id, lambda j: lifecycle.accepted_after_cancel(j, now, result.task_id, task_scope, charge)
         )
         if late is None:
-            guard.release(config.name, job.id)
+            guard.free_slot(config.name, job.id)
         elif late.step is not None and late.step.name == "poll":
             publish_step(app, settings, job.id, late.step, now)
 

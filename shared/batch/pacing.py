@@ -16,7 +16,7 @@ def release_allowance(status: ProviderStatus, released: int, interval_seconds: f
     """Jobs to release for the next `interval_seconds`, given `released` ones not yet started."""
     if status.breaker is BreakerState.OPEN:
         return 0
-    if status.credit_hold is not None or status.breaker is BreakerState.HALF_OPEN:
+    if status.credit_pause is not None or status.breaker is BreakerState.HALF_OPEN:
         return 1 if released == 0 else 0  # one probe at a time; ProviderGuard decides when it goes
     token_reserve = 1 if status.burst > 1 else 0
     slot_reserve = 1 if status.max_in_flight > 1 else 0

@@ -1,4 +1,4 @@
-"""ProviderGuard: the rate limit, in-flight cap, circuit breaker and credit hold of every provider, in Redis."""
+"""ProviderGuard: the rate limit, in-flight cap, circuit breaker and credit pause of every provider, in Redis."""
 
 from __future__ import annotations
 
@@ -9,14 +9,14 @@ import redis
 from shared.constants import (
     PROVIDER_BREAKER_KEY,
     PROVIDER_BUCKET_KEY,
-    PROVIDER_CREDIT_HOLD_KEY,
+    PROVIDER_CREDIT_PAUSE_KEY,
     PROVIDER_IN_FLIGHT_KEY,
 )
 from shared.protection import scripts
-from shared.protection.models import Admission, BreakerState, CreditHold, ProviderStatus
+from shared.protection.models import Admission, BreakerState, CreditPause, ProviderStatus
 from shared.settings import ProviderConfig, ProviderLimits
 
-#: a job that never released its in-flight slot (its worker died) loses it this long after its last admission
+#: a job that never freed its in-flight slot (its worker died) loses it this long after its last admission
 DEFAULT_IN_FLIGHT_TTL_SECONDS = 2 * 3600.0
 #: how long a half-open breaker's probe may take before another job may probe instead (a submit's lease)
 DEFAULT_PROBE_LEASE_SECONDS = 120.0
@@ -42,31 +42,35 @@ class ProviderGuard:
         self.probe_lease_seconds = probe_lease_seconds
         self.busy_wait_seconds = busy_wait_seconds
         self._admit = client.register_script(scripts.ADMIT)
-        self._release = client.register_script(scripts.RELEASE)
+        self._free_slot = client.register_script(scripts.FREE_SLOT)
         self._success = client.register_script(scripts.SUCCESS)
         self._failure = client.register_script(scripts.FAILURE)
-        self._hold = client.register_script(scripts.HOLD)
+        self._pause = client.register_script(scripts.PAUSE)
 
     def admit(
         self, config: ProviderConfig, job_id: str, now: float, ttl_seconds: float = DEFAULT_IN_FLIGHT_TTL_SECONDS
     ) -> Admission:
         """Decide whether job `job_id` may be submitted to `config.name` now.
 
-        Checks, in order: credit hold, circuit breaker, in-flight cap, rate limit; the first that refuses gives
+        Checks, in order: credit pause, circuit breaker, in-flight cap, rate limit; the first that refuses gives
         the wait and reason. When all pass, the job takes a token and an in-flight slot (held for `ttl_seconds`
-        unless released) in the same atomic step. A job already in flight is admitted again without taking
+        unless freed) in the same atomic step. A job already in flight is admitted again without taking
         another slot or token, but still waits while the provider is held or its breaker is open.
 
         `now` is the caller's `time.time()`. A refusal changes nothing and has `wait_seconds > 0`. An admission
         with `probe=True` must report how the submit went (`record_success`, `record_failure`,
-        `hold_for_credits`) or `release` the job, or other submits wait for the probe until its lease runs out.
+        `pause_for_credits`) or `free_slot` the job, or other submits wait for the probe until its lease runs out.
         Raises ValueError for limits that could never admit anything.
         """
         limits = config.limits
         _check_limits(config.name, limits)
         allowed, wait, reason, probe = self._admit(
             keys=_keys(
-                config.name, PROVIDER_CREDIT_HOLD_KEY, PROVIDER_BREAKER_KEY, PROVIDER_IN_FLIGHT_KEY, PROVIDER_BUCKET_KEY
+                config.name,
+                PROVIDER_CREDIT_PAUSE_KEY,
+                PROVIDER_BREAKER_KEY,
+                PROVIDER_IN_FLIGHT_KEY,
+                PROVIDER_BUCKET_KEY,
             ),
             args=[
                 job_id,
@@ -82,19 +86,19 @@ class ProviderGuard:
         )
         return Admission(allowed=bool(allowed), wait_seconds=float(wait), reason=_text(reason), probe=bool(probe))
 
-    def release(self, provider: str, job_id: str) -> None:
+    def free_slot(self, provider: str, job_id: str) -> None:
         """Free the in-flight slot (and half-open probe slot) of `job_id`: the vendor is done with it or refused it.
 
         Safe to call more than once.
         """
-        self._release(keys=_keys(provider, PROVIDER_IN_FLIGHT_KEY, PROVIDER_BREAKER_KEY), args=[job_id])
+        self._free_slot(keys=_keys(provider, PROVIDER_IN_FLIGHT_KEY, PROVIDER_BREAKER_KEY), args=[job_id])
 
     def record_success(self, provider: str, job_id: str) -> None:
         """The vendor accepted `job_id`'s submit: reset failures and close the breaker.
 
-        If `job_id` was admitted as a credit probe during the current hold, the hold is lifted too.
+        If `job_id` was admitted as a credit probe during the current pause, the pause is lifted too.
         """
-        self._success(keys=_keys(provider, PROVIDER_BREAKER_KEY, PROVIDER_CREDIT_HOLD_KEY), args=[job_id])
+        self._success(keys=_keys(provider, PROVIDER_BREAKER_KEY, PROVIDER_CREDIT_PAUSE_KEY), args=[job_id])
 
     def record_failure(self, config: ProviderConfig, now: float) -> None:
         """Count a transient vendor failure (5xx, transport error).
@@ -108,15 +112,15 @@ class ProviderGuard:
             args=[now, limits.breaker_threshold, limits.breaker_cooldown_seconds],
         )
 
-    def hold_for_credits(self, provider: str, now: float, message: str) -> None:
+    def pause_for_credits(self, provider: str, now: float, message: str) -> None:
         """Hold `provider` back after an insufficient-credits answer: from now on one submit per
         `credit_probe_interval_seconds` goes through as a probe, counted from the latest refusal or probe.
         """
-        self._hold(keys=_keys(provider, PROVIDER_CREDIT_HOLD_KEY), args=[now, message])
+        self._pause(keys=_keys(provider, PROVIDER_CREDIT_PAUSE_KEY), args=[now, message])
 
     def resume(self, provider: str) -> None:
-        """Lift the credit hold and close the breaker of `provider` (an operator's `genqueue provider resume`)."""
-        self.redis.delete(*_keys(provider, PROVIDER_CREDIT_HOLD_KEY, PROVIDER_BREAKER_KEY))
+        """Lift the credit pause and close the breaker of `provider` (an operator's `genqueue provider resume`)."""
+        self.redis.delete(*_keys(provider, PROVIDER_CREDIT_PAUSE_KEY, PROVIDER_BREAKER_KEY))
 
     def status(self, configs: list[ProviderConfig], now: float) -> list[ProviderStatus]:
         """A snapshot of each provider's limits and state at `now`, read in one transaction. Changes nothing."""
@@ -126,7 +130,7 @@ class ProviderGuard:
             pipe.zcount(PROVIDER_IN_FLIGHT_KEY.format(name=config.name), f"({now!r}", "+inf")
             pipe.hmget(PROVIDER_BREAKER_KEY.format(name=config.name), ["failures", "open_until"])
             pipe.hmget(
-                PROVIDER_CREDIT_HOLD_KEY.format(name=config.name), ["since", "message", "refused_at", "last_probe_at"]
+                PROVIDER_CREDIT_PAUSE_KEY.format(name=config.name), ["since", "message", "refused_at", "last_probe_at"]
             )
         replies = pipe.execute()
         return [_status(config, now, replies[i * 4 : i * 4 + 4]) for i, config in enumerate(configs)]
@@ -134,7 +138,7 @@ class ProviderGuard:
 
 def _status(config: ProviderConfig, now: float, replies: list[Any]) -> ProviderStatus:
     """One provider's status from the four replies `status()` read for it, computed as the admit script would."""
-    bucket, in_flight, breaker, hold = replies
+    bucket, in_flight, breaker, pause = replies
     limits = config.limits
     tokens = float(limits.burst)
     if bucket[0] is not None:
@@ -144,11 +148,11 @@ def _status(config: ProviderConfig, now: float, replies: list[Any]) -> ProviderS
     state, until = BreakerState.CLOSED, None
     if open_until > 0:
         state, until = (BreakerState.OPEN, open_until) if now < open_until else (BreakerState.HALF_OPEN, None)
-    credit_hold = None
-    since, message, refused_at, last_probe = hold
+    credit_pause = None
+    since, message, refused_at, last_probe = pause
     if since is not None and refused_at is not None:
         last_event = max(float(refused_at), float(last_probe) if last_probe is not None else 0.0)
-        credit_hold = CreditHold(
+        credit_pause = CreditPause(
             since=float(since),
             message=_text(message or b""),
             next_probe_at=last_event + limits.credit_probe_interval_seconds,
@@ -163,7 +167,7 @@ def _status(config: ProviderConfig, now: float, replies: list[Any]) -> ProviderS
         breaker=state,
         breaker_until=until,
         consecutive_failures=int(breaker[0]) if breaker[0] is not None else 0,
-        credit_hold=credit_hold,
+        credit_pause=credit_pause,
     )
 
 

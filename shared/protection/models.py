@@ -31,7 +31,7 @@ class BreakerState(enum.StrEnum):
 
 
 @dataclass(frozen=True)
-class CreditHold:
+class CreditPause:
     """A provider held back after an insufficient-credits answer (times in unix seconds)."""
 
     since: float
@@ -55,4 +55,4 @@ class ProviderStatus:
     breaker: BreakerState
     breaker_until: float | None
     consecutive_failures: int
-    credit_hold: CreditHold | None
+    credit_pause: CreditPause | None

@@ -7,7 +7,7 @@ Times are unix seconds passed as arguments; a stored time is never moved backwar
 # %.17g round-trips a double exactly. Scripts return numbers as such strings: Redis would truncate Lua numbers.
 _LUA_NUM = "local function num(x) return string.format('%.17g', x) end\n"
 
-# KEYS: credit hold hash, breaker hash, in-flight zset, bucket hash
+# KEYS: credit pause hash, breaker hash, in-flight zset, bucket hash
 # ARGV: job id, now, in-flight ttl, rate/s, burst, max in flight, credit probe interval, probe lease, busy wait
 # Returns {allowed 0/1, wait seconds, reason, probe 0/1}. Checks first, writes last: a refusal changes nothing.
 ADMIT = (
@@ -17,11 +17,11 @@ local job, now = ARGV[1], tonumber(ARGV[2])
 local rate, burst, cap = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
 local busy = tonumber(ARGV[9])
 
--- 1. credit hold: one probe per interval, counted from the last refusal or probe, whichever is later
-local hold = redis.call('HMGET', KEYS[1], 'refused_at', 'last_probe_at')
-local credit_probe = hold[1] ~= false
+-- 1. credit pause: one probe per interval, counted from the last refusal or probe, whichever is later
+local pause = redis.call('HMGET', KEYS[1], 'refused_at', 'last_probe_at')
+local credit_probe = pause[1] ~= false
 if credit_probe then
-  local next_probe = math.max(tonumber(hold[1]), tonumber(hold[2] or 0)) + tonumber(ARGV[7])
+  local next_probe = math.max(tonumber(pause[1]), tonumber(pause[2] or 0)) + tonumber(ARGV[7])
   if now < next_probe then return {0, num(next_probe - now), 'held: insufficient credits', 0} end
 end
 
@@ -73,13 +73,13 @@ return {1, '0', already and 'already in flight' or 'admitted', 0}
 )
 
 # KEYS: in-flight zset, breaker hash. ARGV: job id. A probe that ends without an answer frees the probe slot.
-RELEASE = """
+FREE_SLOT = """
 redis.call('ZREM', KEYS[1], ARGV[1])
 if redis.call('HGET', KEYS[2], 'probe_job') == ARGV[1] then redis.call('HDEL', KEYS[2], 'probe_job', 'probe_until') end
 """
 
-# KEYS: breaker hash, credit hold hash. ARGV: job id. Only the latest credit probe's success lifts the hold: a
-# submit admitted before the hold may still be accepted (a cheaper job) while the balance stays short.
+# KEYS: breaker hash, credit pause hash. ARGV: job id. Only the latest credit probe's success lifts the pause: a
+# submit admitted before the pause may still be accepted (a cheaper job) while the balance stays short.
 SUCCESS = """
 redis.call('DEL', KEYS[1])
 if redis.call('HGET', KEYS[2], 'probe_job') == ARGV[1] then redis.call('DEL', KEYS[2]) end
@@ -100,8 +100,8 @@ end
 """
 )
 
-# KEYS: credit hold hash. ARGV: now, message. `since` is the first refusal; `refused_at` the latest.
-HOLD = """
+# KEYS: credit pause hash. ARGV: now, message. `since` is the first refusal; `refused_at` the latest.
+PAUSE = """
 redis.call('HSETNX', KEYS[1], 'since', ARGV[1])
 local last = redis.call('HGET', KEYS[1], 'refused_at')
 if not last or tonumber(last) < tonumber(ARGV[1]) then redis.call('HSET', KEYS[1], 'refused_at', ARGV[1]) end

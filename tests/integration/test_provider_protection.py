@@ -1,4 +1,4 @@
-"""Vendor protection shared by all workers: in-flight cap, rate limit, and the hold after insufficient credits."""
+"""Vendor protection shared by all workers: in-flight cap, rate limit, and the pause after insufficient credits."""
 
 from __future__ import annotations
 
@@ -46,7 +46,7 @@ def test_rate_limit_spaces_submits(workers: ServerProcess, settings: Settings, s
     assert all(producer.wait(job.id, timeout=60).status is JobStatus.SUCCEEDED for job in jobs)
 
 
-def test_insufficient_credits_holds_the_provider_until_resumed(
+def test_insufficient_credits_pauses_the_provider_until_resumed(
     workers: ServerProcess, settings: Settings, sandbox_url: str, pipeline_env: dict[str, str]
 ) -> None:
     producer = Producer(settings)

@@ -18,7 +18,7 @@ from shared.batch.models import ended_count
 from shared.batch.pacing import release_allowance
 from shared.errors import InvalidRequest
 from shared.models import GenerationRequest, Job, JobStatus, utcnow
-from shared.protection import BreakerState, CreditHold, ProviderStatus
+from shared.protection import BreakerState, CreditPause, ProviderStatus
 from shared.store import JobStore
 
 # --- the batch file
@@ -106,7 +106,7 @@ def status(**changes: object) -> ProviderStatus:
         breaker=BreakerState.CLOSED,
         breaker_until=None,
         consecutive_failures=0,
-        credit_hold=None,
+        credit_pause=None,
     )
     return replace(base, **changes)  # type: ignore[arg-type]
 
@@ -125,9 +125,9 @@ def test_release_follows_the_in_flight_cap() -> None:
 
 def test_nothing_is_released_to_an_open_breaker_and_one_probe_to_a_held_provider() -> None:
     assert release_allowance(status(breaker=BreakerState.OPEN), 0, 1.0) == 0
-    hold = CreditHold(since=0.0, message="no credits", next_probe_at=60.0)
-    assert release_allowance(status(credit_hold=hold), 0, 1.0) == 1
-    assert release_allowance(status(credit_hold=hold), 1, 1.0) == 0
+    hold = CreditPause(since=0.0, message="no credits", next_probe_at=60.0)
+    assert release_allowance(status(credit_pause=hold), 0, 1.0) == 1
+    assert release_allowance(status(credit_pause=hold), 1, 1.0) == 0
 
 
 # --- the batch store

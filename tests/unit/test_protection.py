@@ -101,8 +101,8 @@ def test_cap_blocks_the_next_job_until_one_is_released(guard: ProviderGuard) -> 
     assert guard.admit(config, "a", T0).allowed and guard.admit(config, "b", T0).allowed
     refused = guard.admit(config, "c", T0)
     assert refused == Admission(allowed=False, wait_seconds=BUSY, reason="in-flight cap 2 reached", probe=False)
-    guard.release("vendor", "a")
-    guard.release("vendor", "a")  # twice is harmless
+    guard.free_slot("vendor", "a")
+    guard.free_slot("vendor", "a")  # twice is harmless
     assert guard.admit(config, "c", T0).allowed
     assert in_flight(guard) == {"b", "c"}
 
@@ -112,9 +112,9 @@ def test_refused_for_the_cap_takes_no_token(guard: ProviderGuard) -> None:
     assert guard.admit(config, "a", T0).allowed
     for _ in range(5):
         assert guard.admit(config, "b", T0).reason == "in-flight cap 1 reached"
-    guard.release("vendor", "a")
+    guard.free_slot("vendor", "a")
     assert guard.admit(config, "b", T0).allowed  # the second token was still there
-    guard.release("vendor", "b")
+    guard.free_slot("vendor", "b")
     assert guard.admit(config, "c", T0).reason == "rate limit"
 
 
@@ -185,27 +185,27 @@ def test_a_silent_probe_blocks_others_only_for_its_lease_or_until_released(guard
     assert guard.admit(config, "lost", T0 + 30).probe
     assert guard.admit(config, "b", T0 + 30 + LEASE - 1).wait_seconds == 1.0  # capped at the lease's end
     assert guard.admit(config, "b", T0 + 30 + LEASE).probe
-    guard.release("vendor", "b")  # e.g. refused with a 4xx: neither success nor transient failure
+    guard.free_slot("vendor", "b")  # e.g. refused with a 4xx: neither success nor transient failure
     assert guard.admit(config, "c", T0 + 30 + LEASE).probe
 
 
-# --- credit hold
+# --- credit pause
 
 
-def test_credit_hold_lets_one_probe_through_per_interval(guard: ProviderGuard) -> None:
+def test_credit_pause_lets_one_probe_through_per_interval(guard: ProviderGuard) -> None:
     config = provider(credit_probe_interval_seconds=60, burst=100)
-    guard.hold_for_credits("vendor", T0, "balance too low")
+    guard.pause_for_credits("vendor", T0, "balance too low")
     held = guard.admit(config, "a", T0 + 1)
     assert held == Admission(allowed=False, wait_seconds=59.0, reason="held: insufficient credits")
     assert guard.admit(config, "a", T0 + 60) == Admission(
         allowed=True, reason="probe: insufficient credits", probe=True
     )
     assert guard.admit(config, "b", T0 + 60).wait_seconds == 60.0
-    guard.hold_for_credits("vendor", T0 + 62, "still too low")  # the probe was refused too: next slot from then
-    guard.release("vendor", "a")
+    guard.pause_for_credits("vendor", T0 + 62, "still too low")  # the probe was refused too: next slot from then
+    guard.free_slot("vendor", "a")
     assert guard.admit(config, "b", T0 + 121).wait_seconds == 1.0
     assert guard.admit(config, "b", T0 + 122).probe
-    guard.record_success("vendor", "straggler")  # admitted before the hold: proves nothing about the balance
+    guard.record_success("vendor", "straggler")  # admitted before the pause: proves nothing about the balance
     assert guard.admit(config, "c", T0 + 123).reason == "held: insufficient credits"
     guard.record_success("vendor", "b")
     assert guard.admit(config, "c", T0 + 123) == Admission(allowed=True, reason="admitted")
@@ -214,20 +214,20 @@ def test_credit_hold_lets_one_probe_through_per_interval(guard: ProviderGuard) -
 def test_credit_probe_slot_is_not_spent_when_another_check_refuses(guard: ProviderGuard) -> None:
     config = provider(credit_probe_interval_seconds=60, max_in_flight=1, burst=100)
     assert guard.admit(config, "running", T0).allowed
-    guard.hold_for_credits("vendor", T0, "no credits")
+    guard.pause_for_credits("vendor", T0, "no credits")
     assert guard.admit(config, "a", T0 + 60).reason == "in-flight cap 1 reached"
-    guard.release("vendor", "running")
+    guard.free_slot("vendor", "running")
     assert guard.admit(config, "b", T0 + 61).probe
 
 
-def test_resume_lifts_the_hold_and_closes_the_breaker(guard: ProviderGuard) -> None:
+def test_resume_lifts_the_pause_and_closes_the_breaker(guard: ProviderGuard) -> None:
     config = provider(breaker_threshold=1, credit_probe_interval_seconds=60, burst=100)
-    guard.hold_for_credits("vendor", T0, "no credits")
+    guard.pause_for_credits("vendor", T0, "no credits")
     guard.record_failure(config, T0)
     guard.resume("vendor")
     assert guard.admit(config, "a", T0 + 1) == Admission(allowed=True, reason="admitted")
     [status] = guard.status([config], T0 + 1)
-    assert status.credit_hold is None and status.breaker is BreakerState.CLOSED
+    assert status.credit_pause is None and status.breaker is BreakerState.CLOSED
 
 
 # --- status and the rest
@@ -240,7 +240,7 @@ def test_status_reports_every_limit_and_state(guard: ProviderGuard) -> None:
     for job in ("a", "b"):
         guard.admit(busy, job, T0)
     guard.record_failure(busy, T0)
-    guard.hold_for_credits("held", T0, "top up your account")
+    guard.pause_for_credits("held", T0, "top up your account")
     guard.record_failure(held, T0 + 5)
 
     busy_status, held_status, idle_status = guard.status([busy, held, idle], T0 + 0.5)
@@ -249,11 +249,11 @@ def test_status_reports_every_limit_and_state(guard: ProviderGuard) -> None:
     assert (busy_status.in_flight, busy_status.max_in_flight) == (2, 3)
     assert (busy_status.breaker, busy_status.breaker_until) == (BreakerState.CLOSED, None)
     assert busy_status.consecutive_failures == 1
-    assert busy_status.credit_hold is None
+    assert busy_status.credit_pause is None
     assert (held_status.breaker, held_status.breaker_until) == (BreakerState.OPEN, T0 + 35)
-    assert held_status.credit_hold is not None
-    assert (held_status.credit_hold.since, held_status.credit_hold.message) == (T0, "top up your account")
-    assert held_status.credit_hold.next_probe_at == T0 + 60
+    assert held_status.credit_pause is not None
+    assert (held_status.credit_pause.since, held_status.credit_pause.message) == (T0, "top up your account")
+    assert held_status.credit_pause.next_probe_at == T0 + 60
     assert (idle_status.tokens, idle_status.in_flight, idle_status.breaker) == (10.0, 0, BreakerState.CLOSED)
     assert guard.status([held], T0 + 35)[0].breaker is BreakerState.HALF_OPEN
 
@@ -317,7 +317,7 @@ def test_concurrent_admits_and_releases_keep_within_the_cap() -> None:
                 admitted_total += 1
             with lock:
                 holding -= 1
-            guard.release("vendor", job)
+            guard.free_slot("vendor", job)
 
     run_threads(8, worker)
     assert 0 < peak <= 5 and admitted_total >= 50
@@ -358,7 +358,7 @@ def test_in_flight_and_tokens_stay_within_limits(
         job = f"j{number}"
         expiries = {j: expiry for j, expiry in expiries.items() if expiry > now}
         if action == "release":
-            guard.release("vendor", job)
+            guard.free_slot("vendor", job)
             expiries.pop(job, None)
         else:
             admission = guard.admit(config, job, now, ttl_seconds=ttl)
