@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -21,20 +22,28 @@ from producer.validate import (
     validate,
 )
 from shared import costs, lifecycle
+from shared.claims import Slot
 from shared.errors import InvalidRequest
 from shared.models import Charge, Cost, GenerationRequest, Job, JobStatus, utcnow
 from shared.protection import ProviderGuard, ProviderStatus
-from shared.queueing import make_celery, publish_step
+from shared.queueing import make_celery, publish_step, write_and_publish
 from shared.settings import Settings, get_settings
 from shared.storage import Storage
-from shared.store import IdempotencyKeyTaken, JobStore
-
-#: how long a submit waits for the job another submit with the same idempotency key claimed, before taking over
-CREATION_WAIT_SECONDS = 5.0
+from shared.store import JobStore, idempotency_slot
+from shared.webhooks.dead_letters import DeadLetters
 
 
 class JobNotFound(LookupError):
     """Raised when no job has the given id."""
+
+
+@dataclass(frozen=True)
+class Enqueued:
+    """What `Producer.enqueue` did: the job, and whether it was made now (False: given back for its idempotency
+    key)."""
+
+    job: Job
+    created: bool
 
 
 class Producer:
@@ -57,6 +66,7 @@ class Producer:
         webhook_url: str | None = None,
         metadata: Mapping[str, str | int | float | bool] | None = None,
         idempotency_key: str | None = None,
+        tenant: str | None = None,
     ) -> Job:
         """Validate the request, store the job and enqueue its submit; the job as stored.
 
@@ -65,7 +75,24 @@ class Producer:
         would fail for, or that is larger than genqueue's bounds (shared/limits.py). Local image files and
         data: URIs are uploaded to the bucket under inputs/ first. With `idempotency_key`, the same key and request
         give back the job made the first time (for 24 hours); the same key with another request is refused.
+        `tenant`: the API key the job is made for (the HTTP API); None for the operator's own tools.
         """
+        args = (provider, model, prompt, options, images, webhook_url, metadata, idempotency_key, tenant)
+        return self.enqueue(*args).job
+
+    def enqueue(
+        self,
+        provider: str,
+        model: str,
+        prompt: str,
+        options: dict[str, Any] | None = None,
+        images: list[str] | None = None,
+        webhook_url: str | None = None,
+        metadata: Mapping[str, str | int | float | bool] | None = None,
+        idempotency_key: str | None = None,
+        tenant: str | None = None,
+    ) -> Enqueued:
+        """`submit`, telling also whether the job was made now or given back for its idempotency key."""
         request = build_request(model, prompt, options or {}, images or [])
         metadata = normalized_metadata(metadata)
         _, cost = validate(self.settings, provider, request, webhook_url)
@@ -73,45 +100,23 @@ class Producer:
         request_fingerprint = fingerprint(provider, request, webhook_url, metadata)
         # inputs go up before the key is claimed, so a claim is followed by its job within milliseconds
         request = self._upload_inputs(request, job_id)
-        if idempotency_key:
-            existing = self._claim(idempotency_key, job_id, request_fingerprint)
-            if existing is not None:
-                return existing
-        try:
-            job = self.create_job(
-                job_id, provider, request, cost, webhook_url, metadata, idempotency_key=idempotency_key
+
+        def create() -> Job:
+            return self.create_job(
+                job_id, provider, request, cost, webhook_url, metadata, idempotency_key=idempotency_key, tenant=tenant
             )
-        except IdempotencyKeyTaken:
-            # this submit stalled so long that a retry took the key over: the retry's job is the job
-            assert idempotency_key is not None
-            owner = self._claim(idempotency_key, job_id, request_fingerprint)
-            if owner is None:
-                raise InvalidRequest("a request with this idempotency key is being enqueued; try again") from None
-            return owner
-        except BaseException:
-            if idempotency_key:
-                self.store.release_idempotency_key(idempotency_key, job_id)
-            raise
+
+        if idempotency_key:
+            # a claim whose job never appears (its submit died) is taken over after a few seconds (shared/claims.py)
+            slot = idempotency_slot(idempotency_key)
+            job, created = self.store.claims.claim_and_create(slot, job_id, request_fingerprint, self.store.get, create)
+            if not created:
+                return Enqueued(job, created=False)
+        else:
+            job = create()
         assert job.step is not None
         publish_step(self.celery, self.settings, job.id, job.step, job.created_at)
-        return job
-
-    def _claim(self, key: str, job_id: str, request_fingerprint: str) -> Job | None:
-        """Claim idempotency key `key` for `job_id`: None when it is ours now, else the job it already made.
-
-        A claim whose job never appears (its submit died between claiming and storing: a crash, or Redis going
-        away) is taken over after CREATION_WAIT_SECONDS, so a caller retrying with the same key is never stuck.
-        """
-        for _ in range(3):
-            existing = self.store.claim_idempotency_key(key, job_id, request_fingerprint)
-            if existing is None:
-                return None
-            job = self._wait_for_creation(existing)
-            if job is not None:
-                return job
-            if self.store.take_over_idempotency_key(key, existing, job_id, request_fingerprint):
-                return None
-        raise InvalidRequest("a request with this idempotency key is being enqueued; try again")
+        return Enqueued(job, created=True)
 
     def create_job(
         self,
@@ -125,21 +130,24 @@ class Producer:
         batch_id: str | None = None,
         submit_by: datetime | None = None,
         held: bool = False,
+        claim: Slot | None = None,
+        tenant: str | None = None,
     ) -> Job:
         """Store a validated job (uploading its local images first); its submit step is not published here.
 
-        A `held` job has no step: it waits in its batch until the dispatcher releases it.
+        A `held` job has no step: it waits in its batch until the dispatcher releases it. `claim`: the claim it is
+        created under (its batch line's; an idempotency key's is found by the store), see JobStore.create.
         """
         request = self._upload_inputs(request, job_id)
         now = utcnow()
         job = Job(
             id=job_id,
             provider=provider,
-            model=request.model,
             request=request,
             cost=cost,
             charge=Charge(estimate=cost),
             metadata=metadata,
+            tenant=tenant,
             batch_id=batch_id,
             webhook_url=webhook_url,
             idempotency_key=idempotency_key,
@@ -149,7 +157,7 @@ class Producer:
             submit_by=submit_by,
             step=None if held else lifecycle.new_step("submit", now),
         )
-        self.store.create(job)
+        self.store.create(job, claim)
         return job
 
     def _upload_inputs(self, request: GenerationRequest, job_id: str) -> GenerationRequest:
@@ -176,15 +184,6 @@ class Producer:
             elif value:
                 update[field] = refs.get(value, value)
         return request.model_copy(update=update)
-
-    def _wait_for_creation(self, job_id: str) -> Job | None:
-        """The job a concurrent submit with the same idempotency key is storing; None if it does not appear."""
-        deadline = time.monotonic() + CREATION_WAIT_SECONDS
-        while (job := self.store.get(job_id)) is None:
-            if time.monotonic() > deadline:
-                return None
-            time.sleep(0.05)
-        return job
 
     def get(self, job_id: str) -> Job:
         """The job as it is now; JobNotFound if there is none."""
@@ -218,13 +217,13 @@ class Producer:
         then frees the slot and records the charge; its error message says so. Any other job frees its slot now.
         """
         now = utcnow()
-        written = self.store.update(job_id, lambda job: lifecycle.cancel(job, now))
+        written = write_and_publish(
+            self.store, self.celery, self.settings, job_id, lambda job: lifecycle.cancel(job, now), now
+        )
         if written is None:
             return self.get(job_id)
         if not costs.awaiting_vendor(written):
             ProviderGuard(self.store.redis).free_slot(written.provider, job_id)
-        if written.step is not None:
-            publish_step(self.celery, self.settings, job_id, written.step, now)
         return written
 
     def redeliver_webhook(self, job_id: str) -> Job:
@@ -236,18 +235,21 @@ class Producer:
         job = self.get(job_id)
         if job.webhook_url is None or job.webhook is None:
             raise InvalidRequest(f"job {job_id} has no webhook event to redeliver (no webhook URL, or not ended)")
-        self.store.clear_endpoint_gone(job.webhook_url)
+        dead_letters = DeadLetters(self.store.redis)
+        dead_letters.clear_gone(job.webhook_url)
         now = utcnow()
-        written = self.store.update(job_id, lambda current: lifecycle.redeliver(current, now))
-        if written is None or written.step is None:
+        dead_letters.remove(job_id)
+        written = write_and_publish(
+            self.store, self.celery, self.settings, job_id, lambda current: lifecycle.redeliver(current, now), now
+        )
+        if written is None:
             raise InvalidRequest(f"job {job_id} has no webhook event to redeliver")
-        self.store.remove_dead_letter(job_id)
-        publish_step(self.celery, self.settings, job_id, written.step, now)
         return written
 
     def dead_letters(self) -> list[Job]:
         """Jobs whose webhook event was given up on after the whole retry schedule, newest first."""
-        return [job for job in self.store.get_many(self.store.dead_letters()) if job is not None]
+        job_ids = DeadLetters(self.store.redis).job_ids()
+        return [job for job in self.store.get_many(job_ids) if job is not None]
 
     def provider_status(self) -> list[ProviderStatus]:
         """Every provider's limits, credit pause and breaker, as all workers see them."""

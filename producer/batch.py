@@ -19,6 +19,7 @@ from typing import Any
 from producer.api import Producer
 from producer.batch_file import ParsedLine, read_batch_file
 from producer.validate import build_request, check_webhook_signing, fingerprint, normalized_metadata, validate
+from shared import lifecycle
 from shared.batch import Batch, BatchStore, Budget
 from shared.batch import lifecycle as batch_lifecycle
 from shared.batch.models import dispatcher_health, dispatcher_stale_after
@@ -172,23 +173,16 @@ class BatchProducer:
 
     def _enqueue_line(self, batch: Batch, planned: PlannedJob) -> bool:
         """Store one line's job, held; False when an earlier run stored it (it is held again if it was never
-        released, in case that run died between storing and holding it)."""
+        released, in case that run died between storing and holding it).
+
+        The line is claimed first (shared/claims.py): a claim left by a run that died before storing its job is
+        taken over after a few seconds, and a run that stalled past that cannot store a second job for the line.
+        """
         job_id = f"job_{uuid.uuid4().hex}"
-        try:
-            existing = self.batches.claim_line(batch.id, planned.line, job_id, planned.fingerprint)
-        except InvalidRequest as exc:
-            raise InvalidRequest(f"line {planned.line}: {exc.message}") from None
-        if existing is not None:
-            job = self.producer.store.get(existing)
-            if job is None:  # an earlier run claimed the line and died before storing its job: store it now
-                if not self.batches.take_over_line(batch.id, planned.line, existing, job_id, planned.fingerprint):
-                    raise InvalidRequest(f"line {planned.line} is being enqueued by another run of this batch")
-            else:
-                if job.status is JobStatus.QUEUED and job.step is None:
-                    self.batches.hold(batch.id, job.provider, job.id, planned.line)
-                return False
-        try:
-            self.producer.create_job(
+        slot = self.batches.line_slot(batch.id, planned.line)
+
+        def create() -> Job:
+            return self.producer.create_job(
                 job_id,
                 planned.provider,
                 planned.request,
@@ -198,12 +192,14 @@ class BatchProducer:
                 batch_id=batch.id,
                 submit_by=batch.deadline,
                 held=True,
+                claim=slot,
             )
-        except BaseException:
-            self.batches.release_line(batch.id, planned.line, job_id)
-            raise
-        self.batches.hold(batch.id, planned.provider, job_id, planned.line)
-        return True
+
+        claims = self.batches.claims
+        job, created = claims.claim_and_create(slot, job_id, planned.fingerprint, self.producer.store.get, create)
+        if created or (job.status is JobStatus.QUEUED and job.step is None):
+            self.batches.hold(batch.id, job.provider, job.id, planned.line)
+        return created
 
     def get(self, name: str) -> Batch:
         """The batch called `name` (or with that id); InvalidRequest when there is none."""
@@ -249,7 +245,7 @@ class BatchProducer:
             cost = estimate_cost(job.provider, job.request)
             planned = PlannedJob(next_line + offset, job.provider, job.request, cost, job.webhook_url, metadata)
             self._enqueue_line(batch, planned)
-            self.producer.store.update(job.id, functools.partial(_mark_retried, line=planned.line))
+            self.producer.store.update(job.id, functools.partial(lifecycle.mark_retried, line=planned.line))
         self.batches.activate(batch.id)
         return len(failed)
 
@@ -259,12 +255,6 @@ class BatchProducer:
         if written is None:
             raise InvalidRequest(f"batch {batch_id} no longer exists")
         return written
-
-
-def _mark_retried(job: Job, line: int) -> Job:
-    new = job.model_copy(deep=True)
-    new.metadata["genqueue_retried_as"] = f"line {line}"
-    return new
 
 
 def _new_batch(batch_id: str, options: BatchOptions) -> Batch:

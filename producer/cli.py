@@ -1,4 +1,4 @@
-"""The `genqueue` command line (INTERFACE.md): submit, status, cancel, sandbox.
+"""The `genqueue` command line (INTERFACE.md): submit, status, cancel, batches, keys, the HTTP API, the sandbox.
 
 Exit status: 0 succeeded (or enqueued), 1 the job failed or was canceled, 2 refused before anything was enqueued
 (with a one-line reason on stderr), 3 the wait ran out before the job ended.
@@ -17,6 +17,7 @@ import typer
 from producer.api import JobNotFound
 from producer.cli_batch import batch_app
 from producer.cli_common import EXIT_FAILED, EXIT_REFUSED, EXIT_WAIT_TIMEOUT, producer, refuse
+from producer.cli_keys import keys_app
 from producer.render import job_lines, progress_printer, provider_lines
 from producer.stats_cli import metrics_serve, stats
 from shared.errors import GenqueueError
@@ -189,6 +190,19 @@ def sandbox(
     serve(SandboxConfig(host=host, port=port, delay_seconds=delay, output_bytes=output_bytes, faults=faults))
 
 
+@app.command()
+def api(
+    host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port to listen on")] = 8000,
+) -> None:
+    """Serve the HTTP API (one process; run one per container and scale by containers)."""
+    import uvicorn
+
+    from producer.http_api.app import create_app
+
+    uvicorn.run(create_app(get_settings()), host=host, port=port, log_level="info", access_log=False)
+
+
 quarantine_app = typer.Typer(no_args_is_help=True, help="Records that could not be read, set aside.")
 app.add_typer(quarantine_app, name="quarantine")
 
@@ -224,6 +238,7 @@ def quarantine_readmit(job_id: Annotated[str, typer.Argument(help="a quarantined
 
 
 app.add_typer(batch_app, name="batch")
+app.add_typer(keys_app, name="keys")
 app.command("stats")(stats)
 metrics_app = typer.Typer(no_args_is_help=True, help="Job metrics for Prometheus (Flower shows tasks, not jobs).")
 app.add_typer(metrics_app, name="metrics")

@@ -5,6 +5,10 @@ from __future__ import annotations
 KEY_PREFIX = "genqueue:"
 #: hash per job: `data` (the Job as JSON), `version` (bumped by every write), `status`
 JOB_KEY = KEY_PREFIX + "job:{job_id}"
+#: pub/sub channel per job: "{version} {status}" after every committed write of the job (the events stream)
+JOB_EVENTS_CHANNEL = KEY_PREFIX + "job-events:{job_id}"
+#: sorted set per API key: id of each job made with it -> its creation time in ms (listing, newest first)
+TENANT_JOBS_KEY = KEY_PREFIX + "tenant:{tenant}:jobs"
 #: sorted set: job id -> unix time its next step is due (jobs whose chain is still running)
 DUE_KEY = KEY_PREFIX + "due"
 #: idempotency key -> `{job_id} {request hash}`, kept 24 hours
@@ -17,6 +21,11 @@ WEBHOOK_DEAD_LETTERS_KEY = KEY_PREFIX + "webhooks:dead"
 WEBHOOK_GONE_KEY = KEY_PREFIX + "webhooks:gone"
 #: hash: `{kind}:{id}` -> JSON {kind, id, reason, at}: records that could not be read, set aside (shared/quarantine.py)
 QUARANTINE_KEY = KEY_PREFIX + "quarantine"
+
+#: hash: API key name -> its record (JSON, shared/keys.py); SHA-256 of each live key -> its name; name -> last used
+KEYS_KEY = KEY_PREFIX + "apikeys"
+KEY_HASHES_KEY = KEY_PREFIX + "apikeys:sha256"
+KEYS_LAST_USED_KEY = KEY_PREFIX + "apikeys:last-used"
 
 #: batch hash: `data` (the Batch as JSON); name -> batch id
 BATCH_KEY = KEY_PREFIX + "batch:{batch_id}"

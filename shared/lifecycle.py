@@ -1,8 +1,10 @@
 """Pure transitions of a job: who may run its next step, and what each outcome changes.
 
-Every function takes a Job (and the time) and returns a new Job, or None when the transition does not apply to
-the job as it is now (it moved on, or another task owns its step). The job store applies them atomically, so
-they are safe against duplicate and late tasks; the workers only choose which one to apply.
+Every transition takes a Job (and the time, and the settings where a budget or a schedule is involved) and
+returns a new Job, or None when it does not apply to the job as it is now (it moved on, or another task owns its
+step). The job store applies them atomically, so they are safe against duplicate and late tasks. Which one a
+stage applies is decided in shared/decisions/; the workers and the producer only write them
+(shared/queueing.write_and_publish).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from shared import costs
-from shared.errors import GenqueueError
+from shared.errors import GenqueueError, redact
 from shared.models import (
     PUBLIC_FIELDS,
     STATUS_RANK,
@@ -55,9 +57,9 @@ class Claim:
     delay: float = 0.0
 
 
-def new_step(name: StepName, due_at: datetime, attempt: int = 0, retries: dict[str, int] | None = None) -> Step:
-    """A step with a fresh task id: only the task published with that id may run it."""
-    return Step(name=name, task_id=uuid.uuid4().hex, due_at=due_at, attempt=attempt, retries=dict(retries or {}))
+def new_step(name: StepName, due_at: datetime, retries: dict[str, int] | None = None) -> Step:
+    """A step with a fresh task id: only the task published with that id may run it (its retries so far kept)."""
+    return Step(name=name, task_id=uuid.uuid4().hex, due_at=due_at, retries=dict(retries or {}))
 
 
 def claim(job: Job, name: StepName, task_id: str, now: datetime, lease_seconds: float) -> tuple[Claim, Job | None]:
@@ -262,6 +264,68 @@ def cancel(job: Job, now: datetime | None = None) -> Job | None:
     return finish(job, JobStatus.CANCELED, now or utcnow(), JobError(code="canceled", message="canceled by the caller"))
 
 
+def as_job_error(error: GenqueueError, settings: Settings) -> GenqueueError:
+    """`error` as a job may keep it: every secret the settings hold redacted from its message."""
+    return error.reworded(redact(error.message, settings.secrets()))
+
+
+def retry_or_fail(
+    job: Job,
+    task_id: str,
+    error: GenqueueError,
+    settings: Settings,
+    now: datetime,
+    rng: random.Random,
+    retry_after: float | None = None,
+    **fields: object,
+) -> Job | None:
+    """Run the step task `task_id` owns again after a backoff (with `fields` set), or fail the job with `error`
+    (redacted) once its code's retry budget is spent. None when the step is no longer that task's."""
+    if not owns_step(job, task_id) or job.step is None:
+        return None
+    retries = {**job.step.retries, error.code: job.step.retries.get(error.code, 0) + 1}
+    if retries[error.code] > settings.retry_budget(error.code):
+        spent = f"{job.provider} {job.step.name}: {error.message} (gave up after {retries[error.code] - 1} retries)"
+        return fail_owned(job, task_id, as_job_error(error.reworded(spent), settings), now)
+    delay = backoff_seconds(settings, sum(retries.values()), retry_after, rng)
+    step = new_step(job.step.name, now + timedelta(seconds=delay), retries)
+    return advance(job, task_id, now, status=None, step=step, **fields)
+
+
+def reschedule(job: Job, task_id: str, now: datetime, delay_seconds: float) -> Job | None:
+    """Run the step task `task_id` owns again after `delay_seconds`, under a new task id, its retries untouched
+    (a job waiting for capacity)."""
+    if job.step is None:
+        return None
+    step = new_step(job.step.name, now + timedelta(seconds=delay_seconds), job.step.retries)
+    return advance(job, task_id, now, step=step)
+
+
+def release(job: Job, now: datetime) -> Job | None:
+    """Give a held batch job its submit step; None when it was released, canceled or ended meanwhile."""
+    if job.status is not JobStatus.QUEUED or job.step is not None:
+        return None
+    released = job.model_copy(deep=True)
+    released.step = new_step("submit", now)
+    released.updated_at = now
+    return released
+
+
+def cancel_held(job: Job, reason: str, now: datetime) -> Job | None:
+    """Cancel a held batch job with `reason`; None when it was released meanwhile (its submit step checks the
+    batch deadline itself) or it ended."""
+    if job.step is not None:
+        return None
+    return finish(job, JobStatus.CANCELED, now, JobError(code="canceled", message=reason))
+
+
+def mark_retried(job: Job, line: int) -> Job:
+    """Note on a failed batch job that `batch retry` enqueued it again, as line `line`."""
+    new = job.model_copy(deep=True)
+    new.metadata["genqueue_retried_as"] = f"line {line}"
+    return new
+
+
 def backoff_seconds(settings: Settings, attempt: int, retry_after: float | None, rng: random.Random) -> float:
     """Delay before retry number `attempt` (1-based): exponential with ±25 % jitter, at least Retry-After."""
     base = settings.retry_base_seconds * (2 ** (attempt - 1))
@@ -310,7 +374,7 @@ def resume_overdue(job: Job, now: datetime, grace_seconds: float) -> Job | None:
     if step.lease_until is not None and step.lease_until > now:
         return None
     resumed = job.model_copy(deep=True)
-    resumed.step = new_step(step.name, now, step.attempt, step.retries)
+    resumed.step = new_step(step.name, now, step.retries)
     return resumed
 
 

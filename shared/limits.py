@@ -29,7 +29,8 @@ MAX_INLINE_INPUT_BYTES = 20 * 1024 * 1024
 
 
 def check_shape(value: object, what: str, max_depth: int = MAX_DEPTH, max_nodes: int = MAX_NODES) -> None:
-    """ValueError unless `value` nests at most `max_depth` levels and holds at most `max_nodes` values.
+    """ValueError unless `value` nests at most `max_depth` levels, holds at most `max_nodes` values, and every
+    number in it is finite (JSON has no Infinity or NaN: stored, they would come back as null).
 
     Walks iteratively, so a value nested thousands deep is refused rather than overflowing the stack.
     """
@@ -46,6 +47,8 @@ def check_shape(value: object, what: str, max_depth: int = MAX_DEPTH, max_nodes:
         elif isinstance(current, list | tuple):
             children = current
         else:
+            if isinstance(current, float) and not math.isfinite(current):
+                raise ValueError(f"{what} holds {current}, which is not a finite number")
             continue
         if depth >= max_depth and children:
             raise ValueError(f"{what} nests deeper than {max_depth} levels")

@@ -1,9 +1,9 @@
 """Job-level metrics: what Flower cannot show, since it sees Celery tasks and not jobs.
 
 `summarize(jobs, now)` is pure: it folds jobs into a `JobMetrics` snapshot. `read_jobs(client)` reads every job
-from the job store (SCAN plus pipelined HGETs; a key that vanishes is skipped, one that does not parse is
-quarantined and skipped), and `collect(client, now)` is the two together, plus the length of the webhook
-dead-letter list and the number of quarantined records.
+through the job store (`JobStore.all_jobs`: in chunks; a key that vanishes or is not a job is skipped, a job that
+does not parse is quarantined and skipped), and `collect(client, now)` is the two together, plus the length of the
+webhook dead-letter list (shared/webhooks/dead_letters.py) and the number of quarantined records.
 
 The figures describe the jobs in Redis at `now`, not events since a process started:
 - `jobs_by_status`: jobs per status; `errors_by_code`: jobs that carry an error, per error code.
@@ -24,20 +24,18 @@ The figures describe the jobs in Redis at `now`, not events since a process star
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterable, Iterator
 from datetime import datetime
 from itertools import pairwise
 
 import redis
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field
 
 from shared import costs
-from shared.constants import JOB_KEY, WEBHOOK_DEAD_LETTERS_KEY
 from shared.models import STATUS_RANK, Job, JobStatus
-from shared.quarantine import Quarantine, describe
-
-log = logging.getLogger(__name__)
+from shared.quarantine import Quarantine
+from shared.store import JobStore
+from shared.webhooks.dead_letters import DeadLetters
 
 
 class StateTime(BaseModel):
@@ -143,49 +141,17 @@ def state_durations(job: Job, now: datetime) -> list[tuple[JobStatus, float]]:
 
 
 def read_jobs(client: redis.Redis, batch: int = 500) -> Iterator[Job]:
-    """Every job in the store: SCAN for job keys, HGET their `data` `batch` keys per pipeline.
-
-    A key seen twice by SCAN is read once; one deleted meanwhile or not a hash is skipped (the latter with a
-    warning), one whose data does not parse is quarantined (shared/quarantine.py) and skipped.
-    """
-    seen: set[bytes] = set()
-    chunk: list[bytes] = []
-    for key in client.scan_iter(match=JOB_KEY.format(job_id="*"), count=batch):
-        raw_key = key if isinstance(key, bytes) else str(key).encode()
-        if raw_key in seen:
-            continue
-        seen.add(raw_key)
-        chunk.append(raw_key)
-        if len(chunk) >= batch:
-            yield from _read_chunk(client, chunk)
-            chunk = []
-    if chunk:
-        yield from _read_chunk(client, chunk)
+    """Every job in the job store behind `client`, `batch` per round trip (JobStore.all_jobs: what is not a job is
+    skipped, a job that does not parse is quarantined and skipped)."""
+    return JobStore(client).all_jobs(chunk=batch)
 
 
 def collect(client: redis.Redis, now: datetime) -> JobMetrics:
     """`summarize` over every job in the store, with the length of the webhook dead-letter list."""
     metrics = summarize(read_jobs(client), now)
-    metrics.webhooks.dead_letters = int(client.llen(WEBHOOK_DEAD_LETTERS_KEY))
+    metrics.webhooks.dead_letters = DeadLetters(client).count()
     metrics.quarantined = Quarantine(client).count()
     return metrics
-
-
-def _read_chunk(client: redis.Redis, keys: list[bytes]) -> Iterator[Job]:
-    pipe = client.pipeline(transaction=False)
-    for key in keys:
-        pipe.hget(key, "data")
-    for key, data in zip(keys, pipe.execute(raise_on_error=False), strict=True):
-        if data is None:
-            continue
-        if isinstance(data, Exception):
-            log.warning("metrics: cannot read %s: %s", key.decode(errors="replace"), data)
-            continue
-        try:
-            yield Job.model_validate_json(data)
-        except ValidationError as exc:
-            job_id = key.decode(errors="replace").removeprefix(JOB_KEY.format(job_id=""))
-            Quarantine(client).add("job", job_id, describe(exc))
 
 
 _STATUS_VALUES = frozenset(status.value for status in JobStatus)

@@ -10,7 +10,7 @@ import enum
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, computed_field, model_validator
 
 MAX_PROMPT_CHARS = 10_000
 
@@ -157,10 +157,22 @@ class Step(BaseModel):
     name: StepName
     task_id: str
     due_at: datetime
-    attempt: int = 0
     #: transient failures of this step so far, by error code (each code has its own retry budget)
     retries: dict[str, int] = Field(default_factory=dict)
     lease_until: datetime | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _drop_stored_attempt(cls, data: Any) -> Any:
+        # records written before `attempt` was derived still carry it; it always equalled the sum of `retries`
+        if isinstance(data, dict) and "attempt" in data:
+            data = {key: value for key, value in data.items() if key != "attempt"}
+        return data
+
+    @property
+    def attempt(self) -> int:
+        """How many times this step has been retried so far: the sum of `retries`."""
+        return sum(self.retries.values())
 
 
 class WebhookState(BaseModel):
@@ -190,7 +202,6 @@ class Job(BaseModel):
     id: str
     status: JobStatus = JobStatus.QUEUED
     provider: str
-    model: str
     provider_task_id: str | None = None
     outputs: list[Output] = Field(default_factory=list)
     #: what the job counts as costing: the estimate, the vendor's figure once it took the job, and once the job ended
@@ -206,6 +217,9 @@ class Job(BaseModel):
 
     # bookkeeping: never part of the public JSON
     request: GenerationRequest
+    #: the API key (shared/keys.py) the job was made with: only that key sees it, and its webhooks are signed with
+    #: that key's secret. None for jobs made by the operator's own tools (the Producer, the command line)
+    tenant: str | None = None
     charge: Charge = Field(default_factory=Charge)
     webhook_url: str | None = None
     idempotency_key: str | None = None
@@ -224,25 +238,40 @@ class Job(BaseModel):
     #: when the job entered each status it has been in (status value -> time), stamped by the job store
     entered_at: dict[str, datetime] = Field(default_factory=dict)
 
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def model(self) -> str:
+        """The model the request names (stored records carry it too, for readers of the raw JSON; it is ignored)."""
+        return self.request.model
+
     def public(self) -> dict[str, Any]:
-        """The job as INTERFACE.md describes it, ready for JSON."""
-        return self.model_dump(mode="json", include=PUBLIC_FIELDS)
+        """The job as INTERFACE.md describes it (JobView), ready for JSON."""
+        return self.model_dump(mode="json", include=set(PUBLIC_FIELDS))
+
+    def view(self) -> JobView:
+        """The job as callers see it."""
+        return JobView.model_validate(self.model_dump(include=set(PUBLIC_FIELDS)))
 
 
-PUBLIC_FIELDS = {
-    "id",
-    "status",
-    "provider",
-    "model",
-    "provider_task_id",
-    "outputs",
-    "cost",
-    "charged",
-    "error",
-    "metadata",
-    "batch_id",
-    "created_at",
-    "updated_at",
-}
+class JobView(BaseModel):
+    """A job as callers see it (INTERFACE.md "A job, as JSON"): `--json`, webhooks, reports and the HTTP API."""
+
+    id: str
+    status: JobStatus
+    provider: str
+    model: str
+    provider_task_id: str | None
+    outputs: list[Output]
+    cost: Cost
+    charged: Charged | None
+    error: JobError | None
+    metadata: dict[str, str]
+    batch_id: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+#: the fields of a Job that callers see
+PUBLIC_FIELDS = frozenset(JobView.model_fields)
 
 WebhookState.model_rebuild()

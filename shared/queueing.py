@@ -4,21 +4,29 @@ The producer and the workers both build their Celery app here, so they agree on 
 routes and the visibility timeout (the shortest timeout among processes sharing a broker wins: celery/celery#7651).
 What only a worker or beat reads (pool, prefetch, acks, the beat schedule) is in workers/app.py. The producer
 publishes by task name only and never imports workers/.
+
+`write_and_publish` is how every writer of a job hands on its next step: the transition is written first, then
+its step published, so a crash in between leaves a recorded, overdue step for the sweeper, never a task for a
+state that was not saved.
 """
 
 from __future__ import annotations
 
 import ssl
+from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from celery import Celery
 from kombu.entity import Queue
 
 from shared.constants import BATCH_WEBHOOK_TASK, DISPATCH_TASK, QUEUES, STEP_TASKS, SWEEP_TASK
-from shared.models import Step, utcnow
+from shared.models import Job, Step, utcnow
 from shared.settings import Settings
+
+if TYPE_CHECKING:
+    from shared.store import JobStore
 
 #: the values of a URL's ssl_cert_reqs (kombu's spellings); a client's CERT_OPTIONAL verifies like CERT_REQUIRED
 _CERT_REQS = {"none": ssl.CERT_NONE, "optional": ssl.CERT_REQUIRED, "required": ssl.CERT_REQUIRED}
@@ -100,3 +108,20 @@ def publish_step(app: Celery, settings: Settings, job_id: str, step: Step, now: 
     wait = (step.due_at - (now or utcnow())).total_seconds()
     countdown = min(max(wait, 0.0), settings.max_countdown_seconds)
     app.send_task(task_name, args=[job_id], task_id=step.task_id, queue=queue, countdown=countdown or None)
+
+
+def write_and_publish(
+    store: JobStore,
+    app: Celery,
+    settings: Settings,
+    job_id: str,
+    transition: Callable[[Job], Job | None],
+    now: datetime | None = None,
+) -> Job | None:
+    """Apply `transition` to job `job_id` (one compare-and-set) and publish the step it leaves, if any; the job
+    written, or None when the transition declined."""
+    now = now or utcnow()
+    written = store.update(job_id, transition)
+    if written is not None and written.step is not None:
+        publish_step(app, settings, job_id, written.step, now)
+    return written

@@ -9,38 +9,43 @@ arriving late, sees the newer state and changes nothing.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+import logging
+from collections.abc import Callable, Iterator
 
 import redis
 from pydantic_core import PydanticSerializationError
 
+from shared.claims import HELD_BY_LUA, Claims, ClaimTakenOver, Slot
 from shared.constants import (
     BATCH_COUNTS_KEY,
     BATCH_ENDED_KEY,
     DUE_KEY,
     IDEMPOTENCY_KEY,
     IDEMPOTENCY_TTL_SECONDS,
+    JOB_EVENTS_CHANNEL,
     JOB_KEY,
-    WEBHOOK_DEAD_LETTERS_KEY,
-    WEBHOOK_GONE_KEY,
+    TENANT_JOBS_KEY,
 )
 from shared.errors import InvalidRequest
 from shared.models import Job, utcnow
 from shared.quarantine import Quarantine, UnreadableRecord, describe
 
-# KEYS: job hash, due zset, batch counts hash, batch ended list (the last two unused for a job in no batch).
-# ARGV: expected version ("" = must not exist), data, status, job id, due score ("" = none), "1" when in a batch,
-# "1" when the new status is terminal, retention in ms ("" = keep forever), and on creation the job id KEYS[5] (its
-# idempotency key) must still name ("" = no idempotency key). An ended job with nothing left to do
-# expires after the retention; one given a step again (a webhook redelivery) is kept.
-_CAS_SCRIPT = """
+# KEYS: job hash, due zset, batch counts hash, batch ended list (the last two unused for a job in no batch), the
+# key of the claim the job is created under (shared/claims.py: its idempotency key or its batch line; any key when
+# none), the tenant's job index (any key for a job of no tenant). ARGV: expected version ("" = must not exist),
+# data, status, job id, due score ("" = none), "1" when in a batch, "1" when the new status is terminal, retention
+# in ms ("" = keep forever), and on creation the job id the claim must still name ("" = no claim) and the claim's
+# field ("" = the claim is KEYS[5] itself), the creation time in ms ("" = the job has no tenant), the channel every
+# committed write is published on. An ended job with nothing left to do expires after the retention; one given a
+# step again (a webhook redelivery) is kept.
+_CAS_SCRIPT = (
+    HELD_BY_LUA
+    + """
 local current = redis.call('HGET', KEYS[1], 'version')
 if ARGV[1] == '' then
   if current then return -1 end
-  if ARGV[9] ~= '' then
-    local claim = redis.call('GET', KEYS[5])
-    if not claim or string.sub(claim, 1, #ARGV[9] + 1) ~= ARGV[9] .. ' ' then return -2 end
-  end
+  if ARGV[9] ~= '' and not held_by(claim_value(KEYS[5], ARGV[10]), ARGV[9]) then return -2 end
+  if ARGV[11] ~= '' then redis.call('ZADD', KEYS[6], ARGV[11], ARGV[4]) end
   current = '0'
 elseif current ~= ARGV[1] then
   return -1
@@ -63,17 +68,14 @@ if ARGV[7] == '1' and ARGV[5] == '' and ARGV[8] ~= '' then
 else
   redis.call('PERSIST', KEYS[1])
 end
+redis.call('PUBLISH', ARGV[12], version .. ' ' .. ARGV[3])
 return version
 """
-
-# KEYS: a key. ARGV: expected value, new value. Sets the new value (keeping the TTL) only over the expected one.
-_SWAP_SCRIPT = """
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
-redis.call('SET', KEYS[1], ARGV[2], 'KEEPTTL')
-return 1
-"""
+)
 
 MAX_CAS_ATTEMPTS = 50
+
+log = logging.getLogger("genqueue.store")
 
 
 def redis_client(url: str, ca_file: str | None = None) -> redis.Redis:
@@ -82,10 +84,6 @@ def redis_client(url: str, ca_file: str | None = None) -> redis.Redis:
     says ssl_cert_reqs=none."""
     tls = {"ssl_ca_certs": ca_file} if ca_file and url.startswith("rediss://") else {}
     return redis.Redis.from_url(url, socket_timeout=10, socket_connect_timeout=5, health_check_interval=30, **tls)
-
-
-class IdempotencyKeyTaken(RuntimeError):
-    """Raised by `create` when the job's idempotency key names another job by now (its claim was taken over)."""
 
 
 class ConcurrentUpdate(RuntimeError):
@@ -100,25 +98,28 @@ class JobStore:
         self.redis = client
         self.retention_ms = "" if not retention_seconds else str(int(retention_seconds * 1000))
         self._cas = client.register_script(_CAS_SCRIPT)
-        self._swap = client.register_script(_SWAP_SCRIPT)
         self.quarantine = Quarantine(client)
+        self.claims = Claims(client)
 
     @classmethod
     def from_url(cls, url: str, retention_seconds: float | None = None, ca_file: str | None = None) -> JobStore:
         """A store on the Redis at `url` (see `redis_client`)."""
         return cls(redis_client(url, ca_file), retention_seconds)
 
-    def create(self, job: Job) -> None:
+    def create(self, job: Job, claim: Slot | None = None) -> None:
         """Store a new job; ValueError if its id is taken, InvalidRequest if it would not read back.
 
-        A job with an idempotency key is stored only while that key still names it (the claim can be taken over
-        when its first claimant seemed to have died: `take_over_idempotency_key`); IdempotencyKeyTaken otherwise.
+        A job created under a claim (shared/claims.py: `claim`, by default its idempotency key's when it has one)
+        is stored only while that claim still names it (a claim is taken over when its claimant seemed to have
+        died); ClaimTakenOver otherwise.
         """
+        if claim is None and job.idempotency_key:
+            claim = idempotency_slot(job.idempotency_key)
         if job.status.value not in job.entered_at:
             job.entered_at = {**job.entered_at, job.status.value: job.created_at}
-        result = self._write(job, _readable_json(job), expected_version="")
+        result = self._write(job, _readable_json(job), expected_version="", claim=claim)
         if result == -2:
-            raise IdempotencyKeyTaken(f"the idempotency key of job {job.id} was taken over by another submit")
+            raise ClaimTakenOver(f"the claim job {job.id} was created under names another job by now")
         if result < 0:
             raise ValueError(f"job {job.id} already exists")
 
@@ -143,6 +144,42 @@ class JobStore:
             except UnreadableRecord:
                 jobs.append(None)
         return jobs
+
+    def all_jobs(self, chunk: int = 500) -> Iterator[Job]:
+        """Every job in the store, `chunk` per round trip (a SCAN of job keys, then pipelined reads): for figures
+        over all jobs (shared/metrics.py), not for a step's path.
+
+        A key the SCAN yields twice is read once; one deleted meanwhile is skipped, and so is one that is not a
+        job's hash (with a warning); a job whose data cannot be read is quarantined and skipped.
+        """
+        prefix = JOB_KEY.format(job_id="")
+        seen: set[str] = set()
+        job_ids: list[str] = []
+        for key in self.redis.scan_iter(match=JOB_KEY.format(job_id="*"), count=chunk):
+            job_id = _text(key).removeprefix(prefix)
+            if job_id in seen:
+                continue
+            seen.add(job_id)
+            job_ids.append(job_id)
+            if len(job_ids) >= chunk:
+                yield from self._read_found(job_ids)
+                job_ids = []
+        if job_ids:
+            yield from self._read_found(job_ids)
+
+    def _read_found(self, job_ids: list[str]) -> Iterator[Job]:
+        """The readable jobs among those whose keys a SCAN found (see `all_jobs`)."""
+        pipe = self.redis.pipeline(transaction=False)
+        for job_id in job_ids:
+            pipe.hget(JOB_KEY.format(job_id=job_id), "data")
+        for job_id, data in zip(job_ids, pipe.execute(raise_on_error=False), strict=True):
+            if isinstance(data, Exception):  # not a hash: nothing genqueue wrote
+                log.warning("cannot read the key of job %s: %s", job_id, data)
+            elif data is not None:
+                try:
+                    yield self._parse(job_id, data)
+                except UnreadableRecord:
+                    continue
 
     def _parse(self, job_id: str, data: bytes | str) -> Job:
         try:
@@ -184,7 +221,7 @@ class JobStore:
             return None
         return self.update(job_id, lambda job: job)  # the rewrite puts its step back on the due index
 
-    def _write(self, job: Job, data: str, expected_version: str) -> int:
+    def _write(self, job: Job, data: str, expected_version: str, claim: Slot | None = None) -> int:
         due = "" if job.step is None else str(job.step.due_at.timestamp())
         batch = job.batch_id or "-"
         result = self._cas(
@@ -193,7 +230,8 @@ class JobStore:
                 DUE_KEY,
                 BATCH_COUNTS_KEY.format(batch_id=batch),
                 BATCH_ENDED_KEY.format(batch_id=batch),
-                _idempotency_redis_key(job.idempotency_key or ""),
+                claim.key if claim is not None else DUE_KEY,
+                TENANT_JOBS_KEY.format(tenant=job.tenant) if job.tenant else DUE_KEY,
             ],
             args=[
                 expected_version,
@@ -204,71 +242,44 @@ class JobStore:
                 "1" if job.batch_id else "",
                 "1" if job.status.terminal else "",
                 self.retention_ms,
-                job.id if job.idempotency_key and expected_version == "" else "",
+                job.id if claim is not None else "",
+                claim.lua_field if claim is not None else "",
+                str(int(job.created_at.timestamp() * 1000)) if job.tenant and not expected_version else "",
+                JOB_EVENTS_CHANNEL.format(job_id=job.id),
             ],
         )
         return int(result)
 
+    def tenant_jobs(self, tenant: str, before: tuple[float, str] | None, count: int) -> list[tuple[float, str, Job]]:
+        """Up to `count` jobs of `tenant` (API key) as (created ms, id, job), newest first, older than `before`
+        (the (ms, id) of the last one a previous page gave).
+
+        Jobs that expired are taken off the index here; an unreadable one (quarantined) is skipped; so a page
+        may hold fewer than `count` while older jobs remain: page on until one comes back empty.
+        """
+        key = TENANT_JOBS_KEY.format(tenant=tenant)
+        top = "+inf" if before is None else repr(before[0])
+        # equal scores come back in descending id order: those at `before`'s score down to its id were given
+        skip = 0 if before is None else self.redis.zcount(key, before[0], before[0])
+        raw: list[tuple[bytes, float]] = self.redis.zrevrangebyscore(  # type: ignore[assignment]
+            key, top, "-inf", start=0, num=count + int(skip), withscores=True
+        )
+        rows = [(_text(member), float(score)) for member, score in raw]
+        if before is not None:
+            rows = [(job_id, score) for job_id, score in rows if score < before[0] or job_id < before[1]]
+        rows = rows[:count]
+        page = []
+        for (job_id, score), job in zip(rows, self.get_many([job_id for job_id, _ in rows]), strict=True):
+            if job is None:
+                if not self.redis.exists(JOB_KEY.format(job_id=job_id)):
+                    self.redis.zrem(key, job_id)
+                continue
+            page.append((score, job_id, job))
+        return page
+
     def due_job_ids(self, before: float, limit: int = 500) -> list[str]:
         """Ids of jobs whose next step was due before unix time `before`, oldest first."""
         return [_text(raw) for raw in self.redis.zrangebyscore(DUE_KEY, "-inf", before, start=0, num=limit)]
-
-    def claim_idempotency_key(self, key: str, job_id: str, request_fingerprint: str) -> str | None:
-        """Bind `key` to `job_id` for 24 hours; return the job id it was already bound to, if any.
-
-        The same key with another request fingerprint raises InvalidRequest.
-        """
-        redis_key = _idempotency_redis_key(key)
-        value = f"{job_id} {request_fingerprint}"
-        if self.redis.set(redis_key, value, nx=True, ex=IDEMPOTENCY_TTL_SECONDS):
-            return None
-        existing = self.redis.get(redis_key)
-        if existing is None:  # expired between the two calls: claim again
-            return self.claim_idempotency_key(key, job_id, request_fingerprint)
-        existing_job, _, existing_fingerprint = existing.decode().partition(" ")  # type: ignore[union-attr]
-        if existing_fingerprint != request_fingerprint:
-            raise InvalidRequest("idempotency key was already used with a different request")
-        return existing_job
-
-    def take_over_idempotency_key(self, key: str, stale_job_id: str, job_id: str, request_fingerprint: str) -> bool:
-        """Rebind `key` from `stale_job_id` (claimed, never created: its submit died) to `job_id`; False when the
-        key names something else by now."""
-        redis_key = _idempotency_redis_key(key)
-        swapped = self._swap(
-            keys=[redis_key], args=[f"{stale_job_id} {request_fingerprint}", f"{job_id} {request_fingerprint}"]
-        )
-        return bool(swapped)
-
-    def release_idempotency_key(self, key: str, job_id: str) -> None:
-        """Undo `claim_idempotency_key` when the job it was claimed for could not be created."""
-        redis_key = _idempotency_redis_key(key)
-        existing = self.redis.get(redis_key)
-        if existing is not None and existing.decode().startswith(job_id + " "):  # type: ignore[union-attr]
-            self.redis.delete(redis_key)
-
-    def add_dead_letter(self, job_id: str) -> None:
-        """Record that job `job_id`'s webhook event was given up on (once, however often it is called)."""
-        pipe = self.redis.pipeline()
-        pipe.lrem(WEBHOOK_DEAD_LETTERS_KEY, 0, job_id)
-        pipe.lpush(WEBHOOK_DEAD_LETTERS_KEY, job_id)
-        pipe.execute()
-
-    def remove_dead_letter(self, job_id: str) -> None:
-        self.redis.lrem(WEBHOOK_DEAD_LETTERS_KEY, 0, job_id)
-
-    def dead_letters(self, limit: int = 1000) -> list[str]:
-        """Job ids whose webhook events were given up on, newest first."""
-        return [_text(raw) for raw in self.redis.lrange(WEBHOOK_DEAD_LETTERS_KEY, 0, limit - 1)]
-
-    def mark_endpoint_gone(self, url: str) -> None:
-        """Stop delivering to `url`: it answered 410 Gone."""
-        self.redis.sadd(WEBHOOK_GONE_KEY, _url_id(url))
-
-    def endpoint_gone(self, url: str) -> bool:
-        return bool(self.redis.sismember(WEBHOOK_GONE_KEY, _url_id(url)))
-
-    def clear_endpoint_gone(self, url: str) -> None:
-        self.redis.srem(WEBHOOK_GONE_KEY, _url_id(url))
 
 
 def _readable_json(job: Job) -> str:
@@ -284,12 +295,14 @@ def _readable_json(job: Job) -> str:
     return data
 
 
-def _idempotency_redis_key(key: str) -> str:
-    return IDEMPOTENCY_KEY.format(key=hashlib.sha256(key.encode()).hexdigest())
-
-
-def _url_id(url: str) -> str:
-    return hashlib.sha256(url.encode()).hexdigest()
+def idempotency_slot(key: str) -> Slot:
+    """Where the claim on idempotency key `key` is kept: a key of its own, for IDEMPOTENCY_TTL_SECONDS."""
+    return Slot(
+        IDEMPOTENCY_KEY.format(key=hashlib.sha256(key.encode()).hexdigest()),
+        ttl_seconds=IDEMPOTENCY_TTL_SECONDS,
+        conflict="idempotency key was already used with a different request",
+        busy="a request with this idempotency key is being enqueued; try again",
+    )
 
 
 def _text(value: object) -> str:

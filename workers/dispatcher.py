@@ -6,7 +6,8 @@ not-before time, never past its budget); held jobs past the batch's deadline, or
 are canceled with the reason; and a batch whose jobs have all ended is completed (and its webhook sent). One pass
 runs at a time (a lock in Redis) to keep the pace; even two could not release a job twice, since a release is a
 compare-and-set on the job (its submit step is set only while it has none). Each pass that finishes is noted in
-Redis, so `batch status` can tell held jobs that wait for no dispatcher at all.
+Redis, so `batch status` can tell held jobs that wait for no dispatcher at all. The rules (window, pace, budget,
+settlements, orphans) are shared/decisions/dispatch.py's; this module reads and writes the batch store.
 """
 
 from __future__ import annotations
@@ -20,18 +21,19 @@ from datetime import datetime
 from celery import Task
 from redis.exceptions import LockError
 
-from shared import costs, lifecycle
+from shared import lifecycle
 from shared.batch import Batch, BatchStore
 from shared.batch import lifecycle as batch_lifecycle
 from shared.batch.models import ended_count
-from shared.batch.pacing import release_allowance
 from shared.batch.store import jobs_by_line
 from shared.constants import DISPATCH_LOCK_KEY, DISPATCH_TASK
+from shared.decisions import dispatch as dispatch_rules
+from shared.decisions.dispatch import Action, Held
 from shared.errors import InvalidRequest
-from shared.models import Job, JobError, JobStatus, utcnow
+from shared.models import Job, JobStatus, utcnow
 from shared.protection import ProviderStatus
 from shared.quarantine import UnreadableRecord
-from shared.queueing import publish_step
+from shared.queueing import publish_step, write_and_publish
 from workers import context
 from workers.app import app, genqueue_task
 from workers.batch_webhooks import publish_batch_step
@@ -112,8 +114,7 @@ def provider_status(name: str) -> ProviderStatus | None:
 
 
 def settle_ended(batches: BatchStore, batch: Batch) -> None:
-    """Replace the reservation of each job that ended by what it was charged (the job's cost record, decided by
-    shared/costs.py: 0 where the vendor charged nothing, counted as charged where that is unknown).
+    """Replace the reservation of each job that ended by what it was charged (dispatch_rules.settlement).
 
     A job canceled while its vendor renders it has no charge yet: it keeps its reservation until the vendor
     reports the task ended, and is settled by a later pass.
@@ -122,13 +123,13 @@ def settle_ended(batches: BatchStore, batch: Batch) -> None:
         for job_id, job in zip(ended, context.store().get_many(ended), strict=True):
             if job is not None:
                 batches.mark_started(job.provider, job.id)
-            if job is not None and costs.awaiting_vendor(job):
-                batches.defer_settle(batch.id, job_id)
-            else:
+            if dispatch_rules.settles_now(job):
                 settle_job(batches, batch, job_id, job)
+            else:
+                batches.defer_settle(batch.id, job_id)
     unsettled = batches.unsettled(batch.id)
     for job_id, job in zip(unsettled, context.store().get_many(unsettled), strict=True):
-        if job is None or not costs.awaiting_vendor(job):
+        if dispatch_rules.settles_now(job):
             settle_job(batches, batch, job_id, job)
             batches.settled(batch.id, job_id)
 
@@ -139,50 +140,45 @@ def settle_job(batches: BatchStore, batch: Batch, job_id: str, job: Job | None) 
         if batch.budget is not None:
             batches.settle_as_reserved(batch.id, job_id)
         return
-    job = costs.booked(job)
-    batches.add_spent(batch.id, job.cost.credits or 0.0, job.cost.usd or 0.0)
-    if batch.budget is not None:
-        batches.settle(batch.id, job.id, costs.counted(job, batch.budget.currency))
+    booked = dispatch_rules.settlement(batch, job)
+    batches.add_spent(batch.id, booked.credits, booked.usd)
+    if booked.counted is not None:
+        batches.settle(batch.id, job.id, booked.counted)
 
 
 def release_or_cancel(
     batches: BatchStore, batch: Batch, provider: str, statuses: dict[str, ProviderStatus], now: datetime
 ) -> int:
     """Release what the provider has room for, cancel what may no longer run; the number released."""
-    past_deadline = batch.deadline is not None and now >= batch.deadline
-    deadline_reason = (
-        f"the batch deadline {batch.deadline.isoformat()} passed before it was submitted" if batch.deadline else ""
-    )
-    if batch.not_before is not None and now < batch.not_before and not past_deadline:
+    window = dispatch_rules.window(batch, now)
+    if window.closed:
         return 0
     settings = context.settings()
-    status = statuses[provider]
     in_queue = batches.released_count(provider, now.timestamp(), RELEASED_MAX_AGE)
-    allowance = 0 if past_deadline else release_allowance(status, in_queue, settings.dispatch_interval_seconds)
-    examine = MAX_EXAMINED if past_deadline or batch.budget is not None else allowance
+    allowance = dispatch_rules.allowance(window, statuses[provider], in_queue, settings.dispatch_interval_seconds)
     to_publish: list[Job] = []
-    for job_id in batches.held(batch.id, provider, min(examine, MAX_EXAMINED)):
+    for job_id in batches.held(
+        batch.id, provider, dispatch_rules.examine_count(batch, window, allowance, MAX_EXAMINED)
+    ):
         try:
             job = context.store().get(job_id)
         except UnreadableRecord:  # quarantined: no longer held, the next held job goes on
             batches.unhold(batch.id, provider, job_id)
             continue
-        if past_deadline:
-            cancel_held(job_id, deadline_reason, now)
-        elif len(to_publish) < allowance:
-            if job is not None and not job.status.terminal and job.step is None:
-                if batch.budget is not None and not within_budget(batches, batch, job):
-                    if batches.outstanding(batch.id):
-                        break  # running jobs hold reservations that may come back: wait for them to end
-                    cancel_held(job_id, budget_reason(batches, batch, job), now)
-                else:
-                    written = context.store().update(job_id, lambda j: release(j, now))
-                    if written is not None:
-                        to_publish.append(written)
-                    elif batch.budget is not None:  # canceled meanwhile: give its reservation back
-                        batches.settle(batch.id, job_id, 0.0)
-        else:
-            break
+        action = dispatch_rules.held_action(job, window, allowance - len(to_publish))
+        if action.held is Held.RELEASE:
+            assert job is not None
+            action = reserve(batches, batch, job)
+        if action.held is Held.STOP:
+            break  # no room left this pass, or over budget while running jobs hold reservations that may come back
+        if action.held is Held.CANCEL:
+            cancel_held(job_id, action.reason, now)
+        elif action.held is Held.RELEASE:
+            written = context.store().update(job_id, lambda j: lifecycle.release(j, now))
+            if written is not None:
+                to_publish.append(written)
+            elif batch.budget is not None:  # canceled meanwhile: give its reservation back
+                batches.settle(batch.id, job_id, 0.0)
         batches.unhold(batch.id, provider, job_id)
     batches.mark_released(provider, [job.id for job in to_publish], now.timestamp())
     for job in to_publish:
@@ -190,46 +186,25 @@ def release_or_cancel(
         publish_step(app, settings, job.id, job.step, now)
     # spend the allowance across batches: the next batch sees fewer free tokens
     if to_publish:
-        statuses[provider] = _minus(status, len(to_publish))
+        statuses[provider] = _minus(statuses[provider], len(to_publish))
     return len(to_publish)
 
 
-def within_budget(batches: BatchStore, batch: Batch, job: Job) -> bool:
-    assert batch.budget is not None
-    estimate = getattr(job.cost, batch.budget.currency) or 0.0
-    return batches.reserve(batch.id, job.id, estimate, batch.budget.amount)
-
-
-def budget_reason(batches: BatchStore, batch: Batch, job: Job) -> str:
-    assert batch.budget is not None
-    currency = batch.budget.currency
-    estimate = getattr(job.cost, currency) or 0.0
-    committed = batches.committed(batch.id)
-    return (
-        f"budget_exhausted: this job's estimated {estimate:g} {currency} would take the batch past its budget of "
-        f"{batch.budget.amount:g} ({committed:g} committed)"
-    )
-
-
-def release(job: Job, now: datetime) -> Job | None:
-    """Give a held job its submit step; None when it was released, canceled or ended meanwhile."""
-    if job.status is not JobStatus.QUEUED or job.step is not None:
-        return None
-    released = job.model_copy(deep=True)
-    released.step = lifecycle.new_step("submit", now)
-    released.updated_at = now
-    return released
+def reserve(batches: BatchStore, batch: Batch, job: Job) -> Action:
+    """Reserve the job's estimate against the batch's budget (atomically): release it if it fits (or there is
+    no budget), else dispatch_rules.over_budget."""
+    if batch.budget is None:
+        return Action(Held.RELEASE)
+    if batches.reserve(batch.id, job.id, dispatch_rules.estimate(batch, job), batch.budget.amount):
+        return Action(Held.RELEASE)
+    return dispatch_rules.over_budget(batch, job, batches.outstanding(batch.id), batches.committed(batch.id))
 
 
 def cancel_held(job_id: str, reason: str, now: datetime) -> None:
-    def change(job: Job) -> Job | None:
-        if job.step is not None:  # released meanwhile: its submit step checks the deadline itself
-            return None
-        return lifecycle.finish(job, JobStatus.CANCELED, now, JobError(code="canceled", message=reason))
-
-    written = context.store().update(job_id, change)
-    if written is not None and written.step is not None:
-        publish_step(app, context.settings(), job_id, written.step, now)
+    """Cancel held job `job_id` with `reason` (lifecycle.cancel_held) and publish its webhook, if it has one."""
+    write_and_publish(
+        context.store(), app, context.settings(), job_id, lambda j: lifecycle.cancel_held(j, reason, now), now
+    )
 
 
 def cancel_all_held(batches: BatchStore, batch: Batch, provider: str, reason: str, now: datetime) -> None:
@@ -277,7 +252,7 @@ def rehold_orphans(batches: BatchStore, batch: Batch) -> int:
     """
     orphans = 0
     for line, job in jobs_by_line(batches, context.store(), batch.id):
-        if job.status is JobStatus.QUEUED and job.step is None:
+        if dispatch_rules.is_orphan(job):
             batches.hold(batch.id, job.provider, job.id, line)
             orphans += 1
     if orphans:

@@ -16,11 +16,10 @@ from shared import lifecycle
 from shared.constants import FINALIZE_TASK
 from shared.errors import DownloadFailed, GenqueueError, Transient
 from shared.models import Job, Output, utcnow
-from shared.queueing import publish_step
 from shared.storage import extension_for
 from workers import context
-from workers.app import app, genqueue_task
-from workers.steps import fail, retry_or_fail, run_step
+from workers.app import genqueue_task
+from workers.steps import fail, retry_or_fail, run_step, write
 
 
 @genqueue_task(FINALIZE_TASK)
@@ -49,12 +48,10 @@ def finalize_job(job: Job, task_id: str) -> None:
         for index, url in enumerate(job.output_urls):
             outputs.append(storage.copy_from_url(context.download_http(), url, output_key(job.id, index, url)))
     except Transient as exc:  # a download or a write that may pass
-        retry_or_fail(job.id, task_id, "finalize", exc)
+        retry_or_fail(job.id, task_id, exc)
         return
     except GenqueueError as exc:
         fail(job.id, task_id, exc)
         return
     now = utcnow()
-    written = context.store().update(job.id, lambda j: lifecycle.succeed_owned(j, task_id, now, outputs))
-    if written is not None and written.step is not None:
-        publish_step(app, context.settings(), job.id, written.step, now)
+    write(job.id, lambda j: lifecycle.succeed_owned(j, task_id, now, outputs), now)

@@ -1,25 +1,30 @@
 """How every step task runs: claim the step in the job store, do the work, record the outcome, publish the next.
 
 A task runs its step only when the job store names the task's own id as the job's next step (lifecycle.claim):
-a duplicate delivery, a stale task or a second chain finds another id and drops itself. The outcome is written
-before the next task is published, so a crash in between leaves a job whose step is recorded and overdue,
-never a task for a state that was not saved.
+a duplicate delivery, a stale task or a second chain finds another id and drops itself. Every stage has the same
+shape: claim (`run_step`), do the I/O, decide (shared/lifecycle.py, shared/decisions/), `write` the transition
+once and publish its step, and `carry_out` the decision's effects on the provider's limits. The outcome is
+written before the next task is published, so a crash in between leaves a job whose step is recorded and
+overdue, never a task for a state that was not saved.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime
 
 from celery import Task
 
 from shared import lifecycle
-from shared.errors import GenqueueError, ProviderUnavailable, redact
+from shared.decisions import Effects
+from shared.errors import GenqueueError, ProviderUnavailable
 from shared.lifecycle import Decision
 from shared.models import Job, JobStatus, Step, StepName, VendorOutcome, utcnow
 from shared.quarantine import UnreadableRecord
-from shared.queueing import publish_step
+from shared.queueing import write_and_publish
+from shared.settings import ProviderConfig
 from workers import context
 from workers.app import app
 from workers.leases import KEEPER
@@ -63,61 +68,71 @@ def run_step(task: Task, job_id: str, name: StepName, lease_seconds: float, hand
             handler(claim.job, task_id)
     except Exception as exc:  # a bug or an unexpected failure must not leave the job stuck
         log.exception("%s: job %s: unexpected %s", name, job_id, type(exc).__name__)
-        retry_or_fail(job_id, task_id, name, ProviderUnavailable(f"internal error in {name}: {type(exc).__name__}"))
+        retry_or_fail(job_id, task_id, ProviderUnavailable(f"internal error in {name}: {type(exc).__name__}"))
+
+
+def write(job_id: str, transition: Callable[[Job], Job | None], now: datetime) -> Job | None:
+    """Write `transition` to the job and publish the step it leaves; a job it failed frees its in-flight slot
+    (the vendor is done with it, or never took it). The job written, or None if the transition declined."""
+    before: dict[str, JobStatus] = {}
+
+    def change(job: Job) -> Job | None:
+        before["status"] = job.status
+        return transition(job)
+
+    written = write_and_publish(context.store(), app, context.settings(), job_id, change, now)
+    if written is not None and written.status is JobStatus.FAILED and before["status"] is not JobStatus.FAILED:
+        log.info("job %s failed: %s", job_id, written.error.code if written.error else "?")
+        context.guard().free_slot(written.provider, job_id)
+    return written
 
 
 def move_on(job_id: str, task_id: str, status: JobStatus | None, step: Step | None, **fields: object) -> Job | None:
     """Record the outcome of the step task `task_id` owns and publish the next step; None if the job moved on."""
     now = utcnow()
-    written = context.store().update(
-        job_id, lambda job: lifecycle.advance(job, task_id, now, status=status, step=step, **fields)
-    )
-    if written is not None and written.step is not None:
-        publish_step(app, context.settings(), job_id, written.step, now)
-    return written
+    return write(job_id, lambda job: lifecycle.advance(job, task_id, now, status=status, step=step, **fields), now)
 
 
 def fail(job_id: str, task_id: str, error: GenqueueError, vendor_outcome: VendorOutcome | None = None) -> Job | None:
     """End the job as failed with `error`'s code and message (and how the vendor said the task ended, when it
     said: it decides the charge), and publish its webhook delivery if it has one.
 
-    This is where an error becomes the job's: every secret the settings hold is redacted from its message here.
+    This is where an error becomes the job's: every secret the settings hold is redacted from its message.
     """
     now = utcnow()
-    error = error.reworded(redact(error.message, context.settings().secrets()))
-    written = context.store().update(job_id, lambda job: lifecycle.fail_owned(job, task_id, error, now, vendor_outcome))
-    if written is not None:
-        log.info("job %s failed: %s", job_id, error.code)
-        context.guard().free_slot(written.provider, job_id)  # the vendor is done with it: free its in-flight slot
-        if written.step is not None:
-            publish_step(app, context.settings(), job_id, written.step, now)
-    return written
+    error = lifecycle.as_job_error(error, context.settings())
+    return write(job_id, lambda job: lifecycle.fail_owned(job, task_id, error, now, vendor_outcome), now)
 
 
 def cancel(job_id: str, task_id: str, reason: str) -> Job | None:
     """End the job as canceled with `reason`, from the step task `task_id` owns (a batch deadline passed, say)."""
     now = utcnow()
-    written = context.store().update(job_id, lambda job: lifecycle.cancel_owned(job, task_id, reason, now))
-    if written is not None and written.step is not None:
-        publish_step(app, context.settings(), job_id, written.step, now)
-    return written
+    return write(job_id, lambda job: lifecycle.cancel_owned(job, task_id, reason, now), now)
 
 
 def retry_or_fail(
-    job_id: str, task_id: str, name: StepName, error: GenqueueError, retry_after: float | None = None, **fields: object
+    job_id: str, task_id: str, error: GenqueueError, retry_after: float | None = None, **fields: object
 ) -> Job | None:
-    """Run step `name` again after a backoff, or fail with `error` once its code's retry budget is spent."""
-    settings = context.settings()
-    job = context.store().get(job_id)
-    if job is None or job.step is None or not lifecycle.owns_step(job, task_id):
-        return None
-    retries = dict(job.step.retries)
-    retries[error.code] = retries.get(error.code, 0) + 1
-    if retries[error.code] > settings.retry_budget(error.code):
-        spent = f"{job.provider} {name}: {error.message} (gave up after {retries[error.code] - 1} retries)"
-        return fail(job_id, task_id, error.reworded(spent))
-    attempt = job.step.attempt + 1
-    delay = lifecycle.backoff_seconds(settings, attempt, retry_after, context.rng())
-    log.info("%s: job %s: %s; retry %d in %.1fs", name, job_id, error.code, attempt, delay)
-    step = lifecycle.new_step(name, utcnow() + timedelta(seconds=delay), attempt, retries)
-    return move_on(job_id, task_id, None, step, **fields)
+    """Run the step task `task_id` owns again after a backoff, or fail with `error` once its code's retry budget
+    is spent (lifecycle.retry_or_fail)."""
+    settings, rng, now = context.settings(), context.rng(), utcnow()
+    written = write(
+        job_id, lambda job: lifecycle.retry_or_fail(job, task_id, error, settings, now, rng, retry_after, **fields), now
+    )
+    if written is not None and written.step is not None and not written.status.terminal:
+        step, delay = written.step, (written.step.due_at - now).total_seconds()
+        log.info("%s: job %s: %s; retry %d in %.1fs", step.name, job_id, error.code, step.attempt, delay)
+    return written
+
+
+def carry_out(effects: Effects, config: ProviderConfig, job_id: str) -> None:
+    """Apply a decision's effects on the provider's shared limits, for job `job_id`."""
+    guard = context.guard()
+    if effects.credit_pause is not None:
+        guard.pause_for_credits(config.name, time.time(), effects.credit_pause)
+    if effects.breaker_failure:
+        guard.record_failure(config, time.time())
+    if effects.breaker_success:
+        guard.record_success(config.name, job_id)
+    if effects.free_slot:
+        guard.free_slot(config.name, job_id)

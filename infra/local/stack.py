@@ -167,6 +167,12 @@ class LocalStack:
         )
         return f"http://127.0.0.1:{port}"
 
+    def start_api(self, port: int | None = None) -> str:
+        """`genqueue api` on 127.0.0.1; its base URL once it listens."""
+        port = port or free_port()
+        self._start("api", [str(BIN / "genqueue"), "api", "--host", "127.0.0.1", "--port", str(port)], port=port)
+        return f"http://127.0.0.1:{port}"
+
     def stop(self) -> None:
         for process in reversed(self.processes):
             process.stop()

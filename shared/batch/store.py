@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 import redis
 
 from shared.batch.models import Batch
+from shared.claims import Claims, Slot
 from shared.constants import (
     ACTIVE_BATCHES_KEY,
     BATCH_COUNTS_KEY,
@@ -33,7 +34,6 @@ from shared.constants import (
     DISPATCH_LAST_RUN_KEY,
     RELEASED_KEY,
 )
-from shared.errors import InvalidRequest
 from shared.models import Job
 from shared.quarantine import Quarantine, describe
 from shared.store import MAX_CAS_ATTEMPTS, ConcurrentUpdate, JobStore
@@ -86,14 +86,6 @@ return 1
 """
 
 
-# KEYS: hash. ARGV: field, expected value, new value. Sets the field only over the expected value.
-_SWAP_FIELD_SCRIPT = """
-if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then return 0 end
-redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
-return 1
-"""
-
-
 class BatchStore:
     """Reads and writes batches and their bookkeeping. Only this class touches batch keys in Redis."""
 
@@ -103,8 +95,8 @@ class BatchStore:
         self._unindex_gone = client.register_script(_UNINDEX_GONE_SCRIPT)
         self._settle = client.register_script(_SETTLE_SCRIPT)
         self._reserve = client.register_script(_RESERVE_SCRIPT)
-        self._swap_field = client.register_script(_SWAP_FIELD_SCRIPT)
         self.quarantine = Quarantine(client)
+        self.claims = Claims(client)
 
     # the batch itself
 
@@ -214,37 +206,20 @@ class BatchStore:
 
     # lines and held-back jobs
 
-    def claim_line(self, batch_id: str, line: int, job_id: str, fingerprint: str) -> str | None:
-        """Bind line `line` to `job_id`; the job id it was bound to before, if any (a resumed batch).
-
-        InvalidRequest when the line was enqueued before with a different request (the file changed).
-        """
-        key = BATCH_LINES_KEY.format(batch_id=batch_id)
-        if self.redis.hsetnx(key, str(line), f"{job_id} {fingerprint}"):
-            return None
-        existing_job, _, existing_fingerprint = _text(self.redis.hget(key, str(line))).partition(" ")
-        if existing_fingerprint != fingerprint:
-            raise InvalidRequest("this line was enqueued before with a different request; the file has changed")
-        return existing_job
-
-    def take_over_line(self, batch_id: str, line: int, stale_job_id: str, job_id: str, fingerprint: str) -> bool:
-        """Rebind line `line` from `stale_job_id` (claimed by a run that died before storing it) to `job_id`;
-        False when the line names something else by now."""
-        keys = [BATCH_LINES_KEY.format(batch_id=batch_id)]
-        args = [str(line), f"{stale_job_id} {fingerprint}", f"{job_id} {fingerprint}"]
-        return bool(self._swap_field(keys=keys, args=args))
-
-    def release_line(self, batch_id: str, line: int, job_id: str) -> None:
-        """Undo `claim_line` when the job could not be created."""
-        key = BATCH_LINES_KEY.format(batch_id=batch_id)
-        if _text(self.redis.hget(key, str(line)) or b"").startswith(job_id + " "):
-            self.redis.hdel(key, str(line))
+    def line_slot(self, batch_id: str, line: int) -> Slot:
+        """Where the claim binding line `line` of the batch to its job is kept (shared/claims.py): a field of the
+        batch's lines hash, so a resumed batch finds the job each line made."""
+        return Slot(
+            BATCH_LINES_KEY.format(batch_id=batch_id),
+            field=str(line),
+            conflict=f"line {line}: this line was enqueued before with a different request; the file has changed",
+            busy=f"line {line} is being enqueued by another run of this batch",
+        )
 
     def line_jobs(self, batch_id: str) -> list[tuple[int, str]]:
         """(line number, job id) of every enqueued line, in line order."""
-        raw = self.redis.hgetall(BATCH_LINES_KEY.format(batch_id=batch_id))
-        lines = [(int(_text(line)), _text(value).partition(" ")[0]) for line, value in raw.items()]
-        return sorted(lines)
+        owners = self.claims.owners(BATCH_LINES_KEY.format(batch_id=batch_id))
+        return sorted((int(line), job_id) for line, job_id in owners.items())
 
     def hold(self, batch_id: str, provider: str, job_id: str, line: int) -> None:
         """Keep job `job_id` back until the dispatcher releases it; marks the batch active."""

@@ -244,6 +244,27 @@ def classify(
     return error_for_status(answer, detail, insufficient) if cls is None else _make(cls, answer, detail)
 
 
+def error_object_reader(codes: Mapping[str, type[ProviderError]], code_also_in: str | None = None) -> ErrorReader:
+    """The reader of error bodies shaped `{"error": {"code", "message"}}` (VicSee, gateway, the sandbox).
+
+    An error object is classified by its `code` where `codes` maps it (else by HTTP status), with its `message`;
+    `code_also_in` names a second field read as the code when `code` is not one of `codes` (gateway's `type`).
+    A body whose `error` is a string, or that has only a top-level `message`, is classified by status with it.
+    """
+
+    def read(answer: HttpAnswer, body: dict[str, Any] | None) -> ProviderError:
+        error = dig(body, "error")
+        if not isinstance(error, dict):
+            return classify(answer, first_text(error, dig(body, "message")))
+        code = text(error.get("code"), 60)
+        if code not in codes and code_also_in is not None:
+            other = text(error.get(code_also_in), 60)
+            code = other if other in codes else code
+        return classify(answer, text(error.get("message")), code, codes)
+
+    return read
+
+
 def _make(cls: type[ProviderError], answer: HttpAnswer, detail: str) -> ProviderError:
     message = f"HTTP {answer.status_code}: {detail}"
     if issubclass(cls, Transient):

@@ -39,6 +39,7 @@ from shared.errors import (
 )
 from shared.models import GenerationRequest
 from shared.providers import _common as common
+from shared.providers._common import ErrorReader
 from shared.providers.base import (
     HttpAnswer,
     HttpRequest,
@@ -98,15 +99,8 @@ def scope_for(request: GenerationRequest, provider_name: str) -> Scope:
     return SCOPE_OF_KIND[kind] if kind is not None else "videos"
 
 
-def read_error(answer: HttpAnswer, body: dict[str, Any] | None) -> ProviderError:
-    """The error a gateway error answer means, by `error.code` (or `error.type`), else by HTTP status."""
-    error = common.dig(body, "error")
-    if isinstance(error, dict):
-        code, kind = common.text(error.get("code"), 60), common.text(error.get("type"), 60)
-        if code not in ERROR_CODES and kind in ERROR_CODES:
-            code = kind
-        return common.classify(answer, common.text(error.get("message")), code, ERROR_CODES)
-    return common.classify(answer, common.first_text(error, common.dig(body, "message")))
+#: the error a gateway error answer means, by `error.code` (or `error.type`), else by HTTP status
+read_error: ErrorReader = common.error_object_reader(ERROR_CODES, code_also_in="type")
 
 
 class GatewayAdapter(ProviderAdapter):

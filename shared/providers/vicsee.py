@@ -39,6 +39,7 @@ from shared.errors import (
 )
 from shared.models import Cost, GenerationRequest
 from shared.providers import _common as common
+from shared.providers._common import ErrorReader
 from shared.providers.base import (
     HttpAnswer,
     HttpRequest,
@@ -111,12 +112,8 @@ STATES = {
 }
 
 
-def read_error(answer: HttpAnswer, body: dict[str, Any] | None) -> ProviderError:
-    """The error a VicSee error answer means, by its `error.code`, else by HTTP status."""
-    error = common.dig(body, "error")
-    if isinstance(error, dict):
-        return common.classify(answer, common.text(error.get("message")), common.text(error.get("code")), ERROR_CODES)
-    return common.classify(answer, common.first_text(error, common.dig(body, "message")))
+#: the error a VicSee error answer means, by its `error.code`, else by HTTP status
+read_error: ErrorReader = common.error_object_reader(ERROR_CODES)
 
 
 def _data(answer: HttpAnswer) -> dict[str, Any]:

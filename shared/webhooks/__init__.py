@@ -3,6 +3,8 @@
 signing.py   generate_secret, sign, signature_headers, verify
 events.py    event_body, event_type_for
 delivery.py  deliver -> DeliveryResult, next_delay
+attempt.py   attempt_event: one attempt and what follows it
+dead_letters.py  DeadLetters: events given up on, endpoints gone (410)
 """
 
 from __future__ import annotations

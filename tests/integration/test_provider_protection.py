@@ -64,7 +64,8 @@ def test_insufficient_credits_pauses_the_provider_until_resumed(
         assert all(producer.get(job.id).status is JobStatus.QUEUED for job in held)
         status = run_cli(pipeline_env, "provider", "status")
         assert status.returncode == 0
-        assert any(line.startswith("veo3api") and "HELD" in line for line in status.stdout.splitlines()), status.stdout
+        rows = status.stdout.splitlines()
+        assert any(line.startswith("veo3api") and "PAUSED" in line for line in rows), status.stdout
     finally:
         httpx.post(f"{sandbox_url}/_control/balance", json={"dialect": "veo3api", "balance": 1_000_000_000})
     resumed = run_cli(pipeline_env, "provider", "resume", "veo3api")

@@ -148,12 +148,14 @@ def test_a_name_opens_one_batch(client: fakeredis.FakeRedis) -> None:
 
 def test_a_line_is_claimed_once_and_a_changed_line_is_refused(client: fakeredis.FakeRedis) -> None:
     batches = BatchStore(client)
-    assert batches.claim_line("b", 3, "job_a", "fp1") is None
-    assert batches.claim_line("b", 3, "job_b", "fp1") == "job_a"
-    with pytest.raises(InvalidRequest, match="file has changed"):
-        batches.claim_line("b", 3, "job_c", "fp2")
-    batches.release_line("b", 3, "job_other")
+    slot = batches.line_slot("b", 3)
+    assert batches.claims.claim(slot, "job_a", "fp1") is None
+    assert batches.claims.claim(slot, "job_b", "fp1") == "job_a"
+    with pytest.raises(InvalidRequest, match=r"line 3: .*file has changed"):
+        batches.claims.claim(slot, "job_c", "fp2")
+    assert not batches.claims.abandon(slot, "job_other")
     assert batches.line_jobs("b") == [(3, "job_a")]
+    assert client.hget("genqueue:batch:b:lines", "3") == b"job_a fp1"  # the format earlier versions wrote
 
 
 def test_the_budget_ledger_reserves_then_settles_at_the_vendors_figure(client: fakeredis.FakeRedis) -> None:
@@ -211,7 +213,7 @@ def test_job_writes_keep_the_batch_counts(client: fakeredis.FakeRedis) -> None:
 def test_a_completed_batch_expires_with_its_jobs_and_is_kept_again_when_resumed(client: fakeredis.FakeRedis) -> None:
     batches = BatchStore(client)
     batch, _ = batches.open("night", lambda batch_id: Batch(id=batch_id, name="night", providers=["p"]))
-    batches.claim_line(batch.id, 1, "job_a", "fp")
+    batches.claims.claim(batches.line_slot(batch.id, 1), "job_a", "fp")
     batches.hold(batch.id, "p", "job_a", 1)
     batches.expire(batch, 3600)
     assert 0 < client.ttl(f"genqueue:batch:{batch.id}") <= 3600
@@ -244,9 +246,10 @@ def test_an_ended_job_with_nothing_left_to_do_expires_after_the_retention(client
 
 def test_a_line_is_taken_over_only_from_the_claim_expected(client: fakeredis.FakeRedis) -> None:
     batches = BatchStore(client)
-    batches.claim_line("b", 1, "job_dead", "fp")
-    assert not batches.take_over_line("b", 1, "job_other", "job_new", "fp")  # it names another job by now
-    assert batches.take_over_line("b", 1, "job_dead", "job_new", "fp")
+    slot = batches.line_slot("b", 1)
+    batches.claims.claim(slot, "job_dead", "fp")
+    assert not batches.claims.take_over(slot, "job_other", "job_new", "fp")  # it names another job by now
+    assert batches.claims.take_over(slot, "job_dead", "job_new", "fp")
     assert batches.line_jobs("b") == [(1, "job_new")]
 
 

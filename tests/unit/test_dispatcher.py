@@ -9,7 +9,7 @@ from typing import Any
 import fakeredis
 import pytest
 
-from shared import costs, lifecycle
+from shared import costs, lifecycle, queueing
 from shared.batch import Batch, BatchStore, Budget
 from shared.constants import BATCH_KEY, JOB_KEY
 from shared.models import Charge, Cost, GenerationRequest, Job, JobStatus, utcnow
@@ -31,6 +31,7 @@ def world(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     monkeypatch.setattr(context, "settings", lambda: settings)
     monkeypatch.setattr(context, "guard", lambda: ProviderGuard(client))
     monkeypatch.setattr(dispatcher, "publish_step", lambda app, s, job_id, step, now: published.append(job_id))
+    monkeypatch.setattr(queueing, "publish_step", lambda app, s, job_id, step, now: published.append(job_id))
     batch_steps: list[str] = []
     monkeypatch.setattr(dispatcher, "publish_batch_step", lambda batch_id, step, now: batch_steps.append(batch_id))
     return {"store": store, "batches": BatchStore(client), "published": published, "batch_steps": batch_steps}
@@ -113,8 +114,8 @@ def test_the_budget_is_never_passed(world: dict[str, Any]) -> None:
 def test_a_job_whose_hold_was_lost_is_held_again(world: dict[str, Any]) -> None:
     batch = make_batch(world, 2)
     world["batches"].unhold(batch.id, "slow", "job_2")  # as if Redis lost the hold's write
-    world["batches"].claim_line(batch.id, 1, "job_1", "fp")
-    world["batches"].claim_line(batch.id, 2, "job_2", "fp")
+    for line in (1, 2):
+        world["batches"].claims.claim(world["batches"].line_slot(batch.id, line), f"job_{line}", "fp")
     dispatcher.dispatch_pass(utcnow())
     assert world["published"] == ["job_1"]
     dispatcher.dispatch_pass(utcnow())  # nothing held, job_2 queued with no step: found and held again

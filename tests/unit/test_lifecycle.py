@@ -125,15 +125,6 @@ def test_store_update_is_compare_and_set(store: JobStore) -> None:
     assert stored is not None and stored.status is JobStatus.CANCELED
 
 
-def test_idempotency_keys(store: JobStore) -> None:
-    assert store.claim_idempotency_key("k", "job_a", "fp1") is None
-    assert store.claim_idempotency_key("k", "job_b", "fp1") == "job_a"
-    with pytest.raises(Exception, match="different request"):
-        store.claim_idempotency_key("k", "job_c", "fp2")
-    store.release_idempotency_key("k", "job_a")
-    assert store.claim_idempotency_key("k", "job_d", "fp2") is None
-
-
 def test_poll_delays_grow_with_jitter_and_cap() -> None:
     settings = Settings(poll_initial_seconds=1, poll_backoff_factor=2, poll_max_interval_seconds=10, poll_jitter=0.1)
     rng = random.Random(7)

@@ -230,3 +230,9 @@ def test_a_batch_with_webhooks_is_refused_without_a_secret(redis: fakeredis.Fake
     with pytest.raises(InvalidRequest, match="a webhook needs GENQUEUE_WEBHOOK_SECRET"):
         batches.plan(path, BatchOptions(name="night", webhook_url="https://hooks.example.com/batch"))
     assert redis.keys() == []
+
+
+@pytest.mark.parametrize("number", [float("inf"), float("-inf"), float("nan")])
+def test_a_number_that_is_not_finite_is_refused_where_json_has_no_spelling_for_it(number: float) -> None:
+    with pytest.raises(ValueError, match="is not a finite number"):
+        limits.check_shape({"extra": {"weight": [1, number]}}, "options")

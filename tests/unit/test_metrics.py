@@ -35,8 +35,10 @@ from shared.models import (
     WebhookAttempt,
     WebhookState,
 )
+from shared.quarantine import Quarantine
 from shared.settings import get_settings
 from shared.store import JobStore
+from shared.webhooks.dead_letters import DeadLetters
 
 T0 = datetime(2025, 1, 1, 12, 0, 0, tzinfo=UTC)
 NOW = T0 + timedelta(seconds=100)
@@ -176,8 +178,8 @@ def stored(client: redis.Redis) -> redis.Redis:
     store = JobStore(client)
     for job in sample_jobs():
         store.create(job)
-    store.add_dead_letter("failed")
-    store.add_dead_letter("other")
+    DeadLetters(client).add("failed")
+    DeadLetters(client).add("other")
     client.hset(JOB_KEY.format(job_id="broken"), mapping={"data": "{not json", "version": 1})
     client.set(JOB_KEY.format(job_id="notahash"), "x")
     client.hset(JOB_KEY.format(job_id="nodata"), "version", 1)
@@ -191,6 +193,12 @@ def test_read_jobs_reads_every_job_in_chunks_and_skips_what_is_not_one(stored: r
     assert by_id["done"].webhook is not None and len(by_id["done"].webhook.attempts) == 3
     # the store stamps the current status of a job created without it
     assert by_id["legacy"].entered_at == {"running": T0}
+
+
+def test_the_store_reads_every_job_quarantining_only_what_does_not_parse(stored: redis.Redis) -> None:
+    ids = [job.id for job in JobStore(stored).all_jobs(chunk=1)]
+    assert sorted(ids) == ["done", "failed", "legacy", "running", "unstamped"]
+    assert [record.id for record in Quarantine(stored).records()] == ["broken"]  # not the string, not "nodata"
 
 
 def test_collect_summarizes_the_store_and_counts_dead_letters(stored: redis.Redis) -> None:

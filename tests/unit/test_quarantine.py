@@ -173,7 +173,7 @@ def test_batch_report_lines_go_on_past_a_poison_job(redis: fakeredis.FakeRedis) 
     batches.create(batch)
     for line in (1, 2, 3):
         store.create(overdue_job(f"job_{line}"))
-        batches.claim_line(batch.id, line, f"job_{line}", "fp")
+        batches.claims.claim(batches.line_slot(batch.id, line), f"job_{line}", "fp")
     redis.hset(JOB_KEY.format(job_id="job_2"), "data", too_deep())
     unreadable: list[tuple[int, str]] = []
     lines = [

@@ -10,13 +10,13 @@ import fakeredis
 import httpx
 import pytest
 
-from shared import lifecycle
+from shared import lifecycle, queueing
 from shared.models import Charge, Cost, GenerationRequest, Job, JobStatus, utcnow
 from shared.protection import ProviderGuard
 from shared.providers import gateway
 from shared.settings import Settings
 from shared.store import JobStore
-from workers import context, poll, steps, submit
+from workers import context, poll, submit
 
 
 @pytest.fixture
@@ -104,7 +104,7 @@ def test_vendor_errors_never_carry_the_key(store: JobStore, monkeypatch: pytest.
 
 
 def test_the_gateway_polls_under_the_scope_it_submitted_with(store: JobStore, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(steps, "publish_step", lambda *args, **kwargs: None)
+    monkeypatch.setattr(queueing, "publish_step", lambda *args, **kwargs: None)
     settings = Settings(providers={"gateway": {"base_url": "http://vendor.test/gateway", "api_key": "sk-secret-1"}})
     monkeypatch.setattr(context, "settings", lambda: settings)
     paths: list[str] = []

@@ -1,0 +1,48 @@
+"""The HTTP API (INTERFACE.md "HTTP API"): FastAPI over the Producer and the job store, one process per container.
+
+`create_app(settings)` builds it; `genqueue api` serves it with uvicorn. `/livez` answers while the process runs,
+`/readyz` while Redis answers too; neither needs a key. Everything else needs one (producer/http_api/auth.py) and
+answers errors as problem+json (producer/http_api/problems.py). The OpenAPI document is generated from the same
+pydantic models the producer and the job store use.
+"""
+
+from __future__ import annotations
+
+import redis
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from producer.api import Producer
+from producer.http_api import jobs, problems
+from shared.keys import KeyStore
+from shared.settings import Settings
+
+
+def create_app(settings: Settings, producer: Producer | None = None) -> FastAPI:
+    """The API app for `settings`; `producer` replaces the one made from them (tests)."""
+    app = FastAPI(
+        title="genqueue",
+        version="1",
+        summary="AI image and video generation jobs: vendor APIs in, your bucket and a signed webhook out.",
+    )
+    app.state.producer = producer or Producer(settings)
+    app.state.keys = KeyStore(app.state.producer.store.redis)
+    problems.install(app)
+    app.include_router(jobs.router)
+
+    @app.get("/livez", tags=["health"])
+    def livez() -> dict[str, str]:
+        """The process is up."""
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["health"], responses={503: {"model": problems.Problem}})
+    def readyz(request: Request) -> JSONResponse:
+        """The process can serve: Redis answers."""
+        client: redis.Redis = request.app.state.producer.store.redis
+        try:
+            client.ping()
+        except redis.RedisError as exc:
+            return problems.problem(503, "unavailable", f"Redis does not answer: {type(exc).__name__}")
+        return JSONResponse({"status": "ok"})
+
+    return app
