@@ -23,8 +23,9 @@ from producer.validate import (
 )
 from shared import costs, lifecycle
 from shared.claims import Slot
+from shared.constants import JOB_EVENTS_CHANNEL
 from shared.errors import InvalidRequest
-from shared.models import Charge, Cost, GenerationRequest, Job, JobStatus, utcnow
+from shared.models import Budget, Charge, Cost, GenerationRequest, Job, JobStatus, utcnow
 from shared.protection import ProviderGuard, ProviderStatus
 from shared.queueing import make_celery, publish_step, write_and_publish
 from shared.settings import Settings, get_settings
@@ -91,11 +92,20 @@ class Producer:
         metadata: Mapping[str, str | int | float | bool] | None = None,
         idempotency_key: str | None = None,
         tenant: str | None = None,
+        budget: Budget | None = None,
     ) -> Enqueued:
-        """`submit`, telling also whether the job was made now or given back for its idempotency key."""
+        """`submit`, telling also whether the job was made now or given back for its idempotency key.
+
+        `budget`: the tenant's (its API key's): a job whose estimate would take the tenant's spend past it is
+        refused (BudgetExceeded, nothing stored), as is one with no estimate in the budget's currency.
+        """
         request = build_request(model, prompt, options or {}, images or [])
         metadata = normalized_metadata(metadata)
-        _, cost = validate(self.settings, provider, request, webhook_url)
+        _, cost = validate(self.settings, provider, request, webhook_url, signed_by_key=tenant is not None)
+        if budget is not None and getattr(cost, budget.currency) is None:
+            raise InvalidRequest(
+                f"no {budget.currency} estimate for {provider} {model}, so the key's budget cannot bound it"
+            )
         job_id = f"job_{uuid.uuid4().hex}"
         request_fingerprint = fingerprint(provider, request, webhook_url, metadata)
         # inputs go up before the key is claimed, so a claim is followed by its job within milliseconds
@@ -103,7 +113,15 @@ class Producer:
 
         def create() -> Job:
             return self.create_job(
-                job_id, provider, request, cost, webhook_url, metadata, idempotency_key=idempotency_key, tenant=tenant
+                job_id,
+                provider,
+                request,
+                cost,
+                webhook_url,
+                metadata,
+                idempotency_key=idempotency_key,
+                tenant=tenant,
+                budget=budget,
             )
 
         if idempotency_key:
@@ -132,6 +150,7 @@ class Producer:
         held: bool = False,
         claim: Slot | None = None,
         tenant: str | None = None,
+        budget: Budget | None = None,
     ) -> Job:
         """Store a validated job (uploading its local images first); its submit step is not published here.
 
@@ -157,7 +176,7 @@ class Producer:
             submit_by=submit_by,
             step=None if held else lifecycle.new_step("submit", now),
         )
-        self.store.create(job, claim)
+        self.store.create(job, claim, budget)
         return job
 
     def _upload_inputs(self, request: GenerationRequest, job_id: str) -> GenerationRequest:
@@ -195,19 +214,28 @@ class Producer:
     def wait(self, job_id: str, timeout: float | None = None, on_change: Callable[[Job], None] | None = None) -> Job:
         """Wait until the job ends, or `timeout` seconds pass; the job as it is then.
 
+        Woken by the job store's notice of each write to the job (its channel), not by polling; the job is read
+        again at least every `wait_interval_seconds` all the same, in case a notice is lost with a connection.
         `on_change(job)` is called whenever the status or progress moves, for a caller showing progress.
         """
         deadline = None if timeout is None else time.monotonic() + timeout
         seen: tuple[JobStatus, float | None] | None = None
-        while True:
-            job = self.get(job_id)
-            if on_change is not None and (job.status, job.progress) != seen:
-                seen = (job.status, job.progress)
-                on_change(job)
-            if job.status.terminal or (deadline is not None and time.monotonic() >= deadline):
-                return job
-            pause = self.settings.wait_interval_seconds
-            time.sleep(pause if deadline is None else max(0.0, min(pause, deadline - time.monotonic())))
+        notices = self.store.redis.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
+        notices.subscribe(JOB_EVENTS_CHANNEL.format(job_id=job_id))
+        try:
+            while True:
+                job = self.get(job_id)
+                if on_change is not None and (job.status, job.progress) != seen:
+                    seen = (job.status, job.progress)
+                    on_change(job)
+                if job.status.terminal or (deadline is not None and time.monotonic() >= deadline):
+                    return job
+                pause = self.settings.wait_interval_seconds
+                if deadline is not None:
+                    pause = max(0.0, min(pause, deadline - time.monotonic()))
+                notices.get_message(timeout=pause)
+        finally:
+            notices.close()
 
     def cancel(self, job_id: str) -> Job:
         """Cancel a job that has not ended (its webhook fires with job.canceled, once); the job as it is now.

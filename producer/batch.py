@@ -20,12 +20,12 @@ from producer.api import Producer
 from producer.batch_file import ParsedLine, read_batch_file
 from producer.validate import build_request, check_webhook_signing, fingerprint, normalized_metadata, validate
 from shared import lifecycle
-from shared.batch import Batch, BatchStore, Budget
+from shared.batch import Batch, BatchStore
 from shared.batch import lifecycle as batch_lifecycle
 from shared.batch.models import dispatcher_health, dispatcher_stale_after
 from shared.batch.store import jobs_by_line
 from shared.errors import GenqueueError, InvalidRequest
-from shared.models import Cost, GenerationRequest, Job, JobStatus, utcnow
+from shared.models import Budget, Cost, GenerationRequest, Job, JobStatus, utcnow
 from shared.netguard import check_url
 from shared.providers.catalog import estimate_cost
 

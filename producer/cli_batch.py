@@ -18,9 +18,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from producer.batch import BatchOptions, BatchProducer, Plan
 from producer.cli_common import producer, refuse
 from producer.render import human_duration
-from shared.batch import Budget
 from shared.errors import GenqueueError
-from shared.models import JobStatus
+from shared.models import Budget, JobStatus
 
 batch_app = typer.Typer(no_args_is_help=True, help="Bulk runs: submit a file of jobs, follow it, report, retry.")
 

@@ -9,11 +9,11 @@ from typing import Annotated
 import typer
 
 from producer.cli_common import refuse
-from shared.batch.models import Budget
 from shared.errors import InvalidRequest
 from shared.keys import KeyListing, KeyStore
+from shared.models import Budget, Cost
 from shared.settings import get_settings
-from shared.store import redis_client
+from shared.store import JobStore, redis_client
 
 keys_app = typer.Typer(no_args_is_help=True, help="API keys of the HTTP API: each key is a tenant.")
 
@@ -21,6 +21,11 @@ keys_app = typer.Typer(no_args_is_help=True, help="API keys of the HTTP API: eac
 def _store() -> KeyStore:
     settings = get_settings()
     return KeyStore(redis_client(settings.redis_url, settings.redis_ca_file))
+
+
+def _spend(keys: KeyStore, name: str) -> Cost:
+    """What the key's jobs count as costing together (the job store keeps it with every write of them)."""
+    return JobStore(keys.redis).tenant_spend(name)
 
 
 @keys_app.command("create")
@@ -56,26 +61,29 @@ def create(
 
 @keys_app.command("list")
 def list_keys(as_json: Annotated[bool, typer.Option("--json", help="print the keys as JSON")] = False) -> None:
-    """Every key: name, created, last used, limits, revoked; never the key or its secret."""
-    rows = _store().listing()
+    """Every key: name, created, last used, limits, spend, revoked; never the key or its secret."""
+    keys = _store()
+    rows = keys.listing()
+    spends = {row.name: _spend(keys, row.name) for row in rows}
     if as_json:
-        typer.echo(json.dumps([_row_json(row) for row in rows], indent=2))
+        typer.echo(json.dumps([_row_json(row, spends[row.name]) for row in rows], indent=2))
         return
     if not rows:
         typer.echo("no keys (genqueue keys create NAME)")
         return
-    typer.echo(f"{'name':<24} {'created':<20} {'last used':<20} {'rate/min':>8} {'budget':>14}  state")
+    typer.echo(f"{'name':<24} {'created':<20} {'last used':<20} {'rate/min':>8} {'budget':>14} {'spend':>18}  state")
     for row in rows:
         record = row.record
         if record is None:
-            typer.echo(f"{row.name:<24} {'-':<20} {'-':<20} {'-':>8} {'-':>14}  {row.problem}")
+            typer.echo(f"{row.name:<24} {'-':<20} {'-':<20} {'-':>8} {'-':>14} {'-':>18}  {row.problem}")
             continue
         budget = f"{record.budget.amount:g} {record.budget.currency}" if record.budget else "-"
         state = f"revoked {_minute(record.revoked_at)}" if record.revoked_at else "live"
         rate = str(record.rate_per_minute) if record.rate_per_minute else "-"
+        spend = _spend_text(spends[row.name])
         typer.echo(
             f"{row.name:<24} {_minute(record.created_at):<20} {_minute(row.last_used_at):<20} {rate:>8} {budget:>14}"
-            f"  {state}"
+            f" {spend:>18}  {state}"
         )
 
 
@@ -96,11 +104,17 @@ def _positive(amount: float, option: str) -> float:
     return amount
 
 
-def _row_json(row: KeyListing) -> dict[str, object]:
+def _spend_text(spend: Cost) -> str:
+    parts = [f"{spend.credits:g} credits" if spend.credits else "", f"${spend.usd:.2f}" if spend.usd else ""]
+    return " ".join(part for part in parts if part) or "0"
+
+
+def _row_json(row: KeyListing, spend: Cost) -> dict[str, object]:
     if row.record is None:
         return {"name": row.name, "problem": row.problem}
     shown = row.record.model_dump(mode="json", exclude={"key_sha256", "webhook_secret"})
-    return shown | {"last_used_at": row.last_used_at.isoformat() if row.last_used_at else None}
+    last_used = row.last_used_at.isoformat() if row.last_used_at else None
+    return shown | {"last_used_at": last_used, "spend": spend.model_dump()}
 
 
 def _minute(value: datetime | None) -> str:

@@ -141,15 +141,18 @@ def _refs(request: GenerationRequest, field: str) -> list[str]:
     return value if isinstance(value, list) else [value] if value else []
 
 
-def check_urls(settings: Settings, request: GenerationRequest, webhook_url: str | None = None) -> None:
+def check_urls(
+    settings: Settings, request: GenerationRequest, webhook_url: str | None = None, signed_by_key: bool = False
+) -> None:
     """InvalidRequest unless the webhook URL and every http(s) input URL may be reached (shared/netguard.py), and
-    a webhook would be signed.
+    a webhook would be signed (`signed_by_key`: with the secret of the API key the job is made with).
 
     Input URLs are fetched by the vendor, not by us; they are checked here (against our DNS) all the same.
     data: URIs, s3:// references and local paths are not URLs and are not checked here.
     """
     if webhook_url is not None:
-        check_webhook_signing(settings)
+        if not signed_by_key:
+            check_webhook_signing(settings)
         check_url(webhook_url, settings.allow_private_urls, "webhook URL", settings.private_url_allowlist)
     for field, what in INPUT_URL_FIELDS.items():
         for ref in _refs(request, field):
@@ -167,7 +170,11 @@ def check_webhook_signing(settings: Settings) -> None:
 
 
 def validate(
-    settings: Settings, provider: str, request: GenerationRequest, webhook_url: str | None = None
+    settings: Settings,
+    provider: str,
+    request: GenerationRequest,
+    webhook_url: str | None = None,
+    signed_by_key: bool = False,
 ) -> tuple[ProviderConfig, Cost]:
     """The provider's config and the cost estimate; InvalidRequest for anything the job would be refused for.
 
@@ -178,7 +185,7 @@ def validate(
     validate_request(provider, request)
     check_local_files(local_image_paths(request))
     check_inline_size(request)
-    check_urls(settings, request, webhook_url)
+    check_urls(settings, request, webhook_url, signed_by_key)
     scheme = urlsplit(settings.s3_endpoint_url).scheme if settings.s3_endpoint_url else "https"
     get_adapter(config.dialect).build_submit(request, config, PreviewInputs(scheme))
     return config, estimate_cost(provider, request)

@@ -9,6 +9,8 @@ JOB_KEY = KEY_PREFIX + "job:{job_id}"
 JOB_EVENTS_CHANNEL = KEY_PREFIX + "job-events:{job_id}"
 #: sorted set per API key: id of each job made with it -> its creation time in ms (listing, newest first)
 TENANT_JOBS_KEY = KEY_PREFIX + "tenant:{tenant}:jobs"
+#: hash per API key: `credits`, `usd`: what its jobs count as costing together (each job's cost as it is now)
+TENANT_SPEND_KEY = KEY_PREFIX + "tenant:{tenant}:spend"
 #: sorted set: job id -> unix time its next step is due (jobs whose chain is still running)
 DUE_KEY = KEY_PREFIX + "due"
 #: idempotency key -> `{job_id} {request hash}`, kept 24 hours
@@ -26,6 +28,8 @@ QUARANTINE_KEY = KEY_PREFIX + "quarantine"
 KEYS_KEY = KEY_PREFIX + "apikeys"
 KEY_HASHES_KEY = KEY_PREFIX + "apikeys:sha256"
 KEYS_LAST_USED_KEY = KEY_PREFIX + "apikeys:last-used"
+#: hash per API key: its request rate's token bucket (`tokens`, `at`)
+KEY_RATE_KEY = KEY_PREFIX + "apikey:{name}:rate"
 
 #: batch hash: `data` (the Batch as JSON); name -> batch id
 BATCH_KEY = KEY_PREFIX + "batch:{batch_id}"

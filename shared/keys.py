@@ -7,7 +7,8 @@ the workers need it to sign the webhooks of the key's jobs.
 
 Records: the hash KEYS_KEY maps a key's name to its record (JSON); KEY_HASHES_KEY maps the SHA-256 of each live
 key to its name; KEYS_LAST_USED_KEY maps a name to when it was last used (written at most once a minute per
-key, so authenticating stays one or two reads). Revoking deletes the hash entry in the same atomic step that
+key, so authenticating stays one or two reads); KEY_RATE_KEY holds each key's request bucket (the providers' token
+bucket, shared/protection/scripts.py). Revoking deletes the hash entry in the same atomic step that
 marks the record, so every API process refuses the key from its next request: nothing is cached.
 """
 
@@ -24,15 +25,15 @@ from datetime import UTC, datetime
 import redis
 from pydantic import BaseModel, Field, ValidationError
 
-from shared.batch.models import Budget
-from shared.constants import KEY_HASHES_KEY, KEYS_KEY, KEYS_LAST_USED_KEY
+from shared.constants import KEY_HASHES_KEY, KEY_RATE_KEY, KEYS_KEY, KEYS_LAST_USED_KEY
 from shared.errors import InvalidRequest
-from shared.models import utcnow
+from shared.models import Budget, utcnow
+from shared.protection import scripts
+from shared.webhooks.signing import generate_secret
 
 log = logging.getLogger("genqueue.keys")
 
 KEY_PREFIX = "gq_"
-SECRET_PREFIX = "whsec_"
 #: a key's name: what `keys list` and the job record show, so it is short and plain
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
 #: last-used times are written at most this often per key
@@ -102,6 +103,7 @@ class KeyStore:
         self.redis = client
         self._create = client.register_script(_CREATE)
         self._revoke = client.register_script(_REVOKE)
+        self._take_token = client.register_script(scripts.TAKE_TOKEN)
 
     def create(self, name: str, rate_per_minute: int | None = None, budget: Budget | None = None) -> CreatedKey:
         """A new key named `name`; InvalidRequest for a malformed name or one already used (revoked names too)."""
@@ -113,7 +115,7 @@ class KeyStore:
         record = ApiKey(
             name=name,
             key_sha256=key_sha256(key),
-            webhook_secret=_token(SECRET_PREFIX),
+            webhook_secret=generate_secret(),
             created_at=utcnow(),
             rate_per_minute=rate_per_minute,
             budget=budget,
@@ -138,9 +140,24 @@ class KeyStore:
         self._touch(record.name, now or utcnow())
         return record
 
+    def admit_request(self, record: ApiKey, now: float) -> float:
+        """Take one of the key's requests from its rate (`rate_per_minute`, in bursts of at most that many): 0 when
+        the request may go on, else how many seconds until it may (the Retry-After of a 429)."""
+        if record.rate_per_minute is None:
+            return 0.0
+        rate = record.rate_per_minute / 60.0
+        args: list[str | int] = [repr(now), repr(rate), record.rate_per_minute, 2 * 60]
+        return float(self._take_token(keys=[KEY_RATE_KEY.format(name=record.name)], args=args))
+
     def get(self, name: str) -> ApiKey | None:
         """The record of key `name`; None when there is none or it cannot be read."""
         return self._read(name)
+
+    def webhook_secret(self, name: str) -> str | None:
+        """The secret the webhooks of key `name`'s jobs are signed with (revoked or not: its jobs still end);
+        None when the record cannot be read."""
+        record = self._read(name)
+        return None if record is None else record.webhook_secret
 
     def listing(self) -> list[KeyListing]:
         """Every key, oldest first; a record that cannot be read is listed with the reason, and the rest go on."""

@@ -122,6 +122,16 @@ Charged = Literal["yes", "no", "unknown"]
 VendorOutcome = Literal["succeeded", "failed"]
 
 
+Currency = Literal["credits", "usd"]
+
+
+class Budget(BaseModel):
+    """At most `amount` of `currency` may be committed: to a batch's jobs, or to an API key's."""
+
+    currency: Currency
+    amount: float = Field(gt=0)
+
+
 class Charge(BaseModel):
     """The bookkeeping behind `Job.cost`: what the job was estimated at, what the vendor said, what was charged.
 

@@ -130,8 +130,9 @@ class Settings(BaseSettings):
     download_url_expiry_seconds: int = 7 * 24 * 3600
     #: an ended job (its webhook delivered or given up) is kept this long in Redis, then expires; 0 keeps it forever
     job_retention_days: float = 30.0
-    #: how long the producer's `wait` sleeps between reads of the job store
-    wait_interval_seconds: float = 0.5
+    #: the producer's `wait` is woken by the store's notice of each write to the job; it reads the job at least
+    #: this often all the same (a notice lost with a connection costs at most this long)
+    wait_interval_seconds: float = 5.0
 
     @field_validator("s3_prefix")
     @classmethod

@@ -25,19 +25,23 @@ from shared.constants import (
     JOB_EVENTS_CHANNEL,
     JOB_KEY,
     TENANT_JOBS_KEY,
+    TENANT_SPEND_KEY,
 )
 from shared.errors import InvalidRequest
-from shared.models import Job, utcnow
+from shared.models import Budget, Cost, Job, utcnow
 from shared.quarantine import Quarantine, UnreadableRecord, describe
 
 # KEYS: job hash, due zset, batch counts hash, batch ended list (the last two unused for a job in no batch), the
 # key of the claim the job is created under (shared/claims.py: its idempotency key or its batch line; any key when
-# none), the tenant's job index (any key for a job of no tenant). ARGV: expected version ("" = must not exist),
-# data, status, job id, due score ("" = none), "1" when in a batch, "1" when the new status is terminal, retention
-# in ms ("" = keep forever), and on creation the job id the claim must still name ("" = no claim) and the claim's
-# field ("" = the claim is KEYS[5] itself), the creation time in ms ("" = the job has no tenant), the channel every
-# committed write is published on. An ended job with nothing left to do expires after the retention; one given a
-# step again (a webhook redelivery) is kept.
+# none), the tenant's job index and spend hash (any key for a job of no tenant).
+# ARGV: expected version ("" = must not exist), data, status, job id, due score ("" = none), "1" when in a batch,
+# "1" when the new status is terminal, retention in ms ("" = keep forever); on creation the job id the claim must
+# still name ("" = no claim), the claim's field ("" = the claim is KEYS[5] itself) and the creation time in ms
+# ("" = the job has no tenant); the channel every committed write is published on; the change of the job's cost in
+# credits and in USD (added to the tenant's spend); on creation the tenant's budget, its currency ("" = none) and
+# amount: refused (-3) when the spend plus this job's cost would pass it.
+# An ended job with nothing left to do expires after the retention; one given a step again (a webhook redelivery)
+# is kept.
 _CAS_SCRIPT = (
     HELD_BY_LUA
     + """
@@ -45,6 +49,11 @@ local current = redis.call('HGET', KEYS[1], 'version')
 if ARGV[1] == '' then
   if current then return -1 end
   if ARGV[9] ~= '' and not held_by(claim_value(KEYS[5], ARGV[10]), ARGV[9]) then return -2 end
+  if ARGV[15] ~= '' then
+    local spent = tonumber(redis.call('HGET', KEYS[7], ARGV[15]) or '0')
+    local cost = tonumber(ARGV[15] == 'credits' and ARGV[13] or ARGV[14])
+    if spent + cost > tonumber(ARGV[16]) + 1e-9 then return -3 end
+  end
   if ARGV[11] ~= '' then redis.call('ZADD', KEYS[6], ARGV[11], ARGV[4]) end
   current = '0'
 elseif current ~= ARGV[1] then
@@ -68,6 +77,8 @@ if ARGV[7] == '1' and ARGV[5] == '' and ARGV[8] ~= '' then
 else
   redis.call('PERSIST', KEYS[1])
 end
+if ARGV[13] ~= '0' then redis.call('HINCRBYFLOAT', KEYS[7], 'credits', ARGV[13]) end
+if ARGV[14] ~= '0' then redis.call('HINCRBYFLOAT', KEYS[7], 'usd', ARGV[14]) end
 redis.call('PUBLISH', ARGV[12], version .. ' ' .. ARGV[3])
 return version
 """
@@ -84,6 +95,17 @@ def redis_client(url: str, ca_file: str | None = None) -> redis.Redis:
     says ssl_cert_reqs=none."""
     tls = {"ssl_ca_certs": ca_file} if ca_file and url.startswith("rediss://") else {}
     return redis.Redis.from_url(url, socket_timeout=10, socket_connect_timeout=5, health_check_interval=30, **tls)
+
+
+class BudgetExceeded(InvalidRequest):
+    """Raised when a tenant's job would take its API key past its budget; nothing was stored."""
+
+    def __init__(self, budget: Budget, spent: float, cost: float | None) -> None:
+        super().__init__(
+            f"budget_exhausted: this job's estimated {cost or 0:g} {budget.currency} would take the key past its"
+            f" budget of {budget.amount:g} {budget.currency} ({spent:g} committed)"
+        )
+        self.budget = budget
 
 
 class ConcurrentUpdate(RuntimeError):
@@ -106,18 +128,23 @@ class JobStore:
         """A store on the Redis at `url` (see `redis_client`)."""
         return cls(redis_client(url, ca_file), retention_seconds)
 
-    def create(self, job: Job, claim: Slot | None = None) -> None:
+    def create(self, job: Job, claim: Slot | None = None, budget: Budget | None = None) -> None:
         """Store a new job; ValueError if its id is taken, InvalidRequest if it would not read back.
 
         A job created under a claim (shared/claims.py: `claim`, by default its idempotency key's when it has one)
         is stored only while that claim still names it (a claim is taken over when its claimant seemed to have
-        died); ClaimTakenOver otherwise.
+        died); ClaimTakenOver otherwise. A tenant's job with `budget` (its API key's) is stored only while the
+        tenant's spend (`tenant_spend`) plus the job's cost stays within it; BudgetExceeded otherwise.
         """
         if claim is None and job.idempotency_key:
             claim = idempotency_slot(job.idempotency_key)
         if job.status.value not in job.entered_at:
             job.entered_at = {**job.entered_at, job.status.value: job.created_at}
-        result = self._write(job, _readable_json(job), expected_version="", claim=claim)
+        result = self._write(job, _readable_json(job), expected_version="", claim=claim, budget=budget)
+        if result == -3:
+            assert budget is not None
+            spent = self.tenant_spend(job.tenant or "")
+            raise BudgetExceeded(budget, getattr(spent, budget.currency) or 0.0, getattr(job.cost, budget.currency))
         if result == -2:
             raise ClaimTakenOver(f"the claim job {job.id} was created under names another job by now")
         if result < 0:
@@ -207,7 +234,7 @@ class JobStore:
             if new.status is not old_status and new.status.value not in new.entered_at:
                 new.entered_at = {**new.entered_at, new.status.value: utcnow()}
             # no read-back check here: a job that was read back changes only in typed fields genqueue sets
-            if self._write(new, new.model_dump_json(), expected_version=_text(version)) > 0:
+            if self._write(new, new.model_dump_json(), _text(version), previous_cost=current.cost) > 0:
                 return new
         raise ConcurrentUpdate(f"job {job_id} changed {MAX_CAS_ATTEMPTS} times while being updated")
 
@@ -221,9 +248,32 @@ class JobStore:
             return None
         return self.update(job_id, lambda job: job)  # the rewrite puts its step back on the due index
 
-    def _write(self, job: Job, data: str, expected_version: str, claim: Slot | None = None) -> int:
+    def tenant_spend(self, tenant: str) -> Cost:
+        """What the jobs of API key `tenant` count as costing together: each job's `cost` as it is now (estimate,
+        then the vendor's figure, then what it was charged), kept by every write of them."""
+        raw = self.redis.hmget(TENANT_SPEND_KEY.format(tenant=tenant), ["credits", "usd"])
+        credits, usd = (None if value is None else round(float(value), 6) for value in raw)
+        return Cost(credits=credits, usd=usd)
+
+    def _write(
+        self,
+        job: Job,
+        data: str,
+        expected_version: str,
+        claim: Slot | None = None,
+        budget: Budget | None = None,
+        previous_cost: Cost | None = None,
+    ) -> int:
         due = "" if job.step is None else str(job.step.due_at.timestamp())
         batch = job.batch_id or "-"
+        before = previous_cost or Cost()
+        deltas = ["0", "0"]
+        if job.tenant:
+            deltas = [
+                repr((job.cost.credits or 0.0) - (before.credits or 0.0)),
+                repr((job.cost.usd or 0.0) - (before.usd or 0.0)),
+            ]
+        deltas = ["0" if float(delta) == 0 else delta for delta in deltas]
         result = self._cas(
             keys=[
                 JOB_KEY.format(job_id=job.id),
@@ -232,6 +282,7 @@ class JobStore:
                 BATCH_ENDED_KEY.format(batch_id=batch),
                 claim.key if claim is not None else DUE_KEY,
                 TENANT_JOBS_KEY.format(tenant=job.tenant) if job.tenant else DUE_KEY,
+                TENANT_SPEND_KEY.format(tenant=job.tenant) if job.tenant else DUE_KEY,
             ],
             args=[
                 expected_version,
@@ -246,6 +297,9 @@ class JobStore:
                 claim.lua_field if claim is not None else "",
                 str(int(job.created_at.timestamp() * 1000)) if job.tenant and not expected_version else "",
                 JOB_EVENTS_CHANNEL.format(job_id=job.id),
+                *deltas,
+                budget.currency if budget is not None and job.tenant else "",
+                repr(budget.amount) if budget is not None else "",
             ],
         )
         return int(result)

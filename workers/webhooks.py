@@ -13,8 +13,9 @@ from celery import Task
 from shared import lifecycle
 from shared.constants import WEBHOOK_TASK
 from shared.decisions import webhook as webhook_rules
+from shared.keys import KeyStore
 from shared.models import Job, utcnow
-from shared.webhooks.attempt import attempt_event
+from shared.webhooks.attempt import UNSIGNED_REFUSAL, attempt_event
 from shared.webhooks.dead_letters import DeadLetters
 from workers import context
 from workers.app import genqueue_task
@@ -28,6 +29,15 @@ def deliver_webhook(self: Task, job_id: str) -> None:
     """Deliver job `job_id`'s terminal event once; schedule the next attempt if it failed."""
     lease = context.settings().webhook_timeout_seconds * 2 + 30
     run_step(self, job_id, "deliver_webhook", lease, deliver_job_event)
+
+
+def signing_secret(job: Job) -> tuple[str | None, str]:
+    """The secret `job`'s events are signed with, and the reason an attempt records when there is none: the
+    secret of the API key it was made with, else the settings' own."""
+    if job.tenant is None:
+        return context.settings().webhook_secret, UNSIGNED_REFUSAL
+    secret = KeyStore(context.store().redis).webhook_secret(job.tenant)
+    return secret, f"not sent: the record of API key {job.tenant!r} cannot be read, so there is no secret to sign with"
 
 
 def deliver_job_event(job: Job, task_id: str) -> None:
@@ -44,7 +54,10 @@ def deliver_job_event(job: Job, task_id: str) -> None:
         gone = state.model_copy(update={"gave_up": "the endpoint answered 410 Gone before; not sent"})
         move_on(job.id, task_id, None, then, webhook=gone)
         return
-    attempted = attempt_event(context.webhook_http(), job.webhook_url, state, job.public(), settings, utcnow())
+    secret, missing = signing_secret(job)
+    attempted = attempt_event(
+        context.webhook_http(), job.webhook_url, state, job.public(), settings, utcnow(), secret, missing
+    )
     new_state, step = webhook_rules.after_attempt(job, attempted, utcnow())
     if attempted.result.gone:
         given_up.mark_gone(job.webhook_url)

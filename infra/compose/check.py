@@ -2,8 +2,8 @@
 
 1. Without its secrets it does not render: each required secret left out on its own makes `config` fail, naming it.
 2. With every secret set (test values) it renders, for the default and the `dev` profile, and then
-   - every published port is bound to 127.0.0.1, and only the services a person opens publish any (Flower; the
-     HTTP API once it exists); no service shares the host's network;
+   - every published port is bound to 127.0.0.1, and only the services a person or a client opens publish any
+     (Flower, the HTTP API); no service shares the host's network;
    - each secret reaches exactly the services that use it (the MinIO root account only MinIO and minio-init, the
      workers the least-privilege user, the webhook secret only what signs or refuses webhooks, ...).
 
@@ -35,9 +35,9 @@ REPO = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = REPO / "docker-compose.yml"
 ENV_EXAMPLE = REPO / ".env.example"
 
-REDIS_USERS = frozenset({"redis", "worker-submit", "worker-finalize", "beat", "metrics", "flower", "cli"})
+REDIS_USERS = frozenset({"redis", "worker-submit", "worker-finalize", "beat", "metrics", "flower", "api", "cli"})
 MINIO_ROOT = frozenset({"minio", "minio-init"})
-S3_USERS = frozenset({"minio-init", "worker-submit", "worker-finalize", "cli"})
+S3_USERS = frozenset({"minio-init", "worker-submit", "worker-finalize", "api", "cli"})
 #: every required secret, the services that may (and must) see it, and a URL-safe test value for it
 SECRETS: dict[str, tuple[frozenset[str], str]] = {
     "REDIS_PASSWORD": (REDIS_USERS, "cctest0redis0password0a1b2c3"),

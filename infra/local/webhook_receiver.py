@@ -25,6 +25,8 @@ class ReceivedEvent:
     body: dict[str, Any]
     verified: bool
     answered: int
+    #: the body as it came, for checking its signature against other secrets
+    raw: bytes = b""
 
 
 @dataclass
@@ -94,7 +96,7 @@ def start_receiver(secret: str | None, host: str = "127.0.0.1", port: int = 0) -
                     status, extra = receiver.planned_answers.pop(0)
                 else:
                     status, extra = 200, {}
-                receiver.events.append(ReceivedEvent(self.path, headers, body, verified, status))
+                receiver.events.append(ReceivedEvent(self.path, headers, body, verified, status, raw))
             self.send_response(status)
             for name, value in extra.items():
                 self.send_header(name, value)

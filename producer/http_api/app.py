@@ -8,27 +8,47 @@ pydantic models the producer and the job store use.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
 import redis
+import redis.asyncio as aioredis
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from producer.api import Producer
-from producer.http_api import jobs, problems
+from producer.http_api import events, jobs, problems
 from shared.keys import KeyStore
 from shared.settings import Settings
 
 
 def create_app(settings: Settings, producer: Producer | None = None) -> FastAPI:
     """The API app for `settings`; `producer` replaces the one made from them (tests)."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # the events streams' subscriptions, on an asyncio client: a waiting stream holds no thread
+        tls: dict[str, Any] = {}
+        if settings.redis_ca_file and settings.redis_url.startswith("rediss://"):
+            tls["ssl_ca_certs"] = settings.redis_ca_file
+        app.state.subscriber = aioredis.Redis.from_url(settings.redis_url, health_check_interval=30, **tls)
+        try:
+            yield
+        finally:
+            await app.state.subscriber.aclose()
+
     app = FastAPI(
         title="genqueue",
         version="1",
         summary="AI image and video generation jobs: vendor APIs in, your bucket and a signed webhook out.",
+        lifespan=lifespan,
     )
     app.state.producer = producer or Producer(settings)
     app.state.keys = KeyStore(app.state.producer.store.redis)
     problems.install(app)
     app.include_router(jobs.router)
+    app.include_router(events.router)
 
     @app.get("/livez", tags=["health"])
     def livez() -> dict[str, str]:

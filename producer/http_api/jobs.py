@@ -7,18 +7,25 @@ each other's keys.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Request, Response
+from fastapi import APIRouter, Header, Query, Request, Response
+from pydantic import BaseModel
 
 from producer.api import JobNotFound, Producer
 from producer.http_api.auth import Tenant
 from producer.http_api.problems import PROBLEM_RESPONSES, ApiProblem, not_found
+from shared.batch import BatchStore
 from shared.batch.models import BatchLine
 from shared.keys import ApiKey
 from shared.models import Job, JobStatus, JobView
 
+#: jobs a page holds at most, and jobs one listing request reads at most while filtering (it then hands a cursor)
+MAX_PAGE = 200
+MAX_EXAMINED = 1000
 #: the longest `Prefer: wait=N` honoured, in seconds
 MAX_WAIT_SECONDS = 60
 _PREFER_WAIT = re.compile(r"(?:^|[,;\s])wait\s*=\s*(\d+)")
@@ -67,6 +74,7 @@ def create_job(
         line.metadata,
         f"{key.name}:{idempotency_key}" if idempotency_key else None,
         tenant=key.name,
+        budget=key.budget,
     )
     job = enqueued.job
     if not enqueued.created:
@@ -77,6 +85,47 @@ def create_job(
         response.headers["Preference-Applied"] = f"wait={wait}"
     response.headers["Location"] = f"/v1/jobs/{job.id}"
     return job.view()
+
+
+class JobPage(BaseModel):
+    """A page of jobs, newest first; `next_cursor` asks for the next (None: there are no more)."""
+
+    data: list[JobView]
+    next_cursor: str | None
+
+
+@router.get("", response_model=JobPage)
+def list_jobs(
+    key: Tenant,
+    request: Request,
+    status: JobStatus | None = None,
+    batch: Annotated[str | None, Query(description="a batch name")] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
+    cursor: str | None = None,
+) -> JobPage:
+    """The key's jobs, newest first, optionally of one status or one batch."""
+    producer = producer_of(request)
+    batch_id = None
+    if batch is not None:
+        found = BatchStore(producer.store.redis).get_by_name(batch)
+        if found is None or found.tenant != key.name:
+            return JobPage(data=[], next_cursor=None)
+        batch_id = found.id
+    before = _decode_cursor(cursor)
+    chosen: list[JobView] = []
+    examined = 0
+    while len(chosen) < limit and examined < MAX_EXAMINED:
+        page = producer.store.tenant_jobs(key.name, before, min(MAX_PAGE, MAX_EXAMINED - examined))
+        if not page:
+            return JobPage(data=chosen, next_cursor=None)
+        for score, job_id, job in page:
+            examined += 1
+            before = (score, job_id)
+            if (status is None or job.status is status) and (batch_id is None or job.batch_id == batch_id):
+                chosen.append(job.view())
+                if len(chosen) == limit:
+                    break
+    return JobPage(data=chosen, next_cursor=_encode_cursor(before) if before is not None else None)
 
 
 @router.get("/{job_id}", response_model=JobView)
@@ -103,6 +152,23 @@ def redeliver_webhook(job_id: str, key: Tenant, request: Request) -> JobView:
     producer = producer_of(request)
     owned_job(producer, key, job_id)
     return producer.redeliver_webhook(job_id).view()
+
+
+def _encode_cursor(position: tuple[float, str]) -> str:
+    return base64.urlsafe_b64encode(f"{position[0]:.0f}:{position[1]}".encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str | None) -> tuple[float, str] | None:
+    """The position a cursor names; 422 for one this API did not make."""
+    if cursor is None:
+        return None
+    try:
+        score, _, job_id = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode().partition(":")
+        if not job_id:
+            raise ValueError(cursor)
+        return float(score), job_id
+    except (ValueError, binascii.Error):
+        raise ApiProblem(422, "invalid_request", "cursor: not one this API gave") from None
 
 
 def _wait_seconds(prefer: str | None) -> int | None:

@@ -8,16 +8,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from shared.models import TERMINAL_STATUSES, WebhookState, utcnow
-
-Currency = Literal["credits", "usd"]
-
-
-class Budget(BaseModel):
-    """At most `amount` of `currency` may be committed to the batch's submits."""
-
-    currency: Currency
-    amount: float = Field(gt=0)
+from shared.models import TERMINAL_STATUSES, Budget, WebhookState, utcnow
 
 
 class BatchLine(BaseModel):
@@ -65,6 +56,8 @@ class Batch(BaseModel):
 
     id: str
     name: str
+    #: the API key (shared/keys.py) the batch was made with; None for the operator's command line
+    tenant: str | None = None
     created_at: datetime = Field(default_factory=utcnow)
     not_before: datetime | None = None
     deadline: datetime | None = None

@@ -7,11 +7,35 @@ Times are unix seconds passed as arguments; a stored time is never moved backwar
 # %.17g round-trips a double exactly. Scripts return numbers as such strings: Redis would truncate Lua numbers.
 _LUA_NUM = "local function num(x) return string.format('%.17g', x) end\n"
 
+# A token bucket in a hash (`tokens`, `at`), refilled at `rate` a second up to `burst`: one definition for the
+# providers' submit rate and the API keys' request rate. `bucket_wait` reads it and says how long until a token is
+# there (0: now); `take_token` takes it. A token due within a microsecond counts as there: unix times as doubles
+# are precise to ~0.25 us, so a caller back at exactly the promised time may be short by rounding, and a tinier
+# wait would not move its clock.
+_TOKEN_BUCKET_LUA = """
+local function bucket_wait(key, now, rate, burst)
+  local tokens, at = burst, now
+  local bucket = redis.call('HMGET', key, 'tokens', 'at')
+  if bucket[1] then
+    local last = tonumber(bucket[2])
+    at = math.max(last, now)
+    tokens = math.min(burst, tonumber(bucket[1]) + (at - last) * rate)
+  end
+  local wait = at - now + (1 - tokens) / rate
+  if wait <= 1e-6 then wait = 0 end
+  return tokens, at, wait
+end
+local function take_token(key, tokens, at)
+  redis.call('HSET', key, 'tokens', num(math.max(0, tokens - 1)), 'at', num(at))
+end
+"""
+
 # KEYS: credit pause hash, breaker hash, in-flight zset, bucket hash
 # ARGV: job id, now, in-flight ttl, rate/s, burst, max in flight, credit probe interval, probe lease, busy wait
 # Returns {allowed 0/1, wait seconds, reason, probe 0/1}. Checks first, writes last: a refusal changes nothing.
 ADMIT = (
     _LUA_NUM
+    + _TOKEN_BUCKET_LUA
     + """
 local job, now = ARGV[1], tonumber(ARGV[2])
 local rate, burst, cap = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
@@ -44,23 +68,16 @@ if not already and redis.call('ZCARD', KEYS[3]) >= cap then
   return {0, num(busy), 'in-flight cap ' .. ARGV[6] .. ' reached', 0}
 end
 
--- 4. token bucket, refilled up to `now`; a job already in flight was counted when it was first admitted
+-- 4. token bucket; a job already in flight was counted when it was first admitted
 local tokens, at = burst, now
 if not already then
-  local bucket = redis.call('HMGET', KEYS[4], 'tokens', 'at')
-  if bucket[1] then
-    local last = tonumber(bucket[2])
-    at = math.max(last, now)
-    tokens = math.min(burst, tonumber(bucket[1]) + (at - last) * rate)
-  end
-  -- a token due within a microsecond counts as there: unix times as doubles are precise to ~0.25 us, so a
-  -- caller back at exactly the promised time may be short by rounding, and a tinier wait would not move its clock
-  local wait = at - now + (1 - tokens) / rate
-  if wait > 1e-6 then return {0, num(wait), 'rate limit', 0} end
+  local wait
+  tokens, at, wait = bucket_wait(KEYS[4], now, rate, burst)
+  if wait > 0 then return {0, num(wait), 'rate limit', 0} end
 end
 
 -- every check passed: take what each one grants
-if not already then redis.call('HSET', KEYS[4], 'tokens', num(math.max(0, tokens - 1)), 'at', num(at)) end
+if not already then take_token(KEYS[4], tokens, at) end
 redis.call('ZADD', KEYS[3], num(now + tonumber(ARGV[3])), job)
 if breaker_probe then redis.call('HSET', KEYS[2], 'probe_job', job, 'probe_until', num(now + tonumber(ARGV[8]))) end
 if credit_probe then
@@ -107,3 +124,16 @@ local last = redis.call('HGET', KEYS[1], 'refused_at')
 if not last or tonumber(last) < tonumber(ARGV[1]) then redis.call('HSET', KEYS[1], 'refused_at', ARGV[1]) end
 redis.call('HSET', KEYS[1], 'message', ARGV[2])
 """
+
+# KEYS: bucket hash. ARGV: now, rate/s, burst, ttl seconds. Returns the wait in seconds ('0': a token was taken).
+TAKE_TOKEN = (
+    _LUA_NUM
+    + _TOKEN_BUCKET_LUA
+    + """
+local tokens, at, wait = bucket_wait(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]))
+if wait > 0 then return num(wait) end
+take_token(KEYS[1], tokens, at)
+redis.call('EXPIRE', KEYS[1], ARGV[4])
+return '0'
+"""
+)

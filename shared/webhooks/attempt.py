@@ -29,13 +29,21 @@ class Attempted:
 
 
 def attempt_event(
-    http: httpx.Client, url: str, state: WebhookState, data: dict[str, Any], settings: Settings, now: datetime
+    http: httpx.Client,
+    url: str,
+    state: WebhookState,
+    data: dict[str, Any],
+    settings: Settings,
+    now: datetime,
+    secret: str | None,
+    missing_secret: str = UNSIGNED_REFUSAL,
 ) -> Attempted:
-    """POST event `state` with `data` to `url` once, signed with the settings' secret.
+    """POST event `state` with `data` to `url` once, signed with `secret` (the settings' own, or the secret of the
+    API key the job was made with).
 
-    Without a secret nothing is sent (unless GENQUEUE_ALLOW_UNSIGNED_WEBHOOKS): the attempt is recorded as failed,
-    naming the missing setting, and retried on the schedule, so a worker started without its secret never sends
-    an event a receiver cannot verify, and delivers it once the secret is configured.
+    Without a secret nothing is sent (unless GENQUEUE_ALLOW_UNSIGNED_WEBHOOKS): the attempt is recorded as failed
+    with `missing_secret` as its error, and retried on the schedule, so a worker started without its secret never
+    sends an event a receiver cannot verify, and delivers it once the secret is there.
 
     The attempt as a whole is cut at `webhook_timeout_seconds` (`deliver`'s deadline), however the receiver trickles.
 
@@ -44,14 +52,14 @@ def attempt_event(
     """
     body = event_body(state.event_type, state.timestamp, data)
     stamp = int(time.time())
-    if settings.webhook_secret:
-        headers = signature_headers(settings.webhook_secret, state.event_id, stamp, body)
+    if secret:
+        headers = signature_headers(secret, state.event_id, stamp, body)
         result = deliver(http, url, headers, body, settings.webhook_timeout_seconds)
     elif settings.allow_unsigned_webhooks:
         headers = {"webhook-id": state.event_id, "webhook-timestamp": str(stamp), "content-type": "application/json"}
         result = deliver(http, url, headers, body, settings.webhook_timeout_seconds)
     else:
-        result = DeliveryResult(delivered=False, error=UNSIGNED_REFUSAL)
+        result = DeliveryResult(delivered=False, error=missing_secret)
     new_state = state.model_copy(deep=True)
     new_state.attempts.append(WebhookAttempt(at=now, status_code=result.status_code, error=result.error))
     retry_in = None

@@ -85,3 +85,12 @@ def workers(pipeline_env: dict[str, str], tmp_path_factory: pytest.TempPathFacto
     stack.start_beat()
     yield process
     stack.stop()
+
+
+@pytest.fixture(scope="session")
+def api_url(pipeline_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """One `genqueue api` process on a free port of 127.0.0.1."""
+    stack = LocalStack(tmp_path_factory.mktemp("api"), env=pipeline_env)
+    url = stack.start_api()
+    yield url
+    stack.stop()

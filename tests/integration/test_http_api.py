@@ -5,27 +5,17 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
 
 from infra.local.processes import ServerProcess
-from infra.local.stack import LocalStack
 from tests.integration.test_pipeline import run_cli
 
 pytestmark = pytest.mark.integration
 
 PROBLEM = "application/problem+json"
-
-
-@pytest.fixture(scope="module")
-def api_url(pipeline_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    stack = LocalStack(tmp_path_factory.mktemp("api"), env=pipeline_env)
-    url = stack.start_api()
-    yield url
-    stack.stop()
 
 
 def make_key(env: dict[str, str], prefix: str = "team") -> dict[str, str]:
@@ -176,3 +166,118 @@ def test_a_revoked_key_is_refused_at_once(api_url: str, pipeline_env: dict[str, 
     assert api.get(f"/v1/jobs/{job['id']}").status_code == 200
     assert run_cli(pipeline_env, "keys", "revoke", key["name"]).returncode == 0
     assert_problem(api.get(f"/v1/jobs/{job['id']}"), 401, "unauthorized")
+
+
+def test_listing_pages_a_keys_own_jobs_newest_first(api_url: str, pipeline_env: dict[str, str]) -> None:
+    api, other = client(api_url, make_key(pipeline_env)), client(api_url, make_key(pipeline_env))
+    made = [api.post("/v1/jobs", json=job_line()).json()["id"] for _ in range(3)]
+    other.post("/v1/jobs", json=job_line())
+    listed, cursor, pages = [], None, 0
+    while True:
+        answer = api.get("/v1/jobs", params={"limit": 2, **({"cursor": cursor} if cursor else {})})
+        assert answer.status_code == 200, answer.text
+        page = answer.json()
+        listed += [job["id"] for job in page["data"]]
+        pages += 1
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert listed == made[::-1] and pages >= 2
+    canceled = api.post(f"/v1/jobs/{made[1]}/cancel").json()
+    by_status = api.get("/v1/jobs", params={"status": "canceled"}).json()
+    assert [job["id"] for job in by_status["data"]] == [canceled["id"]]
+    assert api.get("/v1/jobs", params={"batch": "no-such-batch"}).json() == {"data": [], "next_cursor": None}
+    assert_problem(api.get("/v1/jobs", params={"cursor": "!!not-ours"}), 422, "invalid_request")
+    assert_problem(api.get("/v1/jobs", params={"status": "sleeping"}), 422, "invalid_request")
+    assert_problem(api.get("/v1/jobs", params={"limit": 0}), 422, "invalid_request")
+
+
+def test_a_keys_webhooks_are_signed_with_its_own_secret(
+    api_url: str, pipeline_env: dict[str, str], workers: ServerProcess
+) -> None:
+    from standardwebhooks.webhooks import Webhook, WebhookVerificationError
+
+    from infra.local.webhook_receiver import start_receiver
+
+    mine, theirs = make_key(pipeline_env), make_key(pipeline_env)
+    receiver = start_receiver(mine["webhook_secret"])
+    try:
+        job = client(api_url, mine).post("/v1/jobs", json=job_line(webhook=receiver.url)).json()
+        event = receiver.wait_for(job["id"])
+    finally:
+        receiver.stop()
+    assert event.verified and event.body["type"] == "job.succeeded" and event.body["data"]["id"] == job["id"]
+    body = event.raw
+    Webhook(mine["webhook_secret"]).verify(body, event.headers)  # the check below can fail: the right one verifies
+    with pytest.raises(WebhookVerificationError):  # another tenant's secret cannot verify (or forge) it
+        Webhook(theirs["webhook_secret"]).verify(body, event.headers)
+    with pytest.raises(WebhookVerificationError):  # nor can the operator's own
+        Webhook(pipeline_env["GENQUEUE_WEBHOOK_SECRET"]).verify(body, event.headers)
+
+
+def read_events(api: httpx.Client, job_id: str) -> list[dict[str, Any]]:
+    """Every job.updated event of the stream, until the server closes it."""
+    events, kind = [], None
+    with api.stream("GET", f"/v1/jobs/{job_id}/events") as stream:
+        assert stream.status_code == 200 and stream.headers["content-type"].startswith("text/event-stream")
+        for line in stream.iter_lines():
+            if line.startswith("event: "):
+                kind = line.removeprefix("event: ")
+            elif line.startswith("data: "):
+                assert kind == "job.updated"
+                events.append(json.loads(line.removeprefix("data: ")))
+    return events
+
+
+def test_events_stream_every_change_until_the_job_ends(
+    api_url: str, pipeline_env: dict[str, str], sandbox_url: str, workers: ServerProcess
+) -> None:
+    api = client(api_url, make_key(pipeline_env))
+    httpx.post(f"{sandbox_url}/_control/config", json={"delay_seconds": 2.0})
+    try:
+        job = api.post("/v1/jobs", json=job_line()).json()
+        events = read_events(api, job["id"])
+    finally:
+        httpx.post(f"{sandbox_url}/_control/config", json={"delay_seconds": 0.5})
+    statuses = [event["status"] for event in events]
+    assert statuses[-1] == "succeeded" and len(events[-1]["outputs"]) == 1
+    assert "running" in statuses or "submitted" in statuses  # changes streamed as they happened, not only the end
+    moves = [(event["status"], event["updated_at"]) for event in events]
+    assert len(set(moves)) == len(moves)  # no change sent twice
+    # a client that connects again after the end gets the job as it is, and the stream closes
+    again = read_events(api, job["id"])
+    assert [event["status"] for event in again] == ["succeeded"]
+    assert_problem(client(api_url, make_key(pipeline_env)).get(f"/v1/jobs/{job['id']}/events"), 404, "not_found")
+
+
+def test_a_key_past_its_rate_is_answered_429_with_retry_after(api_url: str, pipeline_env: dict[str, str]) -> None:
+    result = run_cli(pipeline_env, "keys", "create", f"slow-{uuid.uuid4().hex[:8]}", "--rate-per-minute", "2", "--json")
+    assert result.returncode == 0, result.stderr
+    api = client(api_url, json.loads(result.stdout))
+    assert [api.get("/v1/jobs").status_code for _ in range(2)] == [200, 200]
+    limited = api.get("/v1/jobs")
+    body = assert_problem(limited, 429, "rate_limited")
+    assert 1 <= int(limited.headers["retry-after"]) <= 30 and "2 requests a minute" in body["detail"]
+    assert client(api_url, make_key(pipeline_env)).get("/v1/jobs").status_code == 200  # other keys go on
+
+
+def test_a_keys_budget_refuses_the_job_that_would_pass_it(
+    api_url: str, pipeline_env: dict[str, str], workers: ServerProcess
+) -> None:
+    name = f"budgeted-{uuid.uuid4().hex[:8]}"
+    result = run_cli(pipeline_env, "keys", "create", name, "--budget-usd", "0.36", "--json")
+    assert result.returncode == 0, result.stderr
+    api = client(api_url, json.loads(result.stdout))
+    # grok-video-1 bills $0.03 a second (document 002): 6 s is $0.18, so two fit in $0.36
+    line = {"provider": "veogen", "model": "grok-video-1", "options": {"duration": 6}}
+    made = [api.post("/v1/jobs", json={**line, "prompt": f"clip {n}"}) for n in range(2)]
+    assert [answer.status_code for answer in made] == [201, 201]
+    refused = assert_problem(api.post("/v1/jobs", json={**line, "prompt": "one too many"}), 422, "invalid_request")
+    assert refused["detail"].startswith("budget_exhausted:") and "budget of 0.36 usd" in refused["detail"]
+    unpriced = {"provider": "vicsee", "model": "sora-2-pro", "prompt": "no estimate"}
+    assert "cannot bound it" in assert_problem(api.post("/v1/jobs", json=unpriced), 422, "invalid_request")["detail"]
+    for answer in made:
+        assert wait_ended(api, answer.json()["id"])["status"] == "succeeded"
+    listed = run_cli(pipeline_env, "keys", "list", "--json")
+    [row] = [row for row in json.loads(listed.stdout) if row["name"] == name]
+    assert row["spend"]["usd"] == pytest.approx(0.36) and row["budget"] == {"currency": "usd", "amount": 0.36}

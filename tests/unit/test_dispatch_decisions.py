@@ -9,10 +9,10 @@ from datetime import datetime, timedelta
 import pytest
 
 from shared import lifecycle
-from shared.batch import Batch, Budget
+from shared.batch import Batch
 from shared.decisions import dispatch as rules
 from shared.decisions.dispatch import Action, Held
-from shared.models import Charge, Cost, GenerationRequest, Job, JobStatus, utcnow
+from shared.models import Budget, Charge, Cost, GenerationRequest, Job, JobStatus, utcnow
 from shared.protection import BreakerState, ProviderStatus
 
 NOW = utcnow()

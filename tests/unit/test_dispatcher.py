@@ -10,9 +10,9 @@ import fakeredis
 import pytest
 
 from shared import costs, lifecycle, queueing
-from shared.batch import Batch, BatchStore, Budget
+from shared.batch import Batch, BatchStore
 from shared.constants import BATCH_KEY, JOB_KEY
-from shared.models import Charge, Cost, GenerationRequest, Job, JobStatus, utcnow
+from shared.models import Budget, Charge, Cost, GenerationRequest, Job, JobStatus, utcnow
 from shared.protection import ProviderGuard
 from shared.settings import Settings
 from shared.store import JobStore

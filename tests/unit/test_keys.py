@@ -11,11 +11,10 @@ from typer.testing import CliRunner
 
 from producer import cli_keys
 from producer.cli import app
-from shared.batch.models import Budget
 from shared.constants import KEY_HASHES_KEY, KEYS_KEY
 from shared.errors import InvalidRequest
 from shared.keys import KeyStore, key_sha256
-from shared.models import utcnow
+from shared.models import Budget, utcnow
 
 
 @pytest.fixture
@@ -137,3 +136,16 @@ def test_keys_revoke_through_the_command_line(runner_keys: KeyStore) -> None:
     result = CliRunner().invoke(app, ["keys", "revoke", "acme"])
     assert result.exit_code == 0 and result.stdout.startswith("key acme revoked at ")
     assert runner_keys.authenticate(created.key) is None
+
+
+def test_a_keys_request_rate_is_a_token_bucket_with_retry_after(keys: KeyStore) -> None:
+    record = keys.create("acme", rate_per_minute=3).record
+    now = 1_800_000_000.0
+    assert [keys.admit_request(record, now) for _ in range(3)] == [0.0, 0.0, 0.0]  # a minute's worth at once
+    assert keys.admit_request(record, now) == pytest.approx(20.0)  # one request every 60/3 s after that
+    assert keys.admit_request(record, now + 20.0) == 0.0
+    assert keys.admit_request(record, now + 20.0) == pytest.approx(20.0)
+    other = keys.create("globex", rate_per_minute=3).record
+    assert keys.admit_request(other, now + 20.0) == 0.0  # each key has its own bucket
+    unlimited = keys.create("ops").record
+    assert all(keys.admit_request(unlimited, now) == 0.0 for _ in range(100))

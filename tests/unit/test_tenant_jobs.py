@@ -77,3 +77,47 @@ def test_every_committed_write_is_published_on_the_jobs_channel(store: JobStore)
     while (message := listener.get_message(timeout=0.2)) is not None:
         messages.append(message["data"])
     assert messages == [b"1 queued", f"2 {JobStatus.CANCELED.value}".encode()]
+
+
+def test_producer_wait_is_woken_by_the_jobs_notice_not_its_interval(store: JobStore) -> None:
+    """With a read interval of an hour, `wait` still returns the canceled job: the write's notice woke it."""
+    import threading
+
+    from producer.api import Producer
+    from shared.settings import Settings
+
+    producer = Producer(Settings(wait_interval_seconds=3600), store=store, celery=object())  # type: ignore[arg-type]
+    job = make(store, "job_w", None, 0)
+    seen: list[JobStatus] = []
+    threading.Timer(0.3, lambda: store.update(job.id, lambda j: lifecycle.cancel(j, utcnow()))).start()
+    ended = producer.wait(job.id, timeout=20, on_change=lambda j: seen.append(j.status))
+    assert ended.status is JobStatus.CANCELED and seen == [JobStatus.QUEUED, JobStatus.CANCELED]
+
+
+def test_a_tenants_budget_is_checked_with_the_write_and_its_spend_follows_each_jobs_cost(store: JobStore) -> None:
+    from shared.models import Budget, Cost
+    from shared.store import BudgetExceeded
+
+    budget = Budget(currency="usd", amount=1.0)
+
+    def priced(job_id: str, usd: float) -> Job:
+        return Job(
+            id=job_id,
+            provider="veogen",
+            request=GenerationRequest(model="grok-video-1"),
+            tenant="acme",
+            cost=Cost(usd=usd),
+            deadline_at=T0 + timedelta(hours=1),
+        )
+
+    store.create(priced("job_1", 0.4), budget=budget)
+    store.create(priced("job_2", 0.4), budget=budget)
+    with pytest.raises(BudgetExceeded, match=r"budget_exhausted: .*0\.4 usd .* budget of 1 usd \(0\.8 committed\)"):
+        store.create(priced("job_3", 0.4), budget=budget)
+    assert store.get("job_3") is None and pages(store, "acme", 10) == [["job_2", "job_1"]]  # nothing stored
+    # job_1 failed at a vendor that charges nothing for that: its cost, and the tenant's spend, drop by 0.4
+    store.update("job_1", lambda j: j.model_copy(update={"cost": Cost(usd=0.0), "charged": "no"}))
+    assert store.tenant_spend("acme") == Cost(credits=None, usd=0.4)
+    store.create(priced("job_3", 0.4), budget=budget)
+    assert store.tenant_spend("acme").usd == pytest.approx(0.8)
+    assert store.tenant_spend("nobody") == Cost()

@@ -178,14 +178,12 @@ def test_a_worker_without_a_secret_sends_nothing_and_retries() -> None:
         return httpx.Response(200)
 
     with client(receiver) as http:
-        refused = attempt_event(http, URL, state, {"id": "job_1"}, Settings(webhook_secret=None), now)
+        refused = attempt_event(http, URL, state, {"id": "job_1"}, Settings(webhook_secret=None), now, None)
         assert seen == []  # nothing unsigned left the worker
         assert not refused.state.delivered and refused.state.attempts[-1].error == UNSIGNED_REFUSAL
         assert refused.retry_in is not None  # retried on the schedule: configuring the secret delivers it
-        signed = attempt_event(
-            http, URL, refused.state, {"id": "job_1"}, Settings(webhook_secret=generate_secret()), now
-        )
+        signed = attempt_event(http, URL, refused.state, {"id": "job_1"}, Settings(), now, generate_secret())
         assert signed.state.delivered and seen[-1].headers["webhook-signature"].startswith("v1,")
         unsigned = Settings(webhook_secret=None, allow_unsigned_webhooks=True)
-        assert attempt_event(http, URL, state, {"id": "job_1"}, unsigned, now).state.delivered
+        assert attempt_event(http, URL, state, {"id": "job_1"}, unsigned, now, None).state.delivered
         assert "webhook-signature" not in seen[-1].headers
