@@ -22,6 +22,7 @@ from producer.validate import (
     validate,
 )
 from shared import costs, lifecycle
+from shared.batch.models import BatchLine
 from shared.claims import Slot
 from shared.constants import JOB_EVENTS_CHANNEL
 from shared.errors import InvalidRequest
@@ -67,7 +68,6 @@ class Producer:
         webhook_url: str | None = None,
         metadata: Mapping[str, str | int | float | bool] | None = None,
         idempotency_key: str | None = None,
-        tenant: str | None = None,
     ) -> Job:
         """Validate the request, store the job and enqueue its submit; the job as stored.
 
@@ -76,31 +76,35 @@ class Producer:
         would fail for, or that is larger than genqueue's bounds (shared/limits.py). Local image files and
         data: URIs are uploaded to the bucket under inputs/ first. With `idempotency_key`, the same key and request
         give back the job made the first time (for 24 hours); the same key with another request is refused.
-        `tenant`: the API key the job is made for (the HTTP API); None for the operator's own tools.
         """
-        args = (provider, model, prompt, options, images, webhook_url, metadata, idempotency_key, tenant)
-        return self.enqueue(*args).job
+        line = BatchLine.model_construct(
+            provider=provider,
+            model=model,
+            prompt=prompt,
+            options=options or {},
+            images=images or [],
+            webhook=webhook_url,
+            metadata=dict(metadata or {}),
+        )
+        return self.enqueue(line, idempotency_key).job
 
     def enqueue(
         self,
-        provider: str,
-        model: str,
-        prompt: str,
-        options: dict[str, Any] | None = None,
-        images: list[str] | None = None,
-        webhook_url: str | None = None,
-        metadata: Mapping[str, str | int | float | bool] | None = None,
+        line: BatchLine,
         idempotency_key: str | None = None,
         tenant: str | None = None,
         budget: Budget | None = None,
     ) -> Enqueued:
-        """`submit`, telling also whether the job was made now or given back for its idempotency key.
+        """`submit` for a request given as a batch-file line (the HTTP API's body), telling also whether the job
+        was made now or given back for its idempotency key.
 
-        `budget`: the tenant's (its API key's): a job whose estimate would take the tenant's spend past it is
-        refused (BudgetExceeded, nothing stored), as is one with no estimate in the budget's currency.
+        `tenant`: the API key the job is made for (None: the operator's own tools); `budget`: that key's: a job
+        whose estimate would take the key's spend past it is refused (BudgetExceeded, nothing stored), as is one
+        with no estimate in the budget's currency.
         """
-        request = build_request(model, prompt, options or {}, images or [])
-        metadata = normalized_metadata(metadata)
+        provider, model, webhook_url = line.provider, line.model, line.webhook
+        request = build_request(model, line.prompt, line.options, line.images)
+        metadata = normalized_metadata(line.metadata)
         _, cost = validate(self.settings, provider, request, webhook_url, signed_by_key=tenant is not None)
         if budget is not None and getattr(cost, budget.currency) is None:
             raise InvalidRequest(

@@ -8,11 +8,12 @@ interactive jobs and never hold worker memory while they wait.
 from __future__ import annotations
 
 import functools
+import re
 import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,54 @@ from shared.errors import GenqueueError, InvalidRequest
 from shared.models import Budget, Cost, GenerationRequest, Job, JobStatus, utcnow
 from shared.netguard import check_url
 from shared.providers.catalog import estimate_cost
+
+_RELATIVE = re.compile(r"^\+?(\d+(?:\.\d+)?)\s*([smhd])$")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+#: the columns of a CSV batch report, one row a line of the file
+REPORT_COLUMNS = [
+    "line",
+    "id",
+    "status",
+    "provider",
+    "model",
+    "outputs",
+    "cost_credits",
+    "cost_usd",
+    "error_code",
+    "error_message",
+]
+
+
+def parse_when(value: str, option: str, now: datetime | None = None) -> datetime:
+    """An ISO 8601 time (a time without a zone is UTC) or a delay from now such as `+30m`, `2h`, `1d`; ValueError
+    naming `option` otherwise."""
+    now = now or datetime.now(UTC)
+    relative = _RELATIVE.match(value.strip())
+    if relative:
+        return now + timedelta(seconds=float(relative.group(1)) * _UNITS[relative.group(2)])
+    try:
+        parsed = datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise ValueError(
+            f"{option} {value!r}: give an ISO 8601 time (2026-12-01T02:00Z) or a delay such as +30m or 2h"
+        ) from None
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed
+
+
+def report_row(line: int, job: Job) -> dict[str, object]:
+    """One row of a CSV batch report: the line, its job's outcome, outputs as s3:// references, cost and error."""
+    return {
+        "line": line,
+        "id": job.id,
+        "status": job.status.value,
+        "provider": job.provider,
+        "model": job.model,
+        "outputs": " ".join(f"s3://{o.bucket}/{o.key}" for o in job.outputs),
+        "cost_credits": "" if job.cost.credits is None else job.cost.credits,
+        "cost_usd": "" if job.cost.usd is None else job.cost.usd,
+        "error_code": job.error.code if job.error else "",
+        "error_message": job.error.message if job.error else "",
+    }
 
 
 @dataclass(frozen=True)
@@ -73,6 +122,10 @@ class BatchOptions:
     deadline: datetime | None = None
     budget: Budget | None = None
     webhook_url: str | None = None
+    #: the API key the batch is made with (its name is the key's own, its jobs are the key's and count against
+    #: `key_budget`); None for the operator's command line
+    tenant: str | None = None
+    key_budget: Budget | None = None
 
 
 @dataclass(frozen=True)
@@ -95,14 +148,19 @@ class BatchProducer:
 
     def plan(self, path: Path, options: BatchOptions) -> Plan:
         """Check every line of the file at `path` as `genqueue submit` would; ValueError if the file is unreadable."""
-        check = _cached_validator(self)
+        return self.plan_lines(read_batch_file(path), options)
+
+    def plan_lines(self, lines: list[ParsedLine], options: BatchOptions) -> Plan:
+        """Check every parsed line of a batch file as `genqueue submit` would (the HTTP API's upload too)."""
+        check = _cached_validator(self, signed_by_key=options.tenant is not None)
         if options.webhook_url is not None:
-            check_webhook_signing(self.settings)
+            if options.tenant is None:
+                check_webhook_signing(self.settings)
             check_url(
                 options.webhook_url, self.settings.allow_private_urls, "--webhook", self.settings.private_url_allowlist
             )
         plan = Plan()
-        for parsed in read_batch_file(path):
+        for parsed in lines:
             planned = self._plan_line(parsed, options, check)
             if isinstance(planned, PlannedJob):
                 plan.jobs.append(planned)
@@ -138,7 +196,8 @@ class BatchProducer:
         Lines enqueued by an earlier run of the same batch are not enqueued again; a line whose request changed
         since is refused with InvalidRequest naming it, before anything new is stored.
         """
-        batch, created = self.batches.open(options.name, lambda batch_id: _new_batch(batch_id, options))
+        make = functools.partial(_new_batch, options=options)
+        batch, created = self.batches.open(options.name, make, options.tenant)
         self.batches.keep(batch)  # a completed batch's keys were set to expire: it runs again
         providers = {job.provider for job in plan.jobs}
         # the total is known before any job is stored, so the dispatcher cannot complete the batch half-enqueued
@@ -157,7 +216,7 @@ class BatchProducer:
         enqueued = already = 0
         try:
             for done, job in enumerate(plan.jobs, start=1):
-                if self._enqueue_line(batch, job):
+                if self._enqueue_line(batch, job, options.key_budget):
                     enqueued += 1
                 else:
                     already += 1
@@ -171,7 +230,7 @@ class BatchProducer:
             self.batches.activate(batch.id)
         return EnqueueResult(batch, created, enqueued, already)
 
-    def _enqueue_line(self, batch: Batch, planned: PlannedJob) -> bool:
+    def _enqueue_line(self, batch: Batch, planned: PlannedJob, key_budget: Budget | None = None) -> bool:
         """Store one line's job, held; False when an earlier run stored it (it is held again if it was never
         released, in case that run died between storing and holding it).
 
@@ -193,6 +252,8 @@ class BatchProducer:
                 submit_by=batch.deadline,
                 held=True,
                 claim=slot,
+                tenant=batch.tenant,
+                budget=key_budget,
             )
 
         claims = self.batches.claims
@@ -201,9 +262,10 @@ class BatchProducer:
             self.batches.hold(batch.id, job.provider, job.id, planned.line)
         return created
 
-    def get(self, name: str) -> Batch:
-        """The batch called `name` (or with that id); InvalidRequest when there is none."""
-        batch = self.batches.get_by_name(name)
+    def get(self, name: str, tenant: str | None = None) -> Batch:
+        """The batch called `name` (or with that id) of `tenant` (None: the operator's); InvalidRequest when there is
+        none."""
+        batch = self.batches.get_by_name(name, tenant)
         if batch is None:
             raise InvalidRequest(f"no batch named {name!r}")
         return batch
@@ -265,6 +327,7 @@ def _new_batch(batch_id: str, options: BatchOptions) -> Batch:
         deadline=options.deadline,
         budget=options.budget,
         webhook_url=options.webhook_url,
+        tenant=options.tenant,
     )
 
 
@@ -277,13 +340,17 @@ def _sum(values: Iterator[float | None]) -> float | None:
     return total
 
 
-def _cached_validator(batches: BatchProducer) -> Callable[[str, GenerationRequest, str | None], Cost]:
-    """`validate` for many lines: each distinct webhook URL is resolved once, not once a line."""
+def _cached_validator(
+    batches: BatchProducer, signed_by_key: bool
+) -> Callable[[str, GenerationRequest, str | None], Cost]:
+    """`validate` for many lines: each distinct webhook URL is resolved once, not once a line. `signed_by_key`: the
+    jobs' webhooks are signed with their API key's secret, not the settings' one."""
     check_webhook = _cached_check(batches.settings.allow_private_urls, batches.settings.private_url_allowlist)
 
     def check(provider: str, request: GenerationRequest, webhook: str | None) -> Cost:
         if webhook is not None:
-            check_webhook_signing(batches.settings)
+            if not signed_by_key:
+                check_webhook_signing(batches.settings)
             check_webhook(webhook)
         return validate(batches.settings, provider, request, None)[1]
 

@@ -37,11 +37,19 @@ def read_batch_file(path: Path) -> list[ParsedLine]:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise ValueError(f"cannot read {path}: {exc}") from None
-    lines = parse_csv(text) if path.suffix.lower() == ".csv" else parse_jsonl(text)
+    return parse_batch_text(text, as_csv=path.suffix.lower() == ".csv", source=str(path))
+
+
+def parse_batch_text(text: str, as_csv: bool, source: str) -> list[ParsedLine]:
+    """Every non-blank line of a batch file's `text` (CSV or JSON Lines), parsed; `source` names it in errors.
+
+    Raises ValueError (one line) when it holds no job, or more than MAX_BATCH_LINES.
+    """
+    lines = parse_csv(text) if as_csv else parse_jsonl(text)
     if not lines:
-        raise ValueError(f"{path} holds no jobs")
+        raise ValueError(f"{source} holds no jobs")
     if len(lines) > MAX_BATCH_LINES:
-        raise ValueError(f"{path} holds {len(lines)} jobs; a batch takes at most {MAX_BATCH_LINES}")
+        raise ValueError(f"{source} holds {len(lines)} jobs; a batch takes at most {MAX_BATCH_LINES}")
     return lines
 
 

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import csv
 import json
-import re
 import sys
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -15,7 +14,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from producer.batch import BatchOptions, BatchProducer, Plan
+from producer.batch import REPORT_COLUMNS, BatchOptions, BatchProducer, Plan, parse_when, report_row
 from producer.cli_common import producer, refuse
 from producer.render import human_duration
 from shared.errors import GenqueueError
@@ -23,24 +22,18 @@ from shared.models import Budget, JobStatus
 
 batch_app = typer.Typer(no_args_is_help=True, help="Bulk runs: submit a file of jobs, follow it, report, retry.")
 
-_RELATIVE = re.compile(r"^\+?(\d+(?:\.\d+)?)\s*([smhd])$")
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 #: how long `--watch` waits, once every job has ended, for the dispatcher to complete the batch
 SETTLE_WAIT_SECONDS = 10.0
 ORDER = [status.value for status in JobStatus]
 
 
 def parse_time(value: str, option: str, now: datetime | None = None) -> datetime:
-    """An ISO 8601 time (a time without a zone is UTC) or a delay from now such as `+30m`, `2h`, `1d`."""
-    now = now or datetime.now(UTC)
-    relative = _RELATIVE.match(value.strip())
-    if relative:
-        return now + timedelta(seconds=float(relative.group(1)) * _UNITS[relative.group(2)])
+    """An ISO 8601 time (a time without a zone is UTC) or a delay from now such as `+30m`, `2h`, `1d`; refused
+    (exit 2) otherwise."""
     try:
-        parsed = datetime.fromisoformat(value.strip())
-    except ValueError:
-        refuse(f"{option} {value!r}: give an ISO 8601 time (2026-12-01T02:00Z) or a delay such as +30m or 2h")
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed
+        return parse_when(value, option, now)
+    except ValueError as exc:
+        refuse(str(exc))
 
 
 @batch_app.command("submit")
@@ -217,20 +210,6 @@ def watch_batch(batches: BatchProducer, name: str) -> dict[str, Any]:
     return summary
 
 
-REPORT_COLUMNS = [
-    "line",
-    "id",
-    "status",
-    "provider",
-    "model",
-    "outputs",
-    "cost_credits",
-    "cost_usd",
-    "error_code",
-    "error_message",
-]
-
-
 @batch_app.command("report")
 def batch_report(
     name: Annotated[str, typer.Argument(help="the batch's name (or id)")],
@@ -255,20 +234,7 @@ def batch_report(
         if writer is None:
             typer.echo(json.dumps(job.public()))
             continue
-        writer.writerow(
-            {
-                "line": line,
-                "id": job.id,
-                "status": job.status.value,
-                "provider": job.provider,
-                "model": job.model,
-                "outputs": " ".join(f"s3://{o.bucket}/{o.key}" for o in job.outputs),
-                "cost_credits": "" if job.cost.credits is None else job.cost.credits,
-                "cost_usd": "" if job.cost.usd is None else job.cost.usd,
-                "error_code": job.error.code if job.error else "",
-                "error_message": job.error.message if job.error else "",
-            }
-        )
+        writer.writerow(report_row(line, job))
 
 
 @batch_app.command("retry")

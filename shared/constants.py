@@ -34,6 +34,8 @@ KEY_RATE_KEY = KEY_PREFIX + "apikey:{name}:rate"
 #: batch hash: `data` (the Batch as JSON); name -> batch id
 BATCH_KEY = KEY_PREFIX + "batch:{batch_id}"
 BATCH_NAME_KEY = KEY_PREFIX + "batch-name:{name}"
+#: the same for an API key's batches: each key has its names to itself
+TENANT_BATCH_NAME_KEY = KEY_PREFIX + "tenant:{tenant}:batch-name:{name}"
 #: set of ids of batches with work left for the dispatcher (pending lines, or jobs not yet ended)
 ACTIVE_BATCHES_KEY = KEY_PREFIX + "batches:active"
 #: hash: line number -> `{job_id} {request hash}`: what each line of the batch file became (resume, report order)

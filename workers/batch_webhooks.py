@@ -22,6 +22,7 @@ from shared.models import utcnow
 from shared.webhooks.attempt import attempt_event
 from workers import context
 from workers.app import app, genqueue_task
+from workers.webhooks import signing_secret
 
 log = logging.getLogger("genqueue.workers")
 
@@ -79,9 +80,8 @@ def deliver_claimed(batches: BatchStore, batch: Batch, task_id: str) -> None:
     now = utcnow()
     health = dispatcher_health(batches.dispatcher_last_run(), 0, now, 0.0)
     summary = batch.summary(batches.counts(batch.id), batches.ledger(batch.id), 0, health)
-    attempted = attempt_event(
-        context.webhook_http(), batch.webhook_url, state, summary, settings, now, settings.webhook_secret
-    )
+    secret, missing = signing_secret(batch.tenant)
+    attempted = attempt_event(context.webhook_http(), batch.webhook_url, state, summary, settings, now, secret, missing)
     if attempted.state.gave_up:
         log.warning("batch webhook for %s: %s", batch.id, attempted.state.gave_up)
     written = batches.update(

@@ -31,13 +31,13 @@ def deliver_webhook(self: Task, job_id: str) -> None:
     run_step(self, job_id, "deliver_webhook", lease, deliver_job_event)
 
 
-def signing_secret(job: Job) -> tuple[str | None, str]:
-    """The secret `job`'s events are signed with, and the reason an attempt records when there is none: the
-    secret of the API key it was made with, else the settings' own."""
-    if job.tenant is None:
+def signing_secret(tenant: str | None) -> tuple[str | None, str]:
+    """The secret the events of a job or batch made by API key `tenant` are signed with (None: the operator's, the
+    settings' own), and the reason an attempt records when there is none."""
+    if tenant is None:
         return context.settings().webhook_secret, UNSIGNED_REFUSAL
-    secret = KeyStore(context.store().redis).webhook_secret(job.tenant)
-    return secret, f"not sent: the record of API key {job.tenant!r} cannot be read, so there is no secret to sign with"
+    secret = KeyStore(context.store().redis).webhook_secret(tenant)
+    return secret, f"not sent: the record of API key {tenant!r} cannot be read, so there is no secret to sign with"
 
 
 def deliver_job_event(job: Job, task_id: str) -> None:
@@ -54,7 +54,7 @@ def deliver_job_event(job: Job, task_id: str) -> None:
         gone = state.model_copy(update={"gave_up": "the endpoint answered 410 Gone before; not sent"})
         move_on(job.id, task_id, None, then, webhook=gone)
         return
-    secret, missing = signing_secret(job)
+    secret, missing = signing_secret(job.tenant)
     attempted = attempt_event(
         context.webhook_http(), job.webhook_url, state, job.public(), settings, utcnow(), secret, missing
     )

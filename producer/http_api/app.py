@@ -9,6 +9,8 @@ pydantic models the producer and the job store use.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import json
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -18,7 +20,8 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from producer.api import Producer
-from producer.http_api import events, jobs, problems
+from producer.http_api import batches, events, jobs, problems
+from producer.http_api.auth import Tenant
 from shared.keys import KeyStore
 from shared.settings import Settings
 
@@ -49,6 +52,13 @@ def create_app(settings: Settings, producer: Producer | None = None) -> FastAPI:
     problems.install(app)
     app.include_router(jobs.router)
     app.include_router(events.router)
+    app.include_router(batches.router)
+
+    @app.get("/v1/providers", tags=["providers"], responses=problems.PROBLEM_RESPONSES)
+    def providers(key: Tenant, request: Request) -> list[dict[str, Any]]:
+        """Each provider's limits as every worker sees them: what `genqueue provider status --json` shows."""
+        rows = request.app.state.producer.provider_status()
+        return [json.loads(json.dumps(dataclasses.asdict(row), default=str)) for row in rows]
 
     @app.get("/livez", tags=["health"])
     def livez() -> dict[str, str]:

@@ -64,18 +64,8 @@ def create_job(
     if idempotency_key is not None and not _IDEMPOTENCY_KEY.match(idempotency_key):
         raise ApiProblem(422, "invalid_request", "Idempotency-Key must be 1-255 printable ASCII characters")
     producer = producer_of(request)
-    enqueued = producer.enqueue(
-        line.provider,
-        line.model,
-        line.prompt,
-        line.options,
-        line.images,
-        line.webhook,
-        line.metadata,
-        f"{key.name}:{idempotency_key}" if idempotency_key else None,
-        tenant=key.name,
-        budget=key.budget,
-    )
+    scoped_key = f"{key.name}:{idempotency_key}" if idempotency_key else None
+    enqueued = producer.enqueue(line, scoped_key, tenant=key.name, budget=key.budget)
     job = enqueued.job
     if not enqueued.created:
         response.status_code = 200
@@ -107,7 +97,7 @@ def list_jobs(
     producer = producer_of(request)
     batch_id = None
     if batch is not None:
-        found = BatchStore(producer.store.redis).get_by_name(batch)
+        found = BatchStore(producer.store.redis).get_by_name(batch, key.name)
         if found is None or found.tenant != key.name:
             return JobPage(data=[], next_cursor=None)
         batch_id = found.id

@@ -33,6 +33,7 @@ from shared.constants import (
     BATCH_UNSETTLED_KEY,
     DISPATCH_LAST_RUN_KEY,
     RELEASED_KEY,
+    TENANT_BATCH_NAME_KEY,
 )
 from shared.models import Job
 from shared.quarantine import Quarantine, describe
@@ -86,6 +87,13 @@ return 1
 """
 
 
+def batch_name_key(name: str, tenant: str | None) -> str:
+    """Where the id of the batch called `name` is kept: an API key's names are its own, apart from the operator's."""
+    return (
+        BATCH_NAME_KEY.format(name=name) if tenant is None else TENANT_BATCH_NAME_KEY.format(tenant=tenant, name=name)
+    )
+
+
 class BatchStore:
     """Reads and writes batches and their bookkeeping. Only this class touches batch keys in Redis."""
 
@@ -100,15 +108,17 @@ class BatchStore:
 
     # the batch itself
 
-    def open(self, name: str, make: Callable[[str], Batch]) -> tuple[Batch, bool]:
-        """The batch called `name`, made with `make(new_id)` when there is none yet; and whether it is new."""
+    def open(self, name: str, make: Callable[[str], Batch], tenant: str | None = None) -> tuple[Batch, bool]:
+        """The batch called `name` (among `tenant`'s: each API key has names of its own), made with `make(new_id)`
+        when there is none yet; and whether it is new."""
         new_id = f"batch_{uuid.uuid4().hex[:16]}"
-        if not self.redis.set(BATCH_NAME_KEY.format(name=name), new_id, nx=True):
-            existing = self.get_by_name(name)
+        name_key = batch_name_key(name, tenant)
+        if not self.redis.set(name_key, new_id, nx=True):
+            existing = self.get_by_name(name, tenant)
             if existing is not None:
                 return existing, False
             # the name was claimed by a submit that died before creating its batch: create it under that id
-            new_id = _text(self.redis.get(BATCH_NAME_KEY.format(name=name)))
+            new_id = _text(self.redis.get(name_key))
         batch = make(new_id)
         if self.create(batch):
             return batch, True
@@ -164,11 +174,14 @@ class BatchStore:
         """Drop `batch_id` from the due index when its record no longer exists (it expired); whether it was."""
         return bool(self._unindex_gone(keys=[BATCH_KEY.format(batch_id=batch_id), BATCH_DUE_KEY], args=[batch_id]))
 
-    def get_by_name(self, name: str) -> Batch | None:
-        """The batch called `name` (or with that id), or None."""
-        batch_id = self.redis.get(BATCH_NAME_KEY.format(name=name))
+    def get_by_name(self, name: str, tenant: str | None = None) -> Batch | None:
+        """The batch of `tenant` (None: the operator's) called `name`, or with that id; None when there is none.
+
+        By id, the operator's command line finds any batch, an API key only its own."""
+        batch_id = self.redis.get(batch_name_key(name, tenant))
         if batch_id is None:
-            return self.get(name) if name.startswith("batch_") else None
+            found = self.get(name) if name.startswith("batch_") else None
+            return found if found is not None and (tenant is None or found.tenant == tenant) else None
         return self.get(_text(batch_id))
 
     def _keys(self, batch: Batch) -> list[str]:
@@ -186,7 +199,7 @@ class BatchStore:
             )
         ]
         keys += [BATCH_PENDING_KEY.format(provider=provider, **ids) for provider in batch.providers]
-        return [*keys, BATCH_NAME_KEY.format(name=batch.name)]
+        return [*keys, batch_name_key(batch.name, batch.tenant)]
 
     def expire(self, batch: Batch, seconds: float | None) -> None:
         """Let every key of the completed `batch` expire after `seconds`, as its jobs do (None: keep them)."""
