@@ -14,6 +14,7 @@ import random
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Generic, Protocol, TypeVar
 
 from shared import costs
 from shared.errors import GenqueueError, redact
@@ -48,13 +49,37 @@ class Decision(enum.Enum):
     DROP = "drop"
 
 
+T = TypeVar("T")
+
+
 @dataclass(frozen=True)
-class Claim:
-    """The answer to a task asking for its step: the decision, the claimed job (RUN), the delay (WAIT)."""
+class Claim(Generic[T]):
+    """The answer to a task asking for its step (a job's or a batch's): the decision, the claimed record (RUN), the
+    delay (WAIT)."""
 
     decision: Decision
-    job: Job | None = None
+    record: T | None = None
     delay: float = 0.0
+
+
+class LeasedStep(Protocol):
+    """What a job's Step and a batch's BatchStep share: the one task that may run it, when, and its lease."""
+
+    task_id: str
+    due_at: datetime
+    lease_until: datetime | None
+
+
+def step_decision(step: LeasedStep | None, task_id: str, now: datetime) -> tuple[Decision, float]:
+    """What task `task_id` should do with `step` (None: the record has no such step): DROP unless the step names
+    it; WAIT, with the delay, while the step is not due or another run holds its lease; else RUN."""
+    if step is None or step.task_id != task_id:
+        return Decision.DROP, 0.0
+    if step.due_at > now + EARLY_TOLERANCE:
+        return Decision.WAIT, (step.due_at - now).total_seconds()
+    if step.lease_until is not None and step.lease_until > now:
+        return Decision.WAIT, (step.lease_until - now).total_seconds()
+    return Decision.RUN, 0.0
 
 
 def new_step(name: StepName, due_at: datetime, retries: dict[str, int] | None = None) -> Step:
@@ -62,19 +87,16 @@ def new_step(name: StepName, due_at: datetime, retries: dict[str, int] | None = 
     return Step(name=name, task_id=uuid.uuid4().hex, due_at=due_at, retries=dict(retries or {}))
 
 
-def claim(job: Job, name: StepName, task_id: str, now: datetime, lease_seconds: float) -> tuple[Claim, Job | None]:
+def claim(job: Job, name: StepName, task_id: str, now: datetime, lease_seconds: float) -> tuple[Claim[Job], Job | None]:
     """Decide what task `task_id` sent for step `name` should do; the job to write when it runs (lease taken)."""
-    step = job.step
-    if step is None or step.name != name or step.task_id != task_id:
-        return Claim(Decision.DROP), None
-    if step.due_at > now + EARLY_TOLERANCE:
-        return Claim(Decision.WAIT, delay=(step.due_at - now).total_seconds()), None
-    if step.lease_until is not None and step.lease_until > now:
-        return Claim(Decision.WAIT, delay=(step.lease_until - now).total_seconds()), None
+    step = job.step if job.step is not None and job.step.name == name else None
+    decision, delay = step_decision(step, task_id, now)
+    if decision is not Decision.RUN:
+        return Claim(decision, delay=delay), None
     leased = job.model_copy(deep=True)
     assert leased.step is not None
     leased.step.lease_until = now + timedelta(seconds=lease_seconds)
-    return Claim(Decision.RUN, job=leased), leased
+    return Claim(Decision.RUN, leased), leased
 
 
 def renew_lease(job: Job, task_id: str, now: datetime, lease_seconds: float) -> Job | None:

@@ -17,7 +17,7 @@ from shared.batch import BatchStore
 from shared.batch import lifecycle as batch_lifecycle
 from shared.batch.models import Batch, BatchStep, dispatcher_health
 from shared.constants import BATCH_WEBHOOK_TASK
-from shared.lifecycle import Decision
+from shared.lifecycle import Claim, Decision
 from shared.models import utcnow
 from shared.webhooks.attempt import attempt_event
 from workers import context
@@ -50,7 +50,7 @@ def deliver_batch_webhook(self: Task, batch_id: str) -> None:
     assert task_id is not None
     batches = BatchStore(context.store().redis)
     now = utcnow()
-    outcome: dict[str, batch_lifecycle.BatchClaim] = {}
+    outcome: dict[str, Claim[Batch]] = {}
 
     def take(batch: Batch) -> Batch | None:
         claim, leased = batch_lifecycle.claim(batch, task_id, now, lease_seconds())
@@ -66,8 +66,8 @@ def deliver_batch_webhook(self: Task, batch_id: str) -> None:
         countdown = min(claim.delay, context.settings().max_countdown_seconds)
         app.send_task(BATCH_WEBHOOK_TASK, args=[batch_id], task_id=task_id, queue="webhooks", countdown=countdown)
         return
-    assert claim.batch is not None
-    deliver_claimed(batches, claim.batch, task_id)
+    assert claim.record is not None
+    deliver_claimed(batches, claim.record, task_id)
 
 
 def deliver_claimed(batches: BatchStore, batch: Batch, task_id: str) -> None:

@@ -39,7 +39,7 @@ def run_step(task: Task, job_id: str, name: StepName, lease_seconds: float, hand
     task_id = task.request.id
     assert task_id is not None
     now = utcnow()
-    outcome: dict[str, lifecycle.Claim] = {}
+    outcome: dict[str, lifecycle.Claim[Job]] = {}
 
     def take(job: Job) -> Job | None:
         claim, leased = lifecycle.claim(job, name, task_id, now, lease_seconds)
@@ -62,10 +62,10 @@ def run_step(task: Task, job_id: str, name: StepName, lease_seconds: float, hand
         countdown = min(claim.delay, context.settings().max_countdown_seconds)
         app.send_task(task.name, args=[job_id], task_id=task_id, countdown=countdown)
         return
-    assert claim.job is not None
+    assert claim.record is not None
     try:
         with KEEPER.keep(job_id, task_id, lease_seconds):
-            handler(claim.job, task_id)
+            handler(claim.record, task_id)
     except Exception as exc:  # a bug or an unexpected failure must not leave the job stuck
         log.exception("%s: job %s: unexpected %s", name, job_id, type(exc).__name__)
         retry_or_fail(job_id, task_id, ProviderUnavailable(f"internal error in {name}: {type(exc).__name__}"))

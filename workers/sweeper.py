@@ -12,13 +12,12 @@ import logging
 
 from celery import Task
 
-from shared import lifecycle
+from shared import lifecycle, queueing
 from shared.batch import BatchStore
 from shared.batch import lifecycle as batch_lifecycle
 from shared.constants import SWEEP_TASK
 from shared.models import utcnow
 from shared.quarantine import UnreadableRecord
-from shared.queueing import publish_step
 from workers import context
 from workers.app import app, genqueue_task
 from workers.batch_webhooks import publish_batch_step
@@ -43,11 +42,17 @@ def sweep_overdue() -> int:
     candidates = store.due_job_ids(before=now.timestamp() - settings.sweep_grace_seconds, limit=BATCH)
     for job_id in candidates:
         try:
-            written = store.update(job_id, lambda job: lifecycle.resume_overdue(job, now, settings.sweep_grace_seconds))
+            written = queueing.write_and_publish(
+                store,
+                app,
+                settings,
+                job_id,
+                lambda job: lifecycle.resume_overdue(job, now, settings.sweep_grace_seconds),
+                now,
+            )
         except UnreadableRecord:  # set aside by the store (and off the due index): the rest still get resumed
             continue
         if written is not None and written.step is not None:
-            publish_step(app, settings, job_id, written.step, now)
             log.warning("sweeper: job %s step %s was overdue; republished", job_id, written.step.name)
             resumed += 1
     return resumed

@@ -13,23 +13,13 @@ receiver sees one id.
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from shared.batch.models import Batch, BatchStep
-from shared.lifecycle import EARLY_TOLERANCE, Decision
+from shared.lifecycle import Claim, Decision, step_decision
 from shared.models import WebhookState
 
 EVENT_TYPE = "batch.completed"
-
-
-@dataclass(frozen=True)
-class BatchClaim:
-    """The answer to a task asking for its batch's step: the decision, the claimed batch (RUN), the delay (WAIT)."""
-
-    decision: Decision
-    batch: Batch | None = None
-    delay: float = 0.0
 
 
 def new_step(due_at: datetime) -> BatchStep:
@@ -53,22 +43,16 @@ def complete(batch: Batch, ended: int, held: int, now: datetime) -> Batch | None
     return completed
 
 
-def claim(batch: Batch, task_id: str, now: datetime, lease_seconds: float) -> tuple[BatchClaim, Batch | None]:
-    """Decide what task `task_id` sent for the batch's step should do; the batch to write when it runs (leased).
-
-    DROP unless the batch's step names `task_id`; WAIT while the step is not due or another run holds its lease.
-    """
-    step = batch.step
-    if step is None or step.task_id != task_id:
-        return BatchClaim(Decision.DROP), None
-    if step.due_at > now + EARLY_TOLERANCE:
-        return BatchClaim(Decision.WAIT, delay=(step.due_at - now).total_seconds()), None
-    if step.lease_until is not None and step.lease_until > now:
-        return BatchClaim(Decision.WAIT, delay=(step.lease_until - now).total_seconds()), None
+def claim(batch: Batch, task_id: str, now: datetime, lease_seconds: float) -> tuple[Claim[Batch], Batch | None]:
+    """Decide what task `task_id` sent for the batch's step should do; the batch to write when it runs (leased),
+    by the same rule as a job's step (lifecycle.step_decision)."""
+    decision, delay = step_decision(batch.step, task_id, now)
+    if decision is not Decision.RUN:
+        return Claim(decision, delay=delay), None
     leased = batch.model_copy(deep=True)
     assert leased.step is not None
     leased.step.lease_until = now + timedelta(seconds=lease_seconds)
-    return BatchClaim(Decision.RUN, batch=leased), leased
+    return Claim(Decision.RUN, leased), leased
 
 
 def owns_step(batch: Batch, task_id: str) -> bool:

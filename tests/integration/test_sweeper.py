@@ -23,7 +23,6 @@ def test_a_job_whose_submit_task_was_never_published_is_resumed(workers: ServerP
     job = Job(
         id="job_lost_submit_task",
         provider="sandbox",
-        model="sandbox-image",
         request=GenerationRequest(model="sandbox-image", prompt="orphan"),
         deadline_at=now + timedelta(minutes=5),
         step=lifecycle.new_step("submit", now),

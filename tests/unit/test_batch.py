@@ -187,7 +187,6 @@ def batch_job(job_id: str) -> Job:
     return Job(
         id=job_id,
         provider="sandbox",
-        model="sandbox-image",
         request=GenerationRequest(model="sandbox-image"),
         batch_id="b1",
         deadline_at=now + timedelta(hours=1),

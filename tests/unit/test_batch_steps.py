@@ -323,7 +323,6 @@ def batch_job(job_id: str, batch_id: str, status: JobStatus) -> Job:
         id=job_id,
         status=status,
         provider="sandbox",
-        model="sandbox-image",
         request=GenerationRequest(model="sandbox-image"),
         batch_id=batch_id,
         deadline_at=utcnow() + timedelta(hours=1),

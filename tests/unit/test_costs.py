@@ -73,7 +73,6 @@ def job(
         id="job_1",
         status=status,
         provider=dialect,
-        model="m",
         request=GenerationRequest(model="m"),
         provider_task_id=task_id,
         submit_started_at=now if task_id else None,

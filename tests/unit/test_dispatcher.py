@@ -49,7 +49,6 @@ def make_batch(world: dict[str, Any], count: int, **fields: Any) -> Batch:
         job = Job(
             id=f"job_{line}",
             provider="slow",
-            model="sandbox-image",
             request=GenerationRequest(model="sandbox-image"),
             cost=Cost(credits=1),
             batch_id=batch.id,

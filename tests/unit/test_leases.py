@@ -19,7 +19,6 @@ def leased_job(lease_seconds: float) -> tuple[Job, str]:
     job = Job(
         id="job_l",
         provider="sandbox",
-        model="sandbox-image",
         request=GenerationRequest(model="sandbox-image"),
         deadline_at=now + timedelta(hours=1),
         step=lifecycle.new_step("finalize", now),

@@ -9,9 +9,10 @@ import fakeredis
 import pytest
 
 from shared import lifecycle
+from shared.batch.models import BatchStep
 from shared.errors import GenerationFailed
 from shared.lifecycle import Decision
-from shared.models import GenerationRequest, Job, JobStatus, utcnow
+from shared.models import GenerationRequest, Job, JobStatus, Step, utcnow
 from shared.settings import Settings
 from shared.store import JobStore
 
@@ -21,7 +22,6 @@ def make_job(webhook: str | None = "https://example.com/hook") -> Job:
     return Job(
         id="job_1",
         provider="sandbox",
-        model="sandbox-video",
         request=GenerationRequest(model="sandbox-video"),
         webhook_url=webhook,
         deadline_at=now + timedelta(hours=1),
@@ -157,3 +157,22 @@ def test_every_error_can_be_reworded_keeping_its_class_and_fields() -> None:
     assert type(reworded) is SendFailed and reworded.sent is False and reworded.code == "provider_error"
     assert reworded.message == reworded.args[0] == "vendor submit: could not connect (gave up after 5 retries)"
     assert error.message == "could not connect to vendor.test"
+
+
+def test_one_rule_decides_a_jobs_step_and_a_batchs_step() -> None:
+    """lifecycle.step_decision: the same answer for a Step and a BatchStep in the same position."""
+    td = timedelta
+    now = utcnow()
+    cases = [
+        (dict(due_at=now), "t1", (Decision.RUN, 0.0)),
+        (dict(due_at=now), "other", (Decision.DROP, 0.0)),
+        (dict(due_at=now + td(seconds=30)), "t1", (Decision.WAIT, 30.0)),
+        (dict(due_at=now, lease_until=now + td(seconds=12)), "t1", (Decision.WAIT, 12.0)),
+        (dict(due_at=now, lease_until=now - td(seconds=1)), "t1", (Decision.RUN, 0.0)),  # a lease run out
+    ]
+    for fields, asking, expected in cases:
+        job_step = Step(name="poll", task_id="t1", **fields)
+        batch_step = BatchStep(task_id="t1", **fields)
+        decided = lifecycle.step_decision(job_step, asking, now)
+        assert decided == lifecycle.step_decision(batch_step, asking, now) == expected
+    assert lifecycle.step_decision(None, "t1", now) == (Decision.DROP, 0.0)

@@ -162,7 +162,7 @@ def test_store_refuses_a_job_it_could_not_read_back(redis: fakeredis.FakeRedis) 
     """A job built past the producer's checks (here, straight from the model) is still never written."""
     store = JobStore(redis)
     request = GenerationRequest(model="sandbox-video", extra=nested(250))
-    job = Job(id="deep", provider="sandbox", model="sandbox-video", request=request, deadline_at=utcnow())
+    job = Job(id="deep", provider="sandbox", request=request, deadline_at=utcnow())
     with pytest.raises(InvalidRequest, match="job deep cannot be stored: it would not read back"):
         store.create(job)
     assert redis.keys() == []

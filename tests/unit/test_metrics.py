@@ -59,7 +59,6 @@ def make_job(
         id=job_id,
         status=status,
         provider=provider,
-        model="sandbox-video",
         request=GenerationRequest(model="sandbox-video", prompt="a flower opening"),
         deadline_at=T0 + timedelta(hours=1),
         created_at=T0,
@@ -360,7 +359,6 @@ def test_stats_by_metadata_sums_cost_per_value(client: redis.Redis, monkeypatch:
         job = Job(
             id=job_id,
             provider="sandbox",
-            model="sandbox-video",
             request=GenerationRequest(model="sandbox-video"),
             deadline_at=NOW,
             status=status,

@@ -10,6 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from producer.metrics_exporter import families
+from shared import queueing
 from shared.constants import DUE_KEY, JOB_KEY
 from shared.metrics import collect
 from shared.models import Job, utcnow
@@ -63,7 +64,7 @@ def test_sweeper_resumes_the_others_past_poison_records(
     monkeypatch.setattr(context, "store", lambda: store)
     monkeypatch.setattr(context, "settings", lambda: Settings(sweep_grace_seconds=60))
     published: list[str] = []
-    monkeypatch.setattr(sweeper, "publish_step", lambda app, s, job_id, step, now: published.append(job_id))
+    monkeypatch.setattr(queueing, "publish_step", lambda app, s, job_id, step, now: published.append(job_id))
     poison(redis, "deep", too_deep(), due=1.0)
     poison(redis, "garbage", "\x00\xff", due=2.0)
     poison(redis, "wrong-shape", json.dumps({"id": "wrong-shape"}), due=3.0)

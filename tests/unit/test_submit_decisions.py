@@ -37,7 +37,6 @@ def posting_job(**fields: object) -> Job:
     job = Job(
         id="job_d",
         provider="sandbox",
-        model="sandbox-image",
         request=GenerationRequest(model="sandbox-image", prompt="p"),
         deadline_at=NOW + timedelta(hours=1),
         step=lifecycle.new_step("submit", NOW),

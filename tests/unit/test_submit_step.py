@@ -47,7 +47,6 @@ def queued_job(store: JobStore) -> tuple[Job, str]:
     job = Job(
         id="job_s",
         provider="sandbox",
-        model="sandbox-image",
         request=GenerationRequest(model="sandbox-image", prompt="p"),
         deadline_at=now + timedelta(hours=1),
         step=lifecycle.new_step("submit", now),
@@ -120,7 +119,6 @@ def test_the_gateway_polls_under_the_scope_it_submitted_with(store: JobStore, mo
     job = Job(
         id="job_g",
         provider="gateway",
-        model="nano-banana-pro",
         request=GenerationRequest(model="nano-banana-pro", prompt="p"),
         deadline_at=now + timedelta(hours=1),
         step=lifecycle.new_step("submit", now),

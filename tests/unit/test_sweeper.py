@@ -7,7 +7,7 @@ from datetime import timedelta
 import fakeredis
 import pytest
 
-from shared import lifecycle
+from shared import lifecycle, queueing
 from shared.lifecycle import Decision
 from shared.models import GenerationRequest, Job, utcnow
 from shared.settings import Settings
@@ -23,7 +23,6 @@ def job_with_step(job_id: str, name: lifecycle.StepName, due_ago: float, lease_l
     return Job(
         id=job_id,
         provider="sandbox",
-        model="sandbox-video",
         request=GenerationRequest(model="sandbox-video"),
         deadline_at=now + timedelta(hours=1),
         step=step,
@@ -50,7 +49,7 @@ def test_sweep_republishes_overdue_jobs(monkeypatch: pytest.MonkeyPatch) -> None
     monkeypatch.setattr(context, "settings", lambda: settings)
     published: list[tuple[str, str]] = []
     monkeypatch.setattr(
-        sweeper, "publish_step", lambda app, s, job_id, step, now: published.append((job_id, step.name))
+        queueing, "publish_step", lambda app, s, job_id, step, now: published.append((job_id, step.name))
     )
     store.create(job_with_step("overdue", "submit", due_ago=600))
     store.create(job_with_step("fresh", "poll", due_ago=1))

@@ -71,7 +71,6 @@ def job_at(store: JobStore, step: str, status: JobStatus, task: str | None = Non
     job = Job(
         id=f"job_{step}",
         provider="sandbox",
-        model="sandbox-image",
         request=GenerationRequest(model="sandbox-image", prompt="p"),
         deadline_at=now + timedelta(hours=1),
         step=lifecycle.new_step(step, now),  # type: ignore[arg-type]

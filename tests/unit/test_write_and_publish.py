@@ -28,7 +28,6 @@ def test_a_written_step_is_published_under_its_task_id_and_a_declined_one_is_not
     job = Job(
         id="job_w",
         provider="sandbox",
-        model="sandbox-image",
         request=GenerationRequest(model="sandbox-image"),
         webhook_url="https://example.com/hook",
         deadline_at=now + timedelta(hours=1),
