@@ -15,6 +15,7 @@ from celery import Celery
 from producer.validate import (
     INPUT_KINDS,
     build_request,
+    check_remote_inputs,
     fingerprint,
     inline_inputs,
     local_image_paths,
@@ -104,6 +105,8 @@ class Producer:
         """
         provider, model, webhook_url = line.provider, line.model, line.webhook
         request = build_request(model, line.prompt, line.options, line.images)
+        if tenant is not None:
+            check_remote_inputs(request)
         metadata = normalized_metadata(line.metadata)
         _, cost = validate(self.settings, provider, request, webhook_url, signed_by_key=tenant is not None)
         if budget is not None and getattr(cost, budget.currency) is None:

@@ -19,7 +19,14 @@ from typing import Any
 
 from producer.api import Producer
 from producer.batch_file import ParsedLine, read_batch_file
-from producer.validate import build_request, check_webhook_signing, fingerprint, normalized_metadata, validate
+from producer.validate import (
+    build_request,
+    check_remote_inputs,
+    check_webhook_signing,
+    fingerprint,
+    normalized_metadata,
+    validate,
+)
 from shared import lifecycle
 from shared.batch import Batch, BatchStore
 from shared.batch import lifecycle as batch_lifecycle
@@ -177,6 +184,8 @@ class BatchProducer:
         webhook = line.webhook or options.webhook_url
         try:
             request = build_request(line.model, line.prompt, line.options, line.images)
+            if options.tenant is not None:
+                check_remote_inputs(request)
             metadata = normalized_metadata(line.metadata)
             cost = check(line.provider, request, webhook)
         except GenqueueError as exc:

@@ -109,6 +109,18 @@ class PreviewInputs:
         return ref
 
 
+def check_remote_inputs(request: GenerationRequest) -> None:
+    """InvalidRequest unless every input is an http(s) URL or a data: URI: what a caller over the network may give.
+
+    A local path would be read from the API's own disk, and an `s3://` reference would name an upload of another
+    job's: neither is a caller's to name.
+    """
+    for field, what in INPUT_URL_FIELDS.items():
+        for ref in _refs(request, field):
+            if not ref.lower().startswith(("https://", "http://", "data:")):
+                raise InvalidRequest(f"{what} {ref[:60]!r}: give an http(s) URL or a data: URI")
+
+
 def check_local_files(paths: list[str]) -> None:
     """InvalidRequest unless every local image path names a readable file."""
     for raw in paths:

@@ -112,6 +112,9 @@ async def submit_batch(
     dry_run: bool = False,
 ) -> JSONResponse:
     """Check a whole batch (JSON Lines), then enqueue it: 201 and its summary; a dry run answers 200 and the plan."""
+    declared = request.headers.get("content-length", "0")
+    if declared.isdigit() and int(declared) > MAX_BODY_BYTES:  # refused before a byte of it is read
+        raise ApiProblem(413, "invalid_request", f"a batch body is at most {MAX_BODY_BYTES // (1024 * 1024)} MiB")
     body = await request.body()
     if len(body) > MAX_BODY_BYTES:
         raise ApiProblem(413, "invalid_request", f"a batch body is at most {MAX_BODY_BYTES // (1024 * 1024)} MiB")

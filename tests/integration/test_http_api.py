@@ -101,6 +101,9 @@ def test_prefer_wait_answers_when_the_job_ended(
         (job_line(webhook="file:///etc/passwd"), "webhook URL"),
         ({"provider": "sandbox", "model": "sandbox-image", "colour": "red"}, "unknown field 'colour'"),
         ({"model": "sandbox-image"}, "provider"),
+        (job_line(images=["/etc/passwd"]), "image input '/etc/passwd': give an http(s) URL or a data: URI"),
+        (job_line(images=["s3://genqueue-outputs/outputs/inputs/job_x/a.png"]), "give an http(s) URL or a data: URI"),
+        (job_line(options={"video_url": "file:///etc/passwd"}), "video input 'file:///etc/passwd'"),
     ],
 )
 def test_a_refused_request_is_a_422_problem_and_stores_nothing(
@@ -281,3 +284,46 @@ def test_a_keys_budget_refuses_the_job_that_would_pass_it(
     listed = run_cli(pipeline_env, "keys", "list", "--json")
     [row] = [row for row in json.loads(listed.stdout) if row["name"] == name]
     assert row["spend"]["usd"] == pytest.approx(0.36) and row["budget"] == {"currency": "usd", "amount": 0.36}
+
+
+def test_redeliver_sends_the_last_event_again_with_the_same_webhook_id(
+    api_url: str, pipeline_env: dict[str, str], workers: ServerProcess
+) -> None:
+    from infra.local.webhook_receiver import start_receiver
+
+    key = make_key(pipeline_env)
+    receiver = start_receiver(key["webhook_secret"])
+    try:
+        api = client(api_url, key)
+        job = api.post("/v1/jobs", json=job_line(webhook=receiver.url)).json()
+        first = receiver.wait_for(job["id"])
+        assert_problem(api.post("/v1/jobs/job_nothing/webhook/redeliver"), 404, "not_found")
+        answer = api.post(f"/v1/jobs/{job['id']}/webhook/redeliver")
+        assert answer.status_code == 202, answer.text
+        deadline = time.monotonic() + 30
+        while len(receiver.for_job(job["id"])) < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        events = receiver.for_job(job["id"])
+    finally:
+        receiver.stop()
+    assert len(events) == 2 and all(event.verified for event in events)
+    assert events[1].headers["webhook-id"] == first.headers["webhook-id"]
+    without_hook = api.post("/v1/jobs", json=job_line()).json()
+    wait_ended(api, without_hook["id"])
+    assert_problem(api.post(f"/v1/jobs/{without_hook['id']}/webhook/redeliver"), 422, "invalid_request")
+
+
+def test_providers_shows_each_providers_limits(api_url: str, pipeline_env: dict[str, str]) -> None:
+    rows = client(api_url, make_key(pipeline_env)).get("/v1/providers").json()
+    by_name = {row["provider"]: row for row in rows}
+    assert {"sandbox", "capped", "vicsee"} <= set(by_name)
+    assert by_name["capped"]["max_in_flight"] == 1 and by_name["sandbox"]["breaker"] == "closed"
+    assert_problem(httpx.get(f"{api_url}/v1/providers"), 401, "unauthorized")
+
+
+def test_a_batch_body_past_the_bound_is_413_before_it_is_read(api_url: str, pipeline_env: dict[str, str]) -> None:
+    from producer.http_api.batches import MAX_BODY_BYTES
+
+    api = client(api_url, make_key(pipeline_env))
+    answer = api.post("/v1/batches", params={"name": "huge"}, content=b"x" * (MAX_BODY_BYTES + 1))
+    assert "at most 64 MiB" in assert_problem(answer, 413, "invalid_request")["detail"]

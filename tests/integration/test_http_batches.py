@@ -125,3 +125,11 @@ def test_a_batch_that_would_pass_the_keys_budget_is_refused(api_url: str, pipeli
     [entry] = problem["errors"]
     assert entry["line"] == 0 and entry["detail"].startswith("budget_exhausted: the batch's estimated 3 credits")
     assert_problem(api.get("/v1/batches/too-big"), 404, "not_found")
+
+
+def test_a_batch_line_naming_a_file_of_the_servers_is_refused(api_url: str, pipeline_env: dict[str, str]) -> None:
+    api = client(api_url, make_key(pipeline_env))
+    lines = body(image(1), {**image(2), "images": ["/etc/hostname"]})
+    problem = assert_problem(api.post("/v1/batches", params={"name": "files"}, content=lines), 422, "invalid_request")
+    [entry] = problem["errors"]
+    assert entry["line"] == 2 and "give an http(s) URL or a data: URI" in entry["detail"]
