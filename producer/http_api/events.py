@@ -1,12 +1,11 @@
 """`GET /v1/jobs/{id}/events`: a job's changes as server-sent events, without polling the store.
 
-The job store publishes `"{version} {status}"` on the job's channel after every committed write (shared/store.py).
-The stream subscribes first, then reads the job and sends it (`event: job.updated`, the job JSON as `data`), so a
-client that connects, or reconnects, gets the job as it is now and no change falls between the read and the
-subscription. After that each message is a cue to read the job again; it is sent when its JSON changed (a write
-that moves only bookkeeping, such as the vendor's progress, which the job JSON does not carry, sends nothing). A
-comment line goes out at least every KEEPALIVE_SECONDS, so proxies keep the connection open and a vanished client
-is noticed; the stream ends after the terminal status has been sent.
+The stream follows the job's committed writes (producer/http_api/changes.py): it sends the job at once
+(`event: job.updated`, the job JSON as `data`), so a client that connects, or reconnects, gets the job as it is
+now, then after each write that changed its JSON (a write that moves only bookkeeping, such as the vendor's
+progress, which the job JSON does not carry, sends nothing). A comment line goes out at least every
+KEEPALIVE_SECONDS, so proxies keep the connection open and a vanished client is noticed; the stream ends after the
+terminal status has been sent.
 """
 
 from __future__ import annotations
@@ -21,9 +20,9 @@ from fastapi.responses import StreamingResponse
 
 from producer.api import Producer
 from producer.http_api.auth import Tenant
+from producer.http_api.changes import job_changes
 from producer.http_api.jobs import owned_job, producer_of
 from producer.http_api.problems import PROBLEM_RESPONSES
-from shared.constants import JOB_EVENTS_CHANNEL
 from shared.models import Job
 
 #: the longest silence on a stream before a comment line
@@ -50,36 +49,17 @@ async def job_events(job_id: str, key: Tenant, request: Request) -> StreamingRes
 
 
 async def _stream(producer: Producer, subscriber: aioredis.Redis, job_id: str, request: Request) -> AsyncIterator[str]:
-    channel = subscriber.pubsub(ignore_subscribe_messages=True)
-    await channel.subscribe(JOB_EVENTS_CHANNEL.format(job_id=job_id))
-    try:
-        sent: str | None = None
-        while True:
-            job: Job = await asyncio.to_thread(producer.get, job_id)
-            event = _event(job)
-            if event != sent:
-                sent = event
-                yield event
-            if job.status.terminal:
-                return
-            while (news := await _next_change(channel, request)) == "silent":
-                yield ": keepalive\n\n"
-            if news == "gone":
-                return
-    finally:
-        await channel.aclose()  # type: ignore[no-untyped-call]
-
-
-async def _next_change(channel: aioredis.client.PubSub, request: Request) -> str:
-    """ "changed" when the job was written, "silent" after KEEPALIVE_SECONDS without, "gone" once the client left."""
-    loop = asyncio.get_running_loop()
-    until = loop.time() + KEEPALIVE_SECONDS
-    while loop.time() < until:
-        if await request.is_disconnected():
-            return "gone"
-        if await channel.get_message(timeout=min(1.0, until - loop.time())) is not None:
-            return "changed"
-    return "silent"
+    sent: str | None = None
+    async for job in job_changes(producer, subscriber, job_id, KEEPALIVE_SECONDS, request.is_disconnected):
+        if job is None:
+            yield ": keepalive\n\n"
+            continue
+        event = _event(job)
+        if event != sent:
+            sent = event
+            yield event
+        if job.status.terminal:
+            return
 
 
 def _event(job: Job) -> str:

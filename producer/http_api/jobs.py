@@ -7,6 +7,7 @@ each other's keys.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import re
@@ -17,6 +18,7 @@ from pydantic import BaseModel
 
 from producer.api import JobNotFound, Producer
 from producer.http_api.auth import Tenant
+from producer.http_api.changes import wait_ended
 from producer.http_api.problems import PROBLEM_RESPONSES, ApiProblem, not_found
 from shared.batch import BatchStore
 from shared.batch.models import BatchLine
@@ -52,7 +54,7 @@ def owned_job(producer: Producer, key: ApiKey, job_id: str) -> Job:
 
 
 @router.post("", status_code=201, response_model=JobView, responses={200: {"model": JobView}})
-def create_job(
+async def create_job(
     line: BatchLine,
     key: Tenant,
     request: Request,
@@ -65,13 +67,13 @@ def create_job(
         raise ApiProblem(422, "invalid_request", "Idempotency-Key must be 1-255 printable ASCII characters")
     producer = producer_of(request)
     scoped_key = f"{key.name}:{idempotency_key}" if idempotency_key else None
-    enqueued = producer.enqueue(line, scoped_key, tenant=key.name, budget=key.budget)
+    enqueued = await asyncio.to_thread(producer.enqueue, line, scoped_key, key.name, key.budget)
     job = enqueued.job
     if not enqueued.created:
         response.status_code = 200
     wait = _wait_seconds(prefer)
     if wait is not None:
-        job = producer.wait(job.id, timeout=wait)
+        job = await wait_ended(producer, request.app.state.subscriber, job, wait)
         response.headers["Preference-Applied"] = f"wait={wait}"
     response.headers["Location"] = f"/v1/jobs/{job.id}"
     return job.view()

@@ -327,3 +327,16 @@ def test_a_batch_body_past_the_bound_is_413_before_it_is_read(api_url: str, pipe
     api = client(api_url, make_key(pipeline_env))
     answer = api.post("/v1/batches", params={"name": "huge"}, content=b"x" * (MAX_BODY_BYTES + 1))
     assert "at most 64 MiB" in assert_problem(answer, 413, "invalid_request")["detail"]
+
+
+def test_prefer_wait_answers_when_its_time_runs_out(
+    api_url: str, pipeline_env: dict[str, str], sandbox_url: str, workers: ServerProcess
+) -> None:
+    api = client(api_url, make_key(pipeline_env))
+    httpx.post(f"{sandbox_url}/_control/config", json={"delay_seconds": 8.0})
+    try:
+        answer = api.post("/v1/jobs", json=job_line(), headers={"Prefer": "respond-async, wait=1"})
+    finally:
+        httpx.post(f"{sandbox_url}/_control/config", json={"delay_seconds": 0.5})
+    assert answer.status_code == 201 and answer.headers["preference-applied"] == "wait=1"
+    assert answer.json()["status"] not in ("succeeded", "failed", "canceled")  # answered before the job ended

@@ -1,0 +1,60 @@
+"""A job's changes as they are committed, for the event stream and `Prefer: wait`, without polling the store.
+
+The job store publishes `"{version} {status}"` on the job's channel after every committed write (shared/store.py).
+`job_changes` subscribes first and then reads the job, so no write falls between the read and the subscription;
+after that each notice is a cue to read the job again. It waits on an asyncio client: a waiting request holds no
+thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import redis.asyncio as aioredis
+
+from producer.api import Producer
+from shared.constants import JOB_EVENTS_CHANNEL
+from shared.models import Job
+
+
+async def job_changes(
+    producer: Producer,
+    subscriber: aioredis.Redis,
+    job_id: str,
+    quiet_seconds: float,
+    gone: Callable[[], Awaitable[bool]] | None = None,
+) -> AsyncIterator[Job | None]:
+    """The job now, then the job after each committed write of it, and None after each `quiet_seconds` without
+    one; it ends once `gone()` says the caller has left. The caller stops iterating when it has what it waits for.
+    """
+    channel = subscriber.pubsub(ignore_subscribe_messages=True)
+    await channel.subscribe(JOB_EVENTS_CHANNEL.format(job_id=job_id))
+    try:
+        yield await asyncio.to_thread(producer.get, job_id)
+        loop = asyncio.get_running_loop()
+        while True:
+            until = loop.time() + quiet_seconds
+            written = False
+            while not written and loop.time() < until:
+                if gone is not None and await gone():
+                    return
+                written = await channel.get_message(timeout=min(1.0, until - loop.time())) is not None
+            yield (await asyncio.to_thread(producer.get, job_id)) if written else None
+    finally:
+        await channel.aclose()  # type: ignore[no-untyped-call]
+
+
+async def wait_ended(producer: Producer, subscriber: aioredis.Redis, job: Job, seconds: float) -> Job:
+    """The job once it has ended, or as it is after `seconds`, whichever comes first."""
+    latest = job
+    try:
+        async with asyncio.timeout(seconds):
+            async for changed in job_changes(producer, subscriber, job.id, quiet_seconds=seconds):
+                if changed is not None:
+                    latest = changed
+                    if changed.status.terminal:
+                        break
+    except TimeoutError:
+        pass
+    return latest
