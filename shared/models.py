@@ -255,8 +255,8 @@ class Job(BaseModel):
         return self.request.model
 
     def public(self) -> dict[str, Any]:
-        """The job as INTERFACE.md describes it (JobView), ready for JSON."""
-        return self.model_dump(mode="json", include=set(PUBLIC_FIELDS))
+        """The job as INTERFACE.md describes it (JobView, in its field order), ready for JSON."""
+        return self.view().model_dump(mode="json")
 
     def view(self) -> JobView:
         """The job as callers see it."""

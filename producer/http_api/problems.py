@@ -109,6 +109,8 @@ def _validation_line(exc: RequestValidationError) -> str:
     if not errors:
         return "invalid request"
     first = errors[0]
+    if tuple(first.get("loc", ())) == ("body",):
+        return "the body must be a JSON object, sent with Content-Type: application/json"
     where = ".".join(str(part) for part in first.get("loc", ()) if part != "body") or "body"
     if first.get("type") == "extra_forbidden":
         return f"unknown field {where!r}"
