@@ -250,7 +250,7 @@ def main() -> None:
     try:
         app()
     except redis.exceptions.ConnectionError:
-        url = get_settings().redis_url.split("@")[-1]
+        url = get_settings().store_redis_url.split("@")[-1]
         typer.echo(f"genqueue: error: cannot reach Redis at {url} (is redis-server running?)", err=True)
         sys.exit(EXIT_REFUSED)
     except UnreadableRecord as exc:

@@ -20,7 +20,7 @@ keys_app = typer.Typer(no_args_is_help=True, help="API keys of the HTTP API: eac
 
 def _store() -> KeyStore:
     settings = get_settings()
-    return KeyStore(redis_client(settings.redis_url, settings.redis_ca_file))
+    return KeyStore(redis_client(settings.store_redis_url, settings.redis_ca_file))
 
 
 def _spend(keys: KeyStore, name: str) -> Cost:

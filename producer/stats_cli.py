@@ -188,4 +188,4 @@ def _average_time(spent: StateTime | None) -> str:
 
 def _client() -> redis.Redis:
     settings = get_settings()
-    return redis_client(settings.redis_url, settings.redis_ca_file)
+    return redis_client(settings.store_redis_url, settings.redis_ca_file)

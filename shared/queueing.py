@@ -63,7 +63,7 @@ def broker_tls(url: str, ca_file: str | None) -> tuple[str, dict[str, Any] | Non
 
 def celery_config(settings: Settings) -> dict[str, Any]:
     """The Celery settings every process needs (broker, serialization, queues, routes), each with its reason."""
-    broker_url, broker_use_ssl = broker_tls(settings.redis_url, settings.redis_ca_file)
+    broker_url, broker_use_ssl = broker_tls(settings.broker_redis_url, settings.redis_ca_file)
     return {
         "broker_url": broker_url,
         # rediss:// verifies the server like the job store does (redis-py's default); no result backend, so no

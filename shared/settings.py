@@ -73,6 +73,10 @@ class Settings(BaseSettings):
     )
 
     redis_url: str = "redis://localhost:6379/0"
+    #: the Celery broker and the job store (with the limits, keys, batches and metrics), each on its own Redis;
+    #: unset, both are `redis_url`
+    broker_url: str | None = None
+    store_url: str | None = None
     #: CA bundle for rediss:// (the broker and the store); unset: the system's. Certificates are always verified
     #: unless a URL says ssl_cert_reqs=none
     redis_ca_file: str | None = None
@@ -159,6 +163,16 @@ class Settings(BaseSettings):
         if self.upload_part_bytes < 5 * 1024 * 1024:
             raise ValueError("upload_part_bytes must be at least 5 MiB (the S3 minimum part size)")
         return self
+
+    @property
+    def broker_redis_url(self) -> str:
+        """The Celery broker's Redis: `broker_url`, else `redis_url`."""
+        return self.broker_url or self.redis_url
+
+    @property
+    def store_redis_url(self) -> str:
+        """The job store's Redis (limits, keys, batches, metrics too): `store_url`, else `redis_url`."""
+        return self.store_url or self.redis_url
 
     @property
     def max_countdown_seconds(self) -> float:

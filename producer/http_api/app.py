@@ -33,9 +33,9 @@ def create_app(settings: Settings, producer: Producer | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # the events streams' subscriptions, on an asyncio client: a waiting stream holds no thread
         tls: dict[str, Any] = {}
-        if settings.redis_ca_file and settings.redis_url.startswith("rediss://"):
+        if settings.redis_ca_file and settings.store_redis_url.startswith("rediss://"):
             tls["ssl_ca_certs"] = settings.redis_ca_file
-        app.state.subscriber = aioredis.Redis.from_url(settings.redis_url, health_check_interval=30, **tls)
+        app.state.subscriber = aioredis.Redis.from_url(settings.store_redis_url, health_check_interval=30, **tls)
         try:
             yield
         finally:

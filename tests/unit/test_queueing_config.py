@@ -70,3 +70,13 @@ def test_the_job_store_verifies_rediss_against_the_ca_file() -> None:
     plain = JobStore.from_url("redis://localhost:6379/0", ca_file=CA).redis.connection_pool
     assert "ssl_ca_certs" not in plain.connection_kwargs
     plain.make_connection()
+
+
+def test_the_broker_and_the_store_default_to_the_one_redis_url_and_split_when_set() -> None:
+    one = Settings(redis_url="redis://one:6379/0")
+    assert (one.broker_redis_url, one.store_redis_url) == ("redis://one:6379/0", "redis://one:6379/0")
+    split = Settings(
+        redis_url="redis://one:6379/0", broker_url="redis://broker:6379/1", store_url="redis://store:6379/2"
+    )
+    assert (split.broker_redis_url, split.store_redis_url) == ("redis://broker:6379/1", "redis://store:6379/2")
+    assert celery_config(split)["broker_url"] == "redis://broker:6379/1"
