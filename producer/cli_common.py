@@ -8,6 +8,7 @@ import typer
 
 from producer.api import Producer
 from shared.settings import get_settings
+from shared.store import STORE_SETTING, RedisClusterRefused, refuse_cluster
 
 EXIT_FAILED, EXIT_REFUSED, EXIT_WAIT_TIMEOUT = 1, 2, 3
 
@@ -20,6 +21,11 @@ def refuse(reason: str) -> NoReturn:
 
 def producer() -> Producer:
     try:
-        return Producer(get_settings())
+        made = Producer(get_settings())
     except ValueError as exc:  # settings that do not validate
         refuse(f"bad settings: {str(exc).splitlines()[0]}")
+    try:
+        refuse_cluster(made.store.redis, STORE_SETTING)
+    except RedisClusterRefused as exc:
+        refuse(str(exc))
+    return made

@@ -97,6 +97,28 @@ def redis_client(url: str, ca_file: str | None = None) -> redis.Redis:
     return redis.Redis.from_url(url, socket_timeout=10, socket_connect_timeout=5, health_check_interval=30, **tls)
 
 
+#: how a refusal names the settings that point at the store's Redis, and at the broker's
+STORE_SETTING = "GENQUEUE_STORE_URL (or GENQUEUE_REDIS_URL)"
+BROKER_SETTING = "GENQUEUE_BROKER_URL (or GENQUEUE_REDIS_URL)"
+
+
+class RedisClusterRefused(ValueError):
+    """Raised at start-up when a Redis genqueue is pointed at runs in cluster mode."""
+
+
+def refuse_cluster(client: redis.Redis, setting: str) -> None:
+    """RedisClusterRefused (one line, naming `setting`) when `client`'s server is a Redis Cluster node.
+
+    Celery's Redis broker cannot use Redis Cluster (celery/celery#2852), and the job store's scripts touch keys of
+    many slots: genqueue runs on one Redis, made highly available with Sentinel.
+    """
+    if client.info("cluster").get("cluster_enabled"):
+        raise RedisClusterRefused(
+            f"{setting} is a Redis Cluster node; genqueue needs one Redis (with Sentinel for high availability):"
+            " Celery's broker cannot use Redis Cluster (celery/celery#2852)"
+        )
+
+
 class BudgetExceeded(InvalidRequest):
     """Raised when a tenant's job would take its API key past its budget; nothing was stored."""
 

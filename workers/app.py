@@ -5,11 +5,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from celery import Task
+import redis
+from celery import Task, signals
 
 from shared.constants import DISPATCH_TASK, SWEEP_TASK
 from shared.queueing import make_celery
 from shared.settings import Settings, get_settings
+from shared.store import BROKER_SETTING, STORE_SETTING, RedisClusterRefused, redis_client, refuse_cluster
 
 
 def worker_config(settings: Settings) -> dict[str, Any]:
@@ -58,6 +60,23 @@ def worker_config(settings: Settings) -> dict[str, Any]:
 
 app = make_celery(get_settings())
 app.conf.update(worker_config(get_settings()))
+
+
+def refuse_redis_cluster(**_: Any) -> None:
+    """A worker (or beat) on a Redis Cluster node stops at start-up with the reason (shared/store.refuse_cluster);
+    a Redis that does not answer yet is left to the broker's retries."""
+    settings = get_settings()
+    for setting, url in ((BROKER_SETTING, settings.broker_redis_url), (STORE_SETTING, settings.store_redis_url)):
+        try:
+            refuse_cluster(redis_client(url, settings.redis_ca_file), setting)
+        except RedisClusterRefused as exc:
+            raise SystemExit(f"genqueue: error: {exc}") from None
+        except redis.RedisError:
+            continue
+
+
+signals.worker_init.connect(refuse_redis_cluster)
+signals.beat_init.connect(refuse_redis_cluster)
 
 
 def genqueue_task(name: str) -> Callable[[Callable[..., Any]], Task]:

@@ -8,6 +8,7 @@ pydantic models the producer and the job store use.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 import json
@@ -24,6 +25,7 @@ from producer.http_api import batches, events, jobs, problems
 from producer.http_api.auth import Tenant
 from shared.keys import KeyStore
 from shared.settings import Settings
+from shared.store import refuse_cluster
 
 
 def create_app(settings: Settings, producer: Producer | None = None) -> FastAPI:
@@ -36,6 +38,9 @@ def create_app(settings: Settings, producer: Producer | None = None) -> FastAPI:
         if settings.redis_ca_file and settings.store_redis_url.startswith("rediss://"):
             tls["ssl_ca_certs"] = settings.redis_ca_file
         app.state.subscriber = aioredis.Redis.from_url(settings.store_redis_url, health_check_interval=30, **tls)
+        await asyncio.to_thread(
+            refuse_cluster, app.state.producer.store.redis, "GENQUEUE_STORE_URL (or GENQUEUE_REDIS_URL)"
+        )
         try:
             yield
         finally:
