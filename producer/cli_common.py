@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import NoReturn
 
+import redis
 import typer
 
 from producer.api import Producer
@@ -28,4 +29,6 @@ def producer() -> Producer:
         refuse_cluster(made.store.redis, STORE_SETTING)
     except RedisClusterRefused as exc:
         refuse(str(exc))
+    except redis.RedisError:
+        pass  # not reachable now: a command that needs it says so (main); one that does not (--dry-run) goes on
     return made

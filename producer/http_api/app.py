@@ -25,7 +25,7 @@ from producer.http_api import batches, events, jobs, problems
 from producer.http_api.auth import Tenant
 from shared.keys import KeyStore
 from shared.settings import Settings
-from shared.store import refuse_cluster
+from shared.store import STORE_SETTING, refuse_cluster
 
 
 def create_app(settings: Settings, producer: Producer | None = None) -> FastAPI:
@@ -38,9 +38,8 @@ def create_app(settings: Settings, producer: Producer | None = None) -> FastAPI:
         if settings.redis_ca_file and settings.store_redis_url.startswith("rediss://"):
             tls["ssl_ca_certs"] = settings.redis_ca_file
         app.state.subscriber = aioredis.Redis.from_url(settings.store_redis_url, health_check_interval=30, **tls)
-        await asyncio.to_thread(
-            refuse_cluster, app.state.producer.store.redis, "GENQUEUE_STORE_URL (or GENQUEUE_REDIS_URL)"
-        )
+        with contextlib.suppress(redis.RedisError):  # Redis down now: /readyz says so, and the API waits for it
+            await asyncio.to_thread(refuse_cluster, app.state.producer.store.redis, STORE_SETTING)
         try:
             yield
         finally:

@@ -24,6 +24,8 @@ def cluster_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A single redis-server in cluster mode (enough for INFO to say cluster_enabled:1)."""
     workdir = tmp_path_factory.mktemp("cluster")
     port = free_port()
+    while port > 55535:  # cluster mode also listens on port + 10000
+        port = free_port()
     binary = shutil.which("redis-server")
     assert binary is not None
     argv = [binary, "--port", str(port), "--bind", "127.0.0.1", "--cluster-enabled", "yes",
