@@ -54,9 +54,7 @@ class Producer:
 
     def __init__(self, settings: Settings | None = None, store: JobStore | None = None, celery: Celery | None = None):
         self.settings = settings or get_settings()
-        self.store = store or JobStore.from_url(
-            self.settings.store_redis_url, self.settings.job_retention_seconds, self.settings.redis_ca_file
-        )
+        self.store = store or JobStore.from_settings(self.settings)
         self.celery = celery or make_celery(self.settings, main="genqueue-producer")
 
     def submit(

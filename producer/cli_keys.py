@@ -13,14 +13,14 @@ from shared.errors import InvalidRequest
 from shared.keys import KeyListing, KeyStore
 from shared.models import Budget, Cost
 from shared.settings import get_settings
-from shared.store import JobStore, redis_client
+from shared.store import JobStore, store_client
 
 keys_app = typer.Typer(no_args_is_help=True, help="API keys of the HTTP API: each key is a tenant.")
 
 
 def _store() -> KeyStore:
     settings = get_settings()
-    return KeyStore(redis_client(settings.store_redis_url, settings.redis_ca_file))
+    return KeyStore(store_client(settings))
 
 
 def _spend(keys: KeyStore, name: str) -> Cost:

@@ -22,7 +22,7 @@ from producer.render import human_duration
 from shared.metrics import JobMetrics, StateTime, collect, read_jobs, summarize_by_metadata
 from shared.models import STATUS_RANK, JobStatus, utcnow
 from shared.settings import get_settings
-from shared.store import redis_client
+from shared.store import store_client
 
 #: statuses a job spends time in (terminal statuses are where it stops)
 TIMED_STATUSES = [status for status in JobStatus if not status.terminal]
@@ -188,4 +188,4 @@ def _average_time(spent: StateTime | None) -> str:
 
 def _client() -> redis.Redis:
     settings = get_settings()
-    return redis_client(settings.store_redis_url, settings.redis_ca_file)
+    return store_client(settings)

@@ -61,9 +61,23 @@ def broker_tls(url: str, ca_file: str | None) -> tuple[str, dict[str, Any] | Non
     return urlunsplit(parts._replace(query=rest)), options
 
 
+def sentinel_broker_url(url: str, sentinels: list[str]) -> str:
+    """Kombu's URL for a broker found through Sentinel: one `sentinel://` URL per sentinel, `;`-separated, each with
+    `url`'s user, password and database (which are the master's, as kombu passes them on)."""
+    parts = urlsplit(url)
+    auth = parts.netloc.rpartition("@")[0]
+    prefix = f"{auth}@" if auth else ""
+    database = parts.path.strip("/") or "0"
+    return ";".join(f"sentinel://{prefix}{address}/{database}" for address in sentinels)
+
+
 def celery_config(settings: Settings) -> dict[str, Any]:
     """The Celery settings every process needs (broker, serialization, queues, routes), each with its reason."""
     broker_url, broker_use_ssl = broker_tls(settings.broker_redis_url, settings.redis_ca_file)
+    transport: dict[str, Any] = {"visibility_timeout": settings.visibility_timeout, "socket_timeout": 30}
+    if settings.redis_sentinels:
+        broker_url = sentinel_broker_url(broker_url, settings.redis_sentinels)
+        transport["master_name"] = settings.redis_sentinel_master
     return {
         "broker_url": broker_url,
         # rediss:// verifies the server like the job store does (redis-py's default); no result backend, so no
@@ -71,7 +85,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "broker_use_ssl": broker_use_ssl,
         # Redis redelivers an unacked message after visibility_timeout, counted from delivery; every countdown we
         # schedule stays below half of it (Settings.max_countdown_seconds), or the task would run twice.
-        "broker_transport_options": {"visibility_timeout": settings.visibility_timeout, "socket_timeout": 30},
+        "broker_transport_options": transport,
         "broker_connection_retry_on_startup": True,
         # Keep retrying the broker forever: a worker must come back after a Redis restart, not exit.
         "broker_connection_max_retries": None,

@@ -77,6 +77,13 @@ class Settings(BaseSettings):
     #: unset, both are `redis_url`
     broker_url: str | None = None
     store_url: str | None = None
+    #: Sentinel `host:port`s (JSON list): when set, the broker and the store find their master through them and
+    #: follow a failover by themselves; the URLs then give only the password, user and database number
+    redis_sentinels: list[str] = Field(default_factory=list)
+    redis_sentinel_master: str = "mymaster"
+    #: replicas that must have a submit's intent (and the vendor's task id) before genqueue goes on (Redis WAIT),
+    #: so a failover cannot forget that a submit was sent; 0 on a Redis without replicas
+    redis_min_replicas: int = Field(default=0, ge=0)
     #: CA bundle for rediss:// (the broker and the store); unset: the system's. Certificates are always verified
     #: unless a URL says ssl_cert_reqs=none
     redis_ca_file: str | None = None
@@ -137,6 +144,15 @@ class Settings(BaseSettings):
     #: the producer's `wait` is woken by the store's notice of each write to the job; it reads the job at least
     #: this often all the same (a notice lost with a connection costs at most this long)
     wait_interval_seconds: float = 5.0
+
+    @field_validator("redis_sentinels")
+    @classmethod
+    def _sentinel_addresses(cls, sentinels: list[str]) -> list[str]:
+        for address in sentinels:
+            host, sep, port = address.rpartition(":")
+            if not sep or not host or not port.isdigit():
+                raise ValueError(f"redis_sentinels: {address!r} is not host:port")
+        return sentinels
 
     @field_validator("s3_prefix")
     @classmethod

@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, cast
+from urllib.parse import unquote, urlsplit
 
 import redis
 from pydantic_core import PydanticSerializationError
+from redis.sentinel import Sentinel
 
 from shared.claims import HELD_BY_LUA, Claims, ClaimTakenOver, Slot
 from shared.constants import (
@@ -30,6 +33,7 @@ from shared.constants import (
 from shared.errors import InvalidRequest
 from shared.models import Budget, Cost, Job, utcnow
 from shared.quarantine import Quarantine, UnreadableRecord, describe
+from shared.settings import Settings
 
 # KEYS: job hash, due zset, batch counts hash, batch ended list (the last two unused for a job in no batch), the
 # key of the claim the job is created under (shared/claims.py: its idempotency key or its batch line; any key when
@@ -89,12 +93,46 @@ MAX_CAS_ATTEMPTS = 50
 log = logging.getLogger("genqueue.store")
 
 
-def redis_client(url: str, ca_file: str | None = None) -> redis.Redis:
+def redis_client(
+    url: str, ca_file: str | None = None, sentinels: Sequence[str] = (), master: str = "mymaster"
+) -> redis.Redis:
     """The client every genqueue process reads the job store with: bounded timeouts, health checks; a rediss://
     URL verifies the server's certificate (against `ca_file` when given, else the system's CAs) unless the URL
-    says ssl_cert_reqs=none."""
+    says ssl_cert_reqs=none.
+
+    With `sentinels` (`host:port`s) the client asks them for `master`'s address, and again after a failover, so it
+    follows the new master by itself; `url` then gives the password, user, database number and TLS only.
+    """
     tls = {"ssl_ca_certs": ca_file} if ca_file and url.startswith("rediss://") else {}
-    return redis.Redis.from_url(url, socket_timeout=10, socket_connect_timeout=5, health_check_interval=30, **tls)
+    options: dict[str, Any] = {"socket_timeout": 10, "socket_connect_timeout": 5, "health_check_interval": 30}
+    if not sentinels:
+        return redis.Redis.from_url(url, **options, **tls)
+    finder = Sentinel(sentinel_addresses(sentinels), socket_timeout=5)  # type: ignore[no-untyped-call]
+    client = finder.master_for(master, **master_options(url), **options, **tls)  # type: ignore[no-untyped-call]
+    return cast(redis.Redis, client)
+
+
+def sentinel_addresses(sentinels: Sequence[str]) -> list[tuple[str, int]]:
+    """(host, port) of each `host:port` (checked by Settings)."""
+    return [(host, int(port)) for host, _, port in (address.rpartition(":") for address in sentinels)]
+
+
+def master_options(url: str) -> dict[str, Any]:
+    """What a Redis URL says of its server besides where it is (Sentinel says that): database, user, password, TLS."""
+    parts = urlsplit(url)
+    return {
+        "db": int(parts.path.strip("/") or 0),
+        "username": unquote(parts.username) if parts.username else None,
+        "password": unquote(parts.password) if parts.password else None,
+        "ssl": parts.scheme == "rediss",
+    }
+
+
+def store_client(settings: Settings) -> redis.Redis:
+    """The job store's Redis client for `settings` (GENQUEUE_STORE_URL, through Sentinel when configured)."""
+    return redis_client(
+        settings.store_redis_url, settings.redis_ca_file, settings.redis_sentinels, settings.redis_sentinel_master
+    )
 
 
 #: how a refusal names the settings that point at the store's Redis, and at the broker's
@@ -130,6 +168,11 @@ class BudgetExceeded(InvalidRequest):
         self.budget = budget
 
 
+class NotReplicated(RuntimeError):
+    """Raised when a durable write reached the master but not `min_replicas` replicas in time (never a job's
+    error: the caller decides, e.g. a submit undoes its intent and tries again before sending anything)."""
+
+
 class ConcurrentUpdate(RuntimeError):
     """Raised when a job kept changing under a writer for MAX_CAS_ATTEMPTS tries (should never happen in practice)."""
 
@@ -137,9 +180,18 @@ class ConcurrentUpdate(RuntimeError):
 class JobStore:
     """Reads and atomically writes jobs. Only this class touches job keys in Redis."""
 
-    def __init__(self, client: redis.Redis, retention_seconds: float | None = None) -> None:
-        """`retention_seconds`: how long an ended job with nothing left to do is kept (None: forever)."""
+    def __init__(
+        self,
+        client: redis.Redis,
+        retention_seconds: float | None = None,
+        min_replicas: int = 0,
+        replica_timeout_seconds: float = 2.0,
+    ) -> None:
+        """`retention_seconds`: how long an ended job with nothing left to do is kept (None: forever);
+        `min_replicas`: how many replicas must have a durable write (0: none waited for)."""
         self.redis = client
+        self.min_replicas = min_replicas
+        self.replica_timeout_ms = int(replica_timeout_seconds * 1000)
         self.retention_ms = "" if not retention_seconds else str(int(retention_seconds * 1000))
         self._cas = client.register_script(_CAS_SCRIPT)
         self.quarantine = Quarantine(client)
@@ -149,6 +201,11 @@ class JobStore:
     def from_url(cls, url: str, retention_seconds: float | None = None, ca_file: str | None = None) -> JobStore:
         """A store on the Redis at `url` (see `redis_client`)."""
         return cls(redis_client(url, ca_file), retention_seconds)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> JobStore:
+        """The store `settings` name (GENQUEUE_STORE_URL, through Sentinel when configured)."""
+        return cls(store_client(settings), settings.job_retention_seconds, settings.redis_min_replicas)
 
     def create(self, job: Job, claim: Slot | None = None, budget: Budget | None = None) -> None:
         """Store a new job; ValueError if its id is taken, InvalidRequest if it would not read back.
@@ -236,12 +293,14 @@ class JobStore:
         except ValueError as exc:  # pydantic's ValidationError is one
             raise self.quarantine.add("job", job_id, describe(exc)) from None
 
-    def update(self, job_id: str, change: Callable[[Job], Job | None]) -> Job | None:
+    def update(self, job_id: str, change: Callable[[Job], Job | None], durable: bool = False) -> Job | None:
         """Apply `change` to the current job and write the result atomically.
 
         `change` receives a fresh copy each try and returns the new job, or None to leave the job as it is.
         Returns the job written, or None when `change` declined (or the job does not exist). UnreadableRecord
-        (quarantined) when the stored job cannot be read.
+        (quarantined) when the stored job cannot be read. A `durable` write (what a failover must not forget: a
+        submit's intent, the vendor's task id) is acknowledged only once `min_replicas` replicas have it;
+        NotReplicated when they do not within `replica_timeout` (the write stands on the master).
         """
         key = JOB_KEY.format(job_id=job_id)
         for _ in range(MAX_CAS_ATTEMPTS):
@@ -256,7 +315,7 @@ class JobStore:
             if new.status is not old_status and new.status.value not in new.entered_at:
                 new.entered_at = {**new.entered_at, new.status.value: utcnow()}
             # no read-back check here: a job that was read back changes only in typed fields genqueue sets
-            if self._write(new, new.model_dump_json(), _text(version), previous_cost=current.cost) > 0:
+            if self._write(new, new.model_dump_json(), _text(version), previous_cost=current.cost, durable=durable) > 0:
                 return new
         raise ConcurrentUpdate(f"job {job_id} changed {MAX_CAS_ATTEMPTS} times while being updated")
 
@@ -285,6 +344,7 @@ class JobStore:
         claim: Slot | None = None,
         budget: Budget | None = None,
         previous_cost: Cost | None = None,
+        durable: bool = False,
     ) -> int:
         due = "" if job.step is None else str(job.step.due_at.timestamp())
         batch = job.batch_id or "-"
@@ -296,34 +356,41 @@ class JobStore:
                 repr((job.cost.usd or 0.0) - (before.usd or 0.0)),
             ]
         deltas = ["0" if float(delta) == 0 else delta for delta in deltas]
-        result = self._cas(
-            keys=[
-                JOB_KEY.format(job_id=job.id),
-                DUE_KEY,
-                BATCH_COUNTS_KEY.format(batch_id=batch),
-                BATCH_ENDED_KEY.format(batch_id=batch),
-                claim.key if claim is not None else DUE_KEY,
-                TENANT_JOBS_KEY.format(tenant=job.tenant) if job.tenant else DUE_KEY,
-                TENANT_SPEND_KEY.format(tenant=job.tenant) if job.tenant else DUE_KEY,
-            ],
-            args=[
-                expected_version,
-                data,
-                job.status.value,
-                job.id,
-                due,
-                "1" if job.batch_id else "",
-                "1" if job.status.terminal else "",
-                self.retention_ms,
-                job.id if claim is not None else "",
-                claim.lua_field if claim is not None else "",
-                str(int(job.created_at.timestamp() * 1000)) if job.tenant and not expected_version else "",
-                JOB_EVENTS_CHANNEL.format(job_id=job.id),
-                *deltas,
-                budget.currency if budget is not None and job.tenant else "",
-                repr(budget.amount) if budget is not None else "",
-            ],
-        )
+        keys = [
+            JOB_KEY.format(job_id=job.id),
+            DUE_KEY,
+            BATCH_COUNTS_KEY.format(batch_id=batch),
+            BATCH_ENDED_KEY.format(batch_id=batch),
+            claim.key if claim is not None else DUE_KEY,
+            TENANT_JOBS_KEY.format(tenant=job.tenant) if job.tenant else DUE_KEY,
+            TENANT_SPEND_KEY.format(tenant=job.tenant) if job.tenant else DUE_KEY,
+        ]
+        args = [
+            expected_version,
+            data,
+            job.status.value,
+            job.id,
+            due,
+            "1" if job.batch_id else "",
+            "1" if job.status.terminal else "",
+            self.retention_ms,
+            job.id if claim is not None else "",
+            claim.lua_field if claim is not None else "",
+            str(int(job.created_at.timestamp() * 1000)) if job.tenant and not expected_version else "",
+            JOB_EVENTS_CHANNEL.format(job_id=job.id),
+            *deltas,
+            budget.currency if budget is not None and job.tenant else "",
+            repr(budget.amount) if budget is not None else "",
+        ]
+        if not (durable and self.min_replicas):
+            return int(self._cas(keys=keys, args=args))
+        # WAIT counts the replicas that have this connection's writes: the write and the WAIT share a pipeline
+        pipe = self.redis.pipeline(transaction=False)
+        self._cas(keys=keys, args=args, client=pipe)
+        pipe.execute_command("WAIT", self.min_replicas, self.replica_timeout_ms)  # type: ignore[no-untyped-call]
+        result, replicas = pipe.execute()
+        if int(result) > 0 and int(replicas) < self.min_replicas:
+            raise NotReplicated(f"written, but {replicas} of {self.min_replicas} replicas have it")
         return int(result)
 
     def tenant_jobs(self, tenant: str, before: tuple[float, str] | None, count: int) -> list[tuple[float, str, Job]]:

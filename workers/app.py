@@ -66,9 +66,10 @@ def refuse_redis_cluster(**_: Any) -> None:
     """A worker (or beat) on a Redis Cluster node stops at start-up with the reason (shared/store.refuse_cluster);
     a Redis that does not answer yet is left to the broker's retries."""
     settings = get_settings()
+    sentinels, master = settings.redis_sentinels, settings.redis_sentinel_master
     for setting, url in ((BROKER_SETTING, settings.broker_redis_url), (STORE_SETTING, settings.store_redis_url)):
         try:
-            refuse_cluster(redis_client(url, settings.redis_ca_file), setting)
+            refuse_cluster(redis_client(url, settings.redis_ca_file, sentinels, master), setting)
         except RedisClusterRefused as exc:
             raise SystemExit(f"genqueue: error: {exc}") from None
         except redis.RedisError:

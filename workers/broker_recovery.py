@@ -18,8 +18,8 @@ The fix, in the consumer (`worker_consumer = "workers.broker_recovery:Recovering
 1. When the connection breaks, and before Celery tears it down, take the delivery tags of every unacked message
    off the connection's Redis channels. The channels then have nothing to restore on close, so the close that
    crashed never needs the missing transport. Each old channel keeps its connection parameters, so a task still
-   running can ack its message through it once Redis is back (plain Redis; a Sentinel channel builds its pool
-   from the transport, so such an ack fails and the message simply runs again after step 2).
+   running can ack its message through it once Redis is back (a Sentinel channel keeps a Sentinel-managed pool
+   built then, so its ack reaches whichever server is master by then, the promoted replica after a failover).
 2. As soon as the consumer has connected again (Redis answered a PING), move those messages from the `unacked`
    hash back to their queues with kombu's own `QoS.restore_by_tag`: one transaction per message, which requeues
    nothing for a message acked meanwhile, and nothing twice. If Redis goes away again halfway, the rest is tried
@@ -57,6 +57,7 @@ def recovery_supported() -> str | None:
     needed = {
         kombu_redis.Transport: ("channels",),
         kombu_redis.Channel: ("_connparams", "qos"),
+        kombu_redis.SentinelChannel: ("_sentinel_managed_pool", "_get_pool"),
         kombu_redis.QoS: ("_delivered", "_flush", "restore_by_tag"),
     }
     for owner, names in needed.items():
@@ -109,6 +110,12 @@ def _pin_connparams(channel: Any) -> None:
         return
     pinned: Callable[..., dict[str, Any]] = lambda asynchronous=False: dict(params)  # noqa: E731
     channel._connparams = pinned
+    if isinstance(channel, kombu_redis.SentinelChannel):
+        # a Sentinel channel builds its pool from `channel.connection.client.alt` (the sentinels' URLs), gone too:
+        # built now, the pool asks the sentinels for the master at each new connection, so a late ack reaches the
+        # master there is then (the new one, after a failover)
+        pool = channel._sentinel_managed_pool(asynchronous=False)  # type: ignore[no-untyped-call]
+        channel._get_pool = lambda asynchronous=False: pool  # type: ignore[method-assign]
 
 
 def restore_unacked(connection: Any, tags: list[str]) -> list[str]:

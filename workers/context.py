@@ -58,7 +58,7 @@ def once_per_process(make: Callable[[], T]) -> Callable[[], T]:
 
 @once_per_process
 def store() -> JobStore:
-    return JobStore.from_url(settings().store_redis_url, settings().job_retention_seconds, settings().redis_ca_file)
+    return JobStore.from_settings(settings())
 
 
 @once_per_process

@@ -8,6 +8,7 @@ shared/decisions/submit.py's; this module does the I/O (the provider's limits, t
 
 from __future__ import annotations
 
+import logging
 import time
 
 from celery import Task
@@ -15,6 +16,7 @@ from celery import Task
 from shared import lifecycle
 from shared.batch import BatchStore
 from shared.constants import SUBMIT_TASK
+from shared.decisions import Effects
 from shared.decisions import submit as submit_rules
 from shared.errors import GenqueueError
 from shared.models import Job, JobStatus, utcnow
@@ -24,9 +26,12 @@ from shared.providers.registry import get_adapter
 from shared.queueing import publish_step
 from shared.settings import ProviderConfig
 from shared.storage import StorageInputs
+from shared.store import NotReplicated
 from workers import context
 from workers.app import app, genqueue_task
 from workers.steps import cancel, carry_out, fail, run_step, write
+
+log = logging.getLogger("genqueue.workers")
 
 
 @genqueue_task(SUBMIT_TASK)
@@ -60,7 +65,15 @@ def submit_job(job: Job, task_id: str) -> None:
     if not admitted(job, task_id, config):
         return
     now = utcnow()
-    intended = context.store().update(job.id, lambda j: submit_rules.record_intent(j, task_id, config.dialect, now))
+    try:
+        intended = context.store().update(
+            job.id, lambda j: submit_rules.record_intent(j, task_id, config.dialect, now), durable=True
+        )
+    except NotReplicated as exc:  # GENQUEUE_REDIS_MIN_REPLICAS: nothing is sent until a replica has the intent
+        log.warning("submit: job %s: %s; not sent, tried again", job.id, exc)
+        carry_out(Effects(free_slot=True), config, job.id)
+        write(job.id, lambda j: submit_rules.intent_withdrawn(j, task_id, context.settings(), utcnow()), now)
+        return
     if intended is None:
         return
     answer = None

@@ -13,19 +13,33 @@ import contextlib
 import dataclasses
 import json
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, cast
 
 import redis
 import redis.asyncio as aioredis
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from redis.asyncio.sentinel import Sentinel as AsyncSentinel
 
 from producer.api import Producer
 from producer.http_api import batches, events, jobs, problems
 from producer.http_api.auth import Tenant
 from shared.keys import KeyStore
 from shared.settings import Settings
-from shared.store import STORE_SETTING, refuse_cluster
+from shared.store import STORE_SETTING, master_options, refuse_cluster, sentinel_addresses
+
+
+def subscriber_client(settings: Settings) -> aioredis.Redis:
+    """An asyncio client on the job store's Redis (through Sentinel when configured), for the event streams."""
+    options: dict[str, Any] = {"health_check_interval": 30}
+    url = settings.store_redis_url
+    if settings.redis_ca_file and url.startswith("rediss://"):
+        options["ssl_ca_certs"] = settings.redis_ca_file
+    if not settings.redis_sentinels:
+        return aioredis.Redis.from_url(url, **options)
+    finder = AsyncSentinel(sentinel_addresses(settings.redis_sentinels), socket_timeout=5)  # type: ignore[no-untyped-call]
+    client = finder.master_for(settings.redis_sentinel_master, **master_options(url), **options)
+    return cast(aioredis.Redis, client)
 
 
 def create_app(settings: Settings, producer: Producer | None = None) -> FastAPI:
@@ -34,10 +48,7 @@ def create_app(settings: Settings, producer: Producer | None = None) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # the events streams' subscriptions, on an asyncio client: a waiting stream holds no thread
-        tls: dict[str, Any] = {}
-        if settings.redis_ca_file and settings.store_redis_url.startswith("rediss://"):
-            tls["ssl_ca_certs"] = settings.redis_ca_file
-        app.state.subscriber = aioredis.Redis.from_url(settings.store_redis_url, health_check_interval=30, **tls)
+        app.state.subscriber = subscriber_client(settings)
         with contextlib.suppress(redis.RedisError):  # Redis down now: /readyz says so, and the API waits for it
             await asyncio.to_thread(refuse_cluster, app.state.producer.store.redis, STORE_SETTING)
         try:

@@ -68,6 +68,15 @@ def record_intent(job: Job, task_id: str, dialect: str, now: datetime) -> Job | 
     return lifecycle.advance(job, task_id, now, step=job.step, submit_started_at=now, charge=intent)
 
 
+def intent_withdrawn(job: Job, task_id: str, settings: Settings, now: datetime) -> Job | None:
+    """An intent that did not reach a replica in time, withdrawn before anything was sent: the submit step again
+    after `capacity_recheck_seconds`. Sent now, a failover could forget that it had been, and pay for it twice."""
+    withdrawn = job.model_copy(
+        update={"submit_started_at": None, "charge": job.charge.model_copy(update={"dialect": None})}
+    )
+    return lifecycle.reschedule(withdrawn, task_id, now, settings.capacity_recheck_seconds)
+
+
 def reported_charge(intent: Charge, result: SubmitResult) -> Charge:
     """The cost record once the vendor took the job: the intent's, with what its answer said it charges."""
     return intent.model_copy(update={"reported": Cost.model_validate(result.cost.model_dump())})

@@ -80,3 +80,19 @@ def test_the_broker_and_the_store_default_to_the_one_redis_url_and_split_when_se
     )
     assert (split.broker_redis_url, split.store_redis_url) == ("redis://broker:6379/1", "redis://store:6379/2")
     assert celery_config(split)["broker_url"] == "redis://broker:6379/1"
+
+
+def test_a_sentinel_broker_is_one_url_per_sentinel_with_the_masters_password_and_database() -> None:
+    import pytest
+    from pydantic import ValidationError
+
+    settings = Settings(
+        redis_url="redis://:s3cret@ignored:6379/2",
+        redis_sentinels=["10.0.0.1:26379", "10.0.0.2:26379"],
+        redis_sentinel_master="genqueue",
+    )
+    config = celery_config(settings)
+    assert config["broker_url"] == "sentinel://:s3cret@10.0.0.1:26379/2;sentinel://:s3cret@10.0.0.2:26379/2"
+    assert config["broker_transport_options"]["master_name"] == "genqueue"
+    with pytest.raises(ValidationError, match="is not host:port"):
+        Settings(redis_sentinels=["10.0.0.1"])
