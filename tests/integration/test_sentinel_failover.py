@@ -1,7 +1,7 @@
 """Redis through Sentinel: the broker and the job store find the master through a sentinel, and when the master
-dies (kill -9) mid-run and the sentinel promotes its replica, the workers and the producer follow by themselves:
+dies (kill -9) mid-run and the sentinel promotes its replica, the workers, beat and the producer follow by themselves:
 every job ends succeeded, none was submitted twice. A durable write (a submit's intent) waits for a replica, and
-with none nothing is sent. (celery beat does not yet follow a failover: issue 13.)"""
+with none nothing is sent."""
 
 from __future__ import annotations
 
@@ -176,3 +176,34 @@ def test_with_no_replica_to_take_the_intent_nothing_is_sent(
     assert f"submit: job {job.id}: written, but 0 of 1 replicas have it; not sent, tried again" in log
     assert current.status.value == "queued" and current.submit_started_at is None
     assert current.provider_task_id is None and current.step is not None and current.step.name == "submit"
+
+
+def test_beat_follows_a_sentinel_failover(rig: Rig, pipeline_env: dict[str, str], tmp_path: Path) -> None:
+    """celery beat publishes the sweeper through Sentinel: after kill -9 of the master its tasks reach the promoted
+    replica (no worker here consumes them, so they pile up in the `poll` queue there)."""
+    env = {
+        **pipeline_env,
+        "GENQUEUE_REDIS_URL": f"redis://127.0.0.1:{rig.master_port}/0",
+        "GENQUEUE_REDIS_SENTINELS": json.dumps([f"127.0.0.1:{rig.sentinel_port}"]),
+        "GENQUEUE_REDIS_SENTINEL_MASTER": MASTER,
+    }
+    stack = LocalStack(tmp_path, env=env)
+    try:
+        stack.start_beat()
+        first = redis.Redis(port=rig.master_port)
+        deadline = time.monotonic() + 30
+        while first.llen("poll") < 2:
+            assert time.monotonic() < deadline, "beat sent nothing"
+            time.sleep(0.2)
+        killed = time.monotonic()
+        rig.master.proc.kill()
+        while rig.master_address()[1] != rig.replica_port:
+            assert time.monotonic() - killed < 60, "the sentinel did not promote the replica"
+            time.sleep(0.2)
+        promoted = redis.Redis(port=rig.replica_port)
+        at_promotion = promoted.llen("poll")
+        while promoted.llen("poll") < at_promotion + 3:
+            assert time.monotonic() - killed < 60, "beat sent nothing to the promoted master"
+            time.sleep(0.2)
+    finally:
+        stack.stop()
