@@ -134,10 +134,18 @@ class KeyStore:
         name = self.redis.hget(KEY_HASHES_KEY, key_sha256(key))
         if name is None:
             return None
-        record = self._read(_text(name))
+        # the record and when it was last used, in one round trip: this runs on every request
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hget(KEYS_KEY, _text(name))
+        pipe.hget(KEYS_LAST_USED_KEY, _text(name))
+        raw, last_used = pipe.execute()
+        record = self._parse(_text(name), raw)
         if record is None or record.revoked_at is not None:
             return None
-        self._touch(record.name, now or utcnow())
+        now = now or utcnow()
+        previous = _time(last_used)
+        if previous is None or (now - previous).total_seconds() >= LAST_USED_RESOLUTION_SECONDS:
+            self.redis.hset(KEYS_LAST_USED_KEY, record.name, now.isoformat())
         return record
 
     def admit_request(self, record: ApiKey, now: float) -> float:
@@ -186,7 +194,9 @@ class KeyStore:
         return revoked
 
     def _read(self, name: str) -> ApiKey | None:
-        raw = self.redis.hget(KEYS_KEY, name)
+        return self._parse(name, self.redis.hget(KEYS_KEY, name))
+
+    def _parse(self, name: str, raw: bytes | str | None) -> ApiKey | None:
         if raw is None:
             return None
         try:
@@ -194,11 +204,6 @@ class KeyStore:
         except ValidationError as exc:
             log.error("key %s: its record is unreadable (%s); the key is refused", name, exc.errors()[0]["msg"])
             return None
-
-    def _touch(self, name: str, now: datetime) -> None:
-        previous = _time(self.redis.hget(KEYS_LAST_USED_KEY, name))
-        if previous is None or (now - previous).total_seconds() >= LAST_USED_RESOLUTION_SECONDS:
-            self.redis.hset(KEYS_LAST_USED_KEY, name, now.isoformat())
 
 
 def _text(value: bytes | str) -> str:

@@ -76,8 +76,8 @@ def batch_producer(request: Request) -> BatchProducer:
 
 def owned_batch(batches: BatchProducer, key: ApiKey, name: str) -> Batch:
     """The key's batch called `name` (or with that id); 404 otherwise, as for a batch that does not exist."""
-    found = batches.batches.get_by_name(name, key.name)
-    if found is None or found.tenant != key.name:
+    found = batches.batches.get_by_name(name, key.name)  # only the key's own, by name or by id
+    if found is None:
         raise not_found(f"batch {name!r}")
     return found
 

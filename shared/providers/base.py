@@ -78,7 +78,7 @@ class PollResult(BaseModel):
 
 
 class InputResolver(Protocol):
-    """Turns an image input into what a vendor takes.
+    """Turns an input (image, video, audio) into what a vendor takes.
 
     Inputs are https URLs, data URIs, or `s3://bucket/key` references to files the producer uploaded (local files,
     and data: URIs: producer/api.py).

@@ -340,3 +340,14 @@ def test_prefer_wait_answers_when_its_time_runs_out(
         httpx.post(f"{sandbox_url}/_control/config", json={"delay_seconds": 0.5})
     assert answer.status_code == 201 and answer.headers["preference-applied"] == "wait=1"
     assert answer.json()["status"] not in ("succeeded", "failed", "canceled")  # answered before the job ended
+
+
+def test_a_malformed_idempotency_key_is_refused_and_stores_nothing(api_url: str, pipeline_env: dict[str, str]) -> None:
+    api = client(api_url, make_key(pipeline_env))
+    before = api.get("/v1/jobs").json()["data"]
+    answer = api.post("/v1/jobs", json=job_line(), headers={"Idempotency-Key": "has spaces in it"})
+    assert "Idempotency-Key must be 1-255 printable ASCII" in assert_problem(answer, 422, "invalid_request")["detail"]
+    assert api.get("/v1/jobs").json()["data"] == before
+    not_json = api.post("/v1/jobs", content=b"provider=sandbox", headers={"Content-Type": "text/plain"})
+    detail = assert_problem(not_json, 422, "invalid_request")["detail"]
+    assert detail == "the body must be a JSON object, sent with Content-Type: application/json"

@@ -133,3 +133,12 @@ def test_a_batch_line_naming_a_file_of_the_servers_is_refused(api_url: str, pipe
     problem = assert_problem(api.post("/v1/batches", params={"name": "files"}, content=lines), 422, "invalid_request")
     [entry] = problem["errors"]
     assert entry["line"] == 2 and "give an http(s) URL or a data: URI" in entry["detail"]
+
+
+def test_a_batch_body_that_is_not_text_or_holds_no_line_is_refused(api_url: str, pipeline_env: dict[str, str]) -> None:
+    api = client(api_url, make_key(pipeline_env))
+    binary = api.post("/v1/batches", params={"name": "binary"}, content=b"\xff\xfe\x00")
+    assert assert_problem(binary, 422, "invalid_request")["detail"] == "the body is not UTF-8 text"
+    empty = api.post("/v1/batches", params={"name": "empty"}, content=b"\n\n")
+    assert assert_problem(empty, 422, "invalid_request")["detail"] == "the body holds no jobs"
+    assert_problem(api.get("/v1/batches/binary"), 404, "not_found")
