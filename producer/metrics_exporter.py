@@ -8,7 +8,8 @@ collector (no process or Python metrics) over HTTP and blocks.
 Families (all describe the jobs in Redis at scrape time; see shared/metrics.py for each figure):
 - gauges: genqueue_jobs{provider,status}, genqueue_job_errors{provider,code}, genqueue_jobs_polled{provider},
   genqueue_job_state_count{provider,status}, genqueue_webhooks_delivered, genqueue_webhooks_given_up,
-  genqueue_webhooks_dead_letters, genqueue_quarantined_records, genqueue_job_charged{provider,charged}
+  genqueue_webhooks_dead_letters, genqueue_quarantined_records, genqueue_job_charged{provider,charged},
+  genqueue_steps_due{queue}, genqueue_steps_overdue{queue} (the signal to autoscale workers on: infra/k8s/)
 - counters: genqueue_job_polls_total{provider}, genqueue_job_state_seconds_total{provider,status},
   genqueue_job_cost_credits_total{provider}, genqueue_job_cost_usd_total{provider},
   genqueue_webhook_attempts_total, genqueue_webhook_failed_attempts_total
@@ -82,8 +83,21 @@ def families(metrics: JobMetrics) -> list[Metric]:
         usd.add_metric([name], provider.cost_usd)
         for state, count in provider.charged.items():
             charged.add_metric([name, state], count)
+    due = GaugeMetricFamily(
+        "genqueue_steps_due", "Steps whose due time has passed, by the queue they run on", labels=["queue"]
+    )
+    overdue = GaugeMetricFamily(
+        "genqueue_steps_overdue",
+        "Steps due for more than a minute (no worker has taken them), by the queue they run on",
+        labels=["queue"],
+    )
+    for queue, steps in metrics.steps_due.items():
+        due.add_metric([queue], steps.due)
+        overdue.add_metric([queue], steps.overdue)
     hooks = metrics.webhooks
     return [
+        due,
+        overdue,
         jobs,
         errors,
         polls,

@@ -13,6 +13,8 @@ TENANT_JOBS_KEY = KEY_PREFIX + "tenant:{tenant}:jobs"
 TENANT_SPEND_KEY = KEY_PREFIX + "tenant:{tenant}:spend"
 #: sorted set: job id -> unix time its next step is due (jobs whose chain is still running)
 DUE_KEY = KEY_PREFIX + "due"
+#: sorted set per queue: the same jobs, by the queue of their next step (the steps-due gauge autoscaling reads)
+QUEUE_DUE_KEY = KEY_PREFIX + "due:{queue}"
 #: idempotency key -> `{job_id} {request hash}`, kept 24 hours
 IDEMPOTENCY_KEY = KEY_PREFIX + "idem:{key}"
 IDEMPOTENCY_TTL_SECONDS = 24 * 3600
@@ -88,3 +90,4 @@ STEP_TASKS: dict[str, tuple[str, str]] = {
     "deliver_webhook": (WEBHOOK_TASK, "webhooks"),
 }
 QUEUES = ("submit", "poll", "finalize", "webhooks")
+QUEUE_DUE_KEYS = tuple(QUEUE_DUE_KEY.format(queue=queue) for queue in QUEUES)

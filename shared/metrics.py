@@ -18,6 +18,12 @@ The figures describe the jobs in Redis at `now`, not events since a process star
   nothing, the vendor's figure or the estimate where that is unknown), a running one its current figure.
 - `charged`: ended jobs by whether they were charged (`yes`, `no`, `unknown`), and `pending` for canceled jobs
   whose vendor still renders them.
+- `steps_due[queue]`: steps whose due time has passed, per queue, from the due index the job store's writes keep
+  per queue (shared/constants.py QUEUE_DUE_KEY; the webhooks queue also counts batches' `batch.completed`
+  deliveries), and how many of them are overdue (due more than OVERDUE_AFTER_SECONDS ago). It counts steps
+  waiting on a countdown once their time comes, which a queue's list length misses (Celery hands a countdown task
+  to a worker at once, to wait there), and leaves out batch jobs the dispatcher still holds. Only `collect` reads
+  it, in one round trip whatever the number of jobs.
 - webhooks: attempts, failed attempts (no answer, or an answer other than 2xx), deliveries, events given up on,
   and `dead_letters`, the length of the dead-letter list (only `collect` reads it; `summarize` leaves 0).
 """
@@ -32,6 +38,7 @@ import redis
 from pydantic import BaseModel, Field
 
 from shared import costs
+from shared.constants import BATCH_DUE_KEY, QUEUE_DUE_KEYS, QUEUES
 from shared.models import STATUS_RANK, Job, JobStatus
 from shared.quarantine import Quarantine
 from shared.store import JobStore
@@ -80,6 +87,17 @@ class WebhookMetrics(BaseModel):
     dead_letters: int = 0
 
 
+class QueueSteps(BaseModel):
+    """Steps of one queue whose due time has passed, and those of them due for more than OVERDUE_AFTER_SECONDS."""
+
+    due: int = 0
+    overdue: int = 0
+
+
+#: a step due for longer than this is overdue: no worker has taken it although one should have within seconds
+OVERDUE_AFTER_SECONDS = 60.0
+
+
 class JobMetrics(BaseModel):
     """A snapshot of every job at `at`, per provider (sorted by name), and webhooks over all jobs."""
 
@@ -88,6 +106,7 @@ class JobMetrics(BaseModel):
     webhooks: WebhookMetrics = Field(default_factory=WebhookMetrics)
     #: records set aside because they could not be read (shared/quarantine.py); only `collect` reads it
     quarantined: int = 0
+    steps_due: dict[str, QueueSteps] = Field(default_factory=dict)
 
     @property
     def jobs(self) -> int:
@@ -151,7 +170,22 @@ def collect(client: redis.Redis, now: datetime) -> JobMetrics:
     metrics = summarize(read_jobs(client), now)
     metrics.webhooks.dead_letters = DeadLetters(client).count()
     metrics.quarantined = Quarantine(client).count()
+    metrics.steps_due = steps_due(client, now)
     return metrics
+
+
+def steps_due(client: redis.Redis, now: datetime) -> dict[str, QueueSteps]:
+    """Per queue (every queue, in QUEUES order), the steps due at `now` and those overdue, in one round trip."""
+    due_before, overdue_before = now.timestamp(), now.timestamp() - OVERDUE_AFTER_SECONDS
+    pipe = client.pipeline(transaction=False)
+    for key in (*QUEUE_DUE_KEYS, BATCH_DUE_KEY):
+        pipe.zcount(key, "-inf", due_before)
+        pipe.zcount(key, "-inf", overdue_before)
+    counts = [int(count) for count in pipe.execute()]
+    figures = {queue: QueueSteps(due=counts[2 * i], overdue=counts[2 * i + 1]) for i, queue in enumerate(QUEUES)}
+    figures["webhooks"].due += counts[-2]
+    figures["webhooks"].overdue += counts[-1]
+    return figures
 
 
 _STATUS_VALUES = frozenset(status.value for status in JobStatus)

@@ -3,7 +3,7 @@
 A job or batch whose stored JSON no longer parses (written by an older version, corrupted by hand, too deep for
 the parser) would otherwise raise in every loop that meets it first: the sweeper, the dispatcher, reports,
 metrics. The store that fails to read one calls `Quarantine.add`: the record is listed here with the reason, taken
-out of the due index so the sweeper stops meeting it, and logged with its id; the record itself is left as it is,
+out of the due indexes so the sweeper stops meeting it, and logged with its id; the record itself is left as it is,
 for an operator to inspect (`genqueue quarantine list`). Adding is idempotent: the first reason is kept.
 """
 
@@ -16,14 +16,14 @@ from typing import Literal
 import redis
 from pydantic import BaseModel, ValidationError
 
-from shared.constants import BATCH_DUE_KEY, DUE_KEY, QUARANTINE_KEY
+from shared.constants import BATCH_DUE_KEY, DUE_KEY, QUARANTINE_KEY, QUEUE_DUE_KEYS
 from shared.models import utcnow
 
 log = logging.getLogger("genqueue.quarantine")
 
 RecordKind = Literal["job", "batch"]
-#: the due index a record of each kind is scheduled in
-_DUE_INDEX: dict[RecordKind, str] = {"job": DUE_KEY, "batch": BATCH_DUE_KEY}
+#: the due indexes a record of each kind is scheduled in
+_DUE_INDEXES: dict[RecordKind, tuple[str, ...]] = {"job": (DUE_KEY, *QUEUE_DUE_KEYS), "batch": (BATCH_DUE_KEY,)}
 #: a reason is cut to this length: it names the problem, the record itself holds the rest
 MAX_REASON_CHARS = 300
 
@@ -54,13 +54,14 @@ class Quarantine:
         self.redis = client
 
     def add(self, kind: RecordKind, record_id: str, reason: str) -> UnreadableRecord:
-        """Set record `record_id` aside (once) and take it off the due index; the error for the caller to raise."""
+        """Set record `record_id` aside (once) and take it off the due indexes; the error for the caller to raise."""
         reason = " ".join(reason.split())[:MAX_REASON_CHARS]
         entry = QuarantinedRecord(kind=kind, id=record_id, reason=reason, at=utcnow())
         pipe = self.redis.pipeline()
         pipe.hsetnx(QUARANTINE_KEY, f"{kind}:{record_id}", entry.model_dump_json())
-        pipe.zrem(_DUE_INDEX[kind], record_id)
-        first, _ = pipe.execute()
+        for index in _DUE_INDEXES[kind]:
+            pipe.zrem(index, record_id)
+        first, *_ = pipe.execute()
         if first:
             log.error("quarantined %s %s: %s", kind, record_id, reason)
         return UnreadableRecord(kind, record_id, reason)

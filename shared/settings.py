@@ -81,6 +81,10 @@ class Settings(BaseSettings):
     #: follow a failover by themselves; the URLs then give only the password, user and database number
     redis_sentinels: list[str] = Field(default_factory=list)
     redis_sentinel_master: str = "mymaster"
+    #: through Sentinel, how long a job-store call that lost its connection keeps retrying (asking the sentinels
+    #: for the master again each time) before it fails: above the sentinels' down-after-milliseconds plus the
+    #: failover's own time, so a step rides through a failover instead of failing
+    redis_failover_seconds: float = Field(default=30.0, ge=0)
     #: replicas that must have a submit's intent (and the vendor's task id) before genqueue goes on (Redis WAIT),
     #: so a failover cannot forget that a submit was sent; 0 on a Redis without replicas
     redis_min_replicas: int = Field(default=0, ge=0)

@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, cast
 from urllib.parse import unquote, urlsplit
 
 import redis
 from pydantic_core import PydanticSerializationError
+from redis.backoff import ExponentialWithJitterBackoff
+from redis.retry import Retry
 from redis.sentinel import Sentinel
 
 from shared.claims import HELD_BY_LUA, Claims, ClaimTakenOver, Slot
@@ -27,6 +30,9 @@ from shared.constants import (
     IDEMPOTENCY_TTL_SECONDS,
     JOB_EVENTS_CHANNEL,
     JOB_KEY,
+    QUEUE_DUE_KEYS,
+    QUEUES,
+    STEP_TASKS,
     TENANT_JOBS_KEY,
     TENANT_SPEND_KEY,
 )
@@ -37,13 +43,15 @@ from shared.settings import Settings
 
 # KEYS: job hash, due zset, batch counts hash, batch ended list (the last two unused for a job in no batch), the
 # key of the claim the job is created under (shared/claims.py: its idempotency key or its batch line; any key when
-# none), the tenant's job index and spend hash (any key for a job of no tenant).
+# none), the tenant's job index and spend hash (any key for a job of no tenant), then the due zset of each queue in
+# QUEUES order.
 # ARGV: expected version ("" = must not exist), data, status, job id, due score ("" = none), "1" when in a batch,
 # "1" when the new status is terminal, retention in ms ("" = keep forever); on creation the job id the claim must
 # still name ("" = no claim), the claim's field ("" = the claim is KEYS[5] itself) and the creation time in ms
 # ("" = the job has no tenant); the channel every committed write is published on; the change of the job's cost in
 # credits and in USD (added to the tenant's spend); on creation the tenant's budget, its currency ("" = none) and
-# amount: refused (-3) when the spend plus this job's cost would pass it.
+# amount: refused (-3) when the spend plus this job's cost would pass it; the position in QUEUES of the queue of
+# the job's next step ("" = none).
 # An ended job with nothing left to do expires after the retention; one given a step again (a webhook redelivery)
 # is kept.
 _CAS_SCRIPT = (
@@ -71,6 +79,8 @@ if ARGV[5] == '' then
 else
   redis.call('ZADD', KEYS[2], ARGV[5], ARGV[4])
 end
+for i = 8, #KEYS do redis.call('ZREM', KEYS[i], ARGV[4]) end
+if ARGV[17] ~= '' then redis.call('ZADD', KEYS[7 + tonumber(ARGV[17])], ARGV[5], ARGV[4]) end
 if ARGV[6] == '1' and old_status ~= ARGV[3] then
   if old_status then redis.call('HINCRBY', KEYS[3], old_status, -1) end
   redis.call('HINCRBY', KEYS[3], ARGV[3], 1)
@@ -94,22 +104,40 @@ log = logging.getLogger("genqueue.store")
 
 
 def redis_client(
-    url: str, ca_file: str | None = None, sentinels: Sequence[str] = (), master: str = "mymaster"
+    url: str,
+    ca_file: str | None = None,
+    sentinels: Sequence[str] = (),
+    master: str = "mymaster",
+    failover_seconds: float = 30.0,
 ) -> redis.Redis:
     """The client every genqueue process reads the job store with: bounded timeouts, health checks; a rediss://
     URL verifies the server's certificate (against `ca_file` when given, else the system's CAs) unless the URL
     says ssl_cert_reqs=none.
 
     With `sentinels` (`host:port`s) the client asks them for `master`'s address, and again after a failover, so it
-    follows the new master by itself; `url` then gives the password, user, database number and TLS only.
+    follows the new master by itself; `url` then gives the password, user, database number and TLS only. A call
+    whose connection is lost or refused is then retried for about `failover_seconds`, so it lands on the master
+    the sentinels promote instead of failing while they decide.
     """
     tls = {"ssl_ca_certs": ca_file} if ca_file and url.startswith("rediss://") else {}
     options: dict[str, Any] = {"socket_timeout": 10, "socket_connect_timeout": 5, "health_check_interval": 30}
     if not sentinels:
         return redis.Redis.from_url(url, **options, **tls)
     finder = Sentinel(sentinel_addresses(sentinels), socket_timeout=5)  # type: ignore[no-untyped-call]
+    options["retry"] = failover_retry(failover_seconds)
     client = finder.master_for(master, **master_options(url), **options, **tls)  # type: ignore[no-untyped-call]
     return cast(redis.Redis, client)
+
+
+#: the longest pause between two tries of a call while the sentinels fail over
+FAILOVER_BACKOFF_CAP_SECONDS = 1.0
+
+
+def failover_retry(seconds: float) -> Retry:
+    """Retries of a lost connection (with jitter, at most FAILOVER_BACKOFF_CAP_SECONDS apart) for about `seconds`;
+    a refused connection fails at once, so each try costs about its pause."""
+    tries = 3 + math.ceil(seconds / FAILOVER_BACKOFF_CAP_SECONDS)
+    return Retry(ExponentialWithJitterBackoff(base=0.1, cap=FAILOVER_BACKOFF_CAP_SECONDS), retries=tries)
 
 
 def sentinel_addresses(sentinels: Sequence[str]) -> list[tuple[str, int]]:
@@ -131,7 +159,11 @@ def master_options(url: str) -> dict[str, Any]:
 def store_client(settings: Settings) -> redis.Redis:
     """The job store's Redis client for `settings` (GENQUEUE_STORE_URL, through Sentinel when configured)."""
     return redis_client(
-        settings.store_redis_url, settings.redis_ca_file, settings.redis_sentinels, settings.redis_sentinel_master
+        settings.store_redis_url,
+        settings.redis_ca_file,
+        settings.redis_sentinels,
+        settings.redis_sentinel_master,
+        settings.redis_failover_seconds,
     )
 
 
@@ -364,6 +396,7 @@ class JobStore:
             claim.key if claim is not None else DUE_KEY,
             TENANT_JOBS_KEY.format(tenant=job.tenant) if job.tenant else DUE_KEY,
             TENANT_SPEND_KEY.format(tenant=job.tenant) if job.tenant else DUE_KEY,
+            *QUEUE_DUE_KEYS,
         ]
         args = [
             expected_version,
@@ -381,6 +414,7 @@ class JobStore:
             *deltas,
             budget.currency if budget is not None and job.tenant else "",
             repr(budget.amount) if budget is not None else "",
+            "" if job.step is None else str(QUEUES.index(STEP_TASKS[job.step.name][1]) + 1),
         ]
         if not (durable and self.min_replicas):
             return int(self._cas(keys=keys, args=args))

@@ -69,7 +69,7 @@ def refuse_redis_cluster(**_: Any) -> None:
     sentinels, master = settings.redis_sentinels, settings.redis_sentinel_master
     for setting, url in ((BROKER_SETTING, settings.broker_redis_url), (STORE_SETTING, settings.store_redis_url)):
         try:
-            refuse_cluster(redis_client(url, settings.redis_ca_file, sentinels, master), setting)
+            refuse_cluster(redis_client(url, settings.redis_ca_file, sentinels, master, failover_seconds=0), setting)
         except RedisClusterRefused as exc:
             raise SystemExit(f"genqueue: error: {exc}") from None
         except redis.RedisError:

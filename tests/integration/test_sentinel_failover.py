@@ -45,7 +45,7 @@ class Rig:
 def redis_server(workdir: Path, name: str, port: int, *extra: str) -> ServerProcess:
     binary = shutil.which("redis-server")
     assert binary is not None
-    (workdir / name).mkdir()
+    (workdir / name).mkdir(exist_ok=True)
     argv = [binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(workdir / name), "--save", "", *extra]
     server = ServerProcess(argv, workdir / f"{name}.log")
     server.wait_until(lambda: port_open(port), what=name)
@@ -126,6 +126,71 @@ def test_workers_and_producer_follow_a_sentinel_failover_and_no_job_is_lost_or_p
     assert {job.status.value for job in ended.values()} == {"succeeded"} and len(ended) == len(jobs)
     assert stats_after["duplicate_submits"] == stats_before["duplicate_submits"]
     assert stats_after["submits"]["sandbox"] - stats_before["submits"]["sandbox"] == len(jobs)
+
+
+def test_a_failover_in_the_middle_of_paced_submits_loses_no_job_and_pays_none_twice(
+    rig: Rig, pipeline_env: dict[str, str], sandbox_url: str, tmp_path: Path
+) -> None:
+    """The master dies while submits are still being paced out (2 a second) and comes back on its old address
+    with its append-only file, as a restarted host's would, right after the promotion: the sentinel makes it a
+    replica, and every job still ends succeeded, each submitted once."""
+    env = {
+        **pipeline_env,
+        "GENQUEUE_REDIS_URL": f"redis://127.0.0.1:{rig.master_port}/0",
+        "GENQUEUE_REDIS_SENTINELS": json.dumps([f"127.0.0.1:{rig.sentinel_port}"]),
+        "GENQUEUE_REDIS_SENTINEL_MASTER": MASTER,
+    }
+    stack = LocalStack(tmp_path / "processes", env=env)
+    (tmp_path / "processes").mkdir()
+    stats_before = httpx.get(f"{sandbox_url}/_control/stats").json()
+    httpx.post(f"{sandbox_url}/_control/config", json={"delay_seconds": 2.0})
+    returned: ServerProcess | None = None
+    try:
+        stack.start_workers(name="sentinel", concurrency=8)
+        stack.start_beat()
+        producer = Producer(settings_for(env))
+        jobs = [producer.submit("throttled", "sandbox-video", f"paced {n}", {"duration": 3}) for n in range(12)]
+        deadline = time.monotonic() + 60
+        while sum(bool(producer.get(j.id).provider_task_id) for j in jobs) < 3:
+            assert time.monotonic() < deadline, "no job was submitted"
+            time.sleep(0.1)
+        submitted_at_kill = sum(bool(producer.get(j.id).provider_task_id) for j in jobs)
+        killed = time.monotonic()
+        rig.master.proc.kill()
+        while rig.master_address()[1] != rig.replica_port:
+            assert time.monotonic() - killed < 60, "the sentinel did not promote the replica"
+            time.sleep(0.2)
+        promoted = time.monotonic() - killed
+        returned = redis_server(tmp_path, "master", rig.master_port, "--appendonly", "yes")
+        ended: dict[str, Job] = {}
+        while time.monotonic() - killed < 120 and len(ended) < len(jobs):
+            for job in jobs:
+                try:
+                    current = producer.get(job.id)
+                except redis.RedisError:
+                    continue
+                if current.status.terminal:
+                    ended[job.id] = current
+            time.sleep(0.5)
+        recovered = time.monotonic() - killed
+        old_master_role = redis.Redis(port=rig.master_port).info("replication")["role"]
+    finally:
+        httpx.post(f"{sandbox_url}/_control/config", json={"delay_seconds": 0.5})
+        stack.stop()
+        if returned is not None:
+            returned.stop()
+    stats_after = httpx.get(f"{sandbox_url}/_control/stats").json()
+    stuck = {job.id: producer.get(job.id).status.value for job in jobs if job.id not in ended}
+    print(
+        f"failover mid-submits: {submitted_at_kill} of {len(jobs)} submitted at kill -9, replica promoted"
+        f" {promoted:.1f} s after, old master back as {old_master_role}, all ended {recovered:.1f} s after"
+    )
+    assert not stuck, f"jobs not ended: {stuck}"
+    assert {job.status.value for job in ended.values()} == {"succeeded"}
+    assert old_master_role == "slave"
+    assert stats_after["duplicate_submits"] == stats_before["duplicate_submits"]
+    # the throttled provider is the sandbox's own API under another name
+    assert stats_after["submits"]["sandbox"] - stats_before["submits"].get("sandbox", 0) == len(jobs)
 
 
 def make_job(job_id: str) -> Job:

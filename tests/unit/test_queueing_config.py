@@ -9,7 +9,7 @@ import pytest
 
 from shared.queueing import broker_tls, celery_config, make_celery
 from shared.settings import Settings
-from shared.store import JobStore
+from shared.store import FAILOVER_BACKOFF_CAP_SECONDS, JobStore, store_client
 
 CA = "/etc/genqueue/redis-ca.pem"
 
@@ -96,3 +96,12 @@ def test_a_sentinel_broker_is_one_url_per_sentinel_with_the_masters_password_and
     assert config["broker_transport_options"]["master_name"] == "genqueue"
     with pytest.raises(ValidationError, match="is not host:port"):
         Settings(redis_sentinels=["10.0.0.1"])
+
+
+def test_through_sentinel_the_store_retries_a_lost_connection_for_the_failover_window() -> None:
+    settings = Settings(redis_sentinels=["127.0.0.1:1"], redis_failover_seconds=20)
+    retry = store_client(settings).connection_pool.connection_kwargs["retry"]
+    backoff = retry._backoff
+    assert retry._retries == 3 + 20  # one try a second at most, and the first quick ones
+    assert backoff.compute(100) <= FAILOVER_BACKOFF_CAP_SECONDS
+    assert "retry" not in store_client(Settings()).connection_pool.connection_kwargs
