@@ -84,7 +84,8 @@ def main() -> None:
             while redis.Redis(port=replica_port).info("replication").get("master_link_status") != "up":
                 time.sleep(0.1)
             config = workdir / "sentinel.conf"
-            config.write_text(f"port {sentinel_port}\nbind 127.0.0.1\nsentinel monitor bench 127.0.0.1 {master_port} 1\n")
+            monitor = f"sentinel monitor bench 127.0.0.1 {master_port} 1"
+            config.write_text(f"port {sentinel_port}\nbind 127.0.0.1\n{monitor}\n")
             binary = shutil.which("redis-server")
             assert binary is not None
             sentinel = ServerProcess([binary, str(config), "--sentinel"], workdir / "sentinel.log")
