@@ -9,7 +9,8 @@ Families (all describe the jobs in Redis at scrape time; see shared/metrics.py f
 - gauges: genqueue_jobs{provider,status}, genqueue_job_errors{provider,code}, genqueue_jobs_polled{provider},
   genqueue_job_state_count{provider,status}, genqueue_webhooks_delivered, genqueue_webhooks_given_up,
   genqueue_webhooks_dead_letters, genqueue_quarantined_records, genqueue_job_charged{provider,charged},
-  genqueue_steps_due{queue}, genqueue_steps_overdue{queue} (the signal to autoscale workers on: infra/k8s/)
+  genqueue_steps_due{queue}, genqueue_steps_overdue{queue}, genqueue_batches_active (the signals to autoscale
+  workers on: infra/k8s/)
 - counters: genqueue_job_polls_total{provider}, genqueue_job_state_seconds_total{provider,status},
   genqueue_job_cost_credits_total{provider}, genqueue_job_cost_usd_total{provider},
   genqueue_webhook_attempts_total, genqueue_webhook_failed_attempts_total
@@ -98,6 +99,11 @@ def families(metrics: JobMetrics) -> list[Metric]:
     return [
         due,
         overdue,
+        GaugeMetricFamily(
+            "genqueue_batches_active",
+            "Batches with work left for the dispatcher, which runs on the poll workers",
+            value=metrics.batches_active,
+        ),
         jobs,
         errors,
         polls,

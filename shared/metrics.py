@@ -24,6 +24,8 @@ The figures describe the jobs in Redis at `now`, not events since a process star
   waiting on a countdown once their time comes, which a queue's list length misses (Celery hands a countdown task
   to a worker at once, to wait there), and leaves out batch jobs the dispatcher still holds. Only `collect` reads
   it, in one round trip whatever the number of jobs.
+- `batches_active`: batches with work left for the dispatcher (held lines, or jobs not yet ended). The dispatcher
+  runs on the poll workers, so while one is active they must not scale to zero even with no step due.
 - webhooks: attempts, failed attempts (no answer, or an answer other than 2xx), deliveries, events given up on,
   and `dead_letters`, the length of the dead-letter list (only `collect` reads it; `summarize` leaves 0).
 """
@@ -38,7 +40,7 @@ import redis
 from pydantic import BaseModel, Field
 
 from shared import costs
-from shared.constants import BATCH_DUE_KEY, QUEUE_DUE_KEYS, QUEUES
+from shared.constants import ACTIVE_BATCHES_KEY, BATCH_DUE_KEY, QUEUE_DUE_KEYS, QUEUES
 from shared.models import STATUS_RANK, Job, JobStatus
 from shared.quarantine import Quarantine
 from shared.store import JobStore
@@ -107,6 +109,7 @@ class JobMetrics(BaseModel):
     #: records set aside because they could not be read (shared/quarantine.py); only `collect` reads it
     quarantined: int = 0
     steps_due: dict[str, QueueSteps] = Field(default_factory=dict)
+    batches_active: int = 0
 
     @property
     def jobs(self) -> int:
@@ -171,6 +174,7 @@ def collect(client: redis.Redis, now: datetime) -> JobMetrics:
     metrics.webhooks.dead_letters = DeadLetters(client).count()
     metrics.quarantined = Quarantine(client).count()
     metrics.steps_due = steps_due(client, now)
+    metrics.batches_active = int(client.scard(ACTIVE_BATCHES_KEY))
     return metrics
 
 

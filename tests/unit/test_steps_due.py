@@ -82,3 +82,6 @@ def test_the_exporter_shows_the_gauges(store: JobStore) -> None:
     assert 'genqueue_steps_due{queue="poll"} 1.0' in text
     assert 'genqueue_steps_overdue{queue="poll"} 1.0' in text
     assert 'genqueue_steps_due{queue="submit"} 0.0' in text
+    assert "genqueue_batches_active 0.0" in text
+    store.redis.sadd("genqueue:batches:active", "batch_x")
+    assert "genqueue_batches_active 1.0" in generate_latest(metrics_exporter.registry_for(store.redis)).decode()
