@@ -286,13 +286,7 @@ class Producer:
 
     def provider_status(self) -> list[ProviderStatus]:
         """Every provider's limits, credit pause and breaker, as all workers see them."""
-        configs = []
-        for name in self.settings.provider_names():
-            try:
-                configs.append(self.settings.provider(name))
-            except InvalidRequest:  # a built-in provider with no base URL configured
-                continue
-        return ProviderGuard(self.store.redis).status(configs, time.time())
+        return ProviderGuard(self.store.redis).status(self.settings.usable_providers(), time.time())
 
     def resume_provider(self, name: str) -> None:
         """Lift provider `name`'s credit pause and close its breaker; InvalidRequest for an unknown provider."""

@@ -1,151 +1,254 @@
-"""Job-level metrics for Prometheus: a collector that reads the job store on every scrape.
+"""Job metrics for Prometheus: figures counted when things happen, and gauges read from indexes, never a scan.
 
-`JobMetricsCollector(client)` calls `shared.metrics.collect` each time it is collected and yields the families
-below; nothing is cached, so a scrape costs one SCAN of the job keys. A Redis error fails the scrape (Prometheus
-then records `up == 0`) instead of exposing stale figures. `serve(redis_url, host, port)` exposes only this
-collector (no process or Python metrics) over HTTP and blocks.
+`JobMetricsCollector(client, providers)` reads on every scrape, in three round trips whatever the number of jobs
+(two more per active batch): the counters hash (shared/counters.py: incremented by the job store's writes and the
+steps), the per-queue due indexes, the active batches and what they hold, the sweeper's and the dispatcher's last
+pass, the dead-letter and quarantine sizes, Redis's memory, and each provider's protection state. A Redis error
+fails the scrape (Prometheus then records `up == 0`) instead of exposing stale figures. `serve(client, host,
+port)` exposes only this collector (no process or Python metrics) over HTTP and blocks. `genqueue stats` is the
+report that reads every job; this is not.
 
-Families (all describe the jobs in Redis at scrape time; see shared/metrics.py for each figure):
-- gauges: genqueue_jobs{provider,status}, genqueue_job_errors{provider,code}, genqueue_jobs_polled{provider},
-  genqueue_job_state_count{provider,status}, genqueue_webhooks_delivered, genqueue_webhooks_given_up,
-  genqueue_webhooks_dead_letters, genqueue_quarantined_records, genqueue_job_charged{provider,charged},
-  genqueue_steps_due{queue}, genqueue_steps_overdue{queue}, genqueue_batches_active (the signals to autoscale
-  workers on: infra/k8s/)
-- counters: genqueue_job_polls_total{provider}, genqueue_job_state_seconds_total{provider,status},
-  genqueue_job_cost_credits_total{provider}, genqueue_job_cost_usd_total{provider},
-  genqueue_webhook_attempts_total, genqueue_webhook_failed_attempts_total
-The counters sum over the jobs in the store, so they drop when jobs expire (GENQUEUE_JOB_RETENTION_DAYS, 30 by
-default); Prometheus reads a drop as a counter reset, so a rate() across an expiry overstates for one window.
+Families (docs/interface.md lists them with their labels):
+- counters: genqueue_jobs_created_total, genqueue_jobs_ended_total, genqueue_polls_total,
+  genqueue_vendor_requests_total, genqueue_output_bytes_total, genqueue_webhook_attempts_total,
+  genqueue_cost_usd_total, genqueue_cost_credits_total
+- histograms: genqueue_job_status_seconds, genqueue_ready_to_webhook_seconds
+- gauges: genqueue_jobs (statuses a job leaves again), genqueue_steps_due, genqueue_steps_overdue,
+  genqueue_batches_active, genqueue_batch_jobs_held, genqueue_sweeper_last_pass_age_seconds,
+  genqueue_dispatcher_last_pass_age_seconds, genqueue_webhooks_dead_letters, genqueue_quarantined_records,
+  genqueue_redis_used_memory_bytes, genqueue_redis_maxmemory_bytes, genqueue_provider_breaker_open,
+  genqueue_provider_credit_paused, genqueue_provider_in_flight
 """
 
 from __future__ import annotations
 
+import math
+import time
 from collections.abc import Callable, Iterator
-from datetime import datetime
+from dataclasses import dataclass, field
+from typing import cast
 
 import redis
 from prometheus_client import start_http_server
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector, CollectorRegistry
 
-from shared.metrics import JobMetrics, collect
-from shared.models import utcnow
+from shared import counters
+from shared.batch import BatchStore
+from shared.constants import (
+    ACTIVE_BATCHES_KEY,
+    BATCH_DUE_KEY,
+    DISPATCH_LAST_RUN_KEY,
+    QUARANTINE_KEY,
+    QUEUE_DUE_KEYS,
+    QUEUES,
+    SWEEP_LAST_RUN_KEY,
+    WEBHOOK_DEAD_LETTERS_KEY,
+)
+from shared.metrics import OVERDUE_AFTER_SECONDS, QueueSteps
+from shared.protection import BreakerState, ProviderGuard, ProviderStatus
+from shared.quarantine import UnreadableRecord
+from shared.settings import ProviderConfig
+
+#: help text of each counter family (the name gets `genqueue_` before it and `_total` after)
+COUNTER_HELP = {
+    "jobs_created": "Jobs created",
+    "jobs_ended": "Jobs that ended, by status and error code (none when it has no error)",
+    "polls": "Vendor status polls",
+    "vendor_requests": "Vendor API calls (submit, poll) and output downloads, by answer status",
+    "output_bytes": "Bytes of outputs copied to the bucket",
+    "webhook_attempts": "Webhook POSTs, delivered (2xx) or failed",
+    "cost_usd": "What ended jobs cost, in US dollars",
+    "cost_credits": "What ended jobs cost, in vendor credits",
+}
+HISTOGRAM_HELP = {
+    "job_status_seconds": "Seconds a job spent in a status, observed when it left it",
+    "ready_to_webhook_seconds": "Seconds from the vendor reporting the job done to its first webhook POST",
+}
+
+
+@dataclass
+class Figures:
+    """One scrape's reading of the store."""
+
+    samples: list[counters.Sample] = field(default_factory=list)
+    steps: dict[str, QueueSteps] = field(default_factory=dict)
+    batches_active: int = 0
+    batch_jobs_held: int = 0
+    sweeper_age: float = math.nan
+    dispatcher_age: float = math.nan
+    dead_letters: int = 0
+    quarantined: int = 0
+    used_memory: int = 0
+    maxmemory: int = 0
+    providers: list[ProviderStatus] = field(default_factory=list)
+
+
+def read_figures(client: redis.Redis, providers: list[ProviderConfig], now: float) -> Figures:
+    """Everything a scrape shows, read from the store at unix time `now`."""
+    pipe = client.pipeline(transaction=False)
+    pipe.hgetall(counters.COUNTERS_KEY)
+    for key in (*QUEUE_DUE_KEYS, BATCH_DUE_KEY):
+        pipe.zcount(key, "-inf", now)
+        pipe.zcount(key, "-inf", now - OVERDUE_AFTER_SECONDS)
+    pipe.smembers(ACTIVE_BATCHES_KEY)
+    pipe.get(SWEEP_LAST_RUN_KEY)
+    pipe.get(DISPATCH_LAST_RUN_KEY)
+    pipe.llen(WEBHOOK_DEAD_LETTERS_KEY)
+    pipe.hlen(QUARANTINE_KEY)
+    replies = pipe.execute()
+    raw_counters, due = replies[0], [int(count) for count in replies[1:11]]
+    active, sweep, dispatch, dead, quarantined = replies[11:]
+    memory = _memory(client)
+    figures = Figures(
+        samples=list(counters.parse(raw_counters)),
+        steps={queue: QueueSteps(due=due[2 * i], overdue=due[2 * i + 1]) for i, queue in enumerate(QUEUES)},
+        batches_active=len(active),
+        sweeper_age=_age(sweep, now),
+        dispatcher_age=_age(dispatch, now),
+        dead_letters=int(dead),
+        quarantined=int(quarantined),
+        used_memory=int(memory.get("used_memory", 0)),
+        maxmemory=int(memory.get("maxmemory", 0)),
+        providers=ProviderGuard(client).status(providers, now) if providers else [],
+    )
+    figures.steps["webhooks"].due += due[-2]
+    figures.steps["webhooks"].overdue += due[-1]
+    figures.batch_jobs_held = _held(client, [_text(batch_id) for batch_id in active])
+    return figures
+
+
+def _memory(client: redis.Redis) -> dict[str, int]:
+    """Redis's INFO memory; empty where INFO is refused (some managed Redis services disable it)."""
+    try:
+        return cast(dict[str, int], client.info("memory"))
+    except redis.ResponseError:
+        return {}
+
+
+def _held(client: redis.Redis, batch_ids: list[str]) -> int:
+    """Jobs the active batches hold back; a batch that cannot be read (quarantined) counts none."""
+    store = BatchStore(client)
+    held = 0
+    for batch_id in batch_ids:
+        try:
+            batch = store.get(batch_id)
+        except UnreadableRecord:
+            continue
+        if batch is not None:
+            held += store.held_count(batch_id, batch.providers)
+    return held
+
+
+def _age(raw: bytes | str | None, now: float) -> float:
+    try:
+        return max(now - float(raw), 0.0) if raw is not None else math.nan
+    except ValueError:
+        return math.nan
+
+
+def _text(raw: bytes | str) -> str:
+    return raw.decode() if isinstance(raw, bytes) else raw
+
+
+def families(figures: Figures) -> list[Metric]:
+    """The Prometheus metric families of one reading."""
+    made: dict[str, Metric] = {}
+    for name, help_text in COUNTER_HELP.items():
+        made[name] = CounterMetricFamily(f"genqueue_{name}", help_text, labels=list(counters.FAMILIES[name][1]))
+    for name, help_text in HISTOGRAM_HELP.items():
+        made[name] = HistogramMetricFamily(f"genqueue_{name}", help_text, labels=list(counters.FAMILIES[name][1]))
+    jobs = GaugeMetricFamily(
+        "genqueue_jobs", "Jobs in a status they will leave again (queued, submitted, running, finalizing)",
+        labels=["provider", "status"],
+    )  # fmt: skip
+    made["jobs"] = jobs
+    for sample in figures.samples:
+        family = made[sample.family]
+        if isinstance(family, HistogramMetricFamily):
+            bounds = [repr(bound) for bound in counters.BUCKETS] + ["+Inf"]
+            family.add_metric(list(sample.labels), list(zip(bounds, sample.buckets, strict=True)), sample.total)
+        else:
+            family.add_metric(list(sample.labels), sample.value)  # type: ignore[attr-defined]
+    return [*made.values(), *_gauges(figures)]
+
+
+def _gauges(figures: Figures) -> Iterator[Metric]:
+    due = GaugeMetricFamily("genqueue_steps_due", "Steps whose time has come, by queue", labels=["queue"])
+    overdue = GaugeMetricFamily(
+        "genqueue_steps_overdue", "Steps due for over a minute that no worker has taken, by queue", labels=["queue"]
+    )
+    for queue, steps in figures.steps.items():
+        due.add_metric([queue], steps.due)
+        overdue.add_metric([queue], steps.overdue)
+    yield due
+    yield overdue
+    yield GaugeMetricFamily(
+        "genqueue_batches_active", "Batches with work left for the dispatcher", value=figures.batches_active
+    )
+    yield GaugeMetricFamily(
+        "genqueue_batch_jobs_held", "Batch jobs the dispatcher holds back", value=figures.batch_jobs_held
+    )
+    yield GaugeMetricFamily(
+        "genqueue_sweeper_last_pass_age_seconds", "Seconds since the sweeper's last pass", value=figures.sweeper_age
+    )
+    yield GaugeMetricFamily(
+        "genqueue_dispatcher_last_pass_age_seconds",
+        "Seconds since the dispatcher's last pass",
+        value=figures.dispatcher_age,
+    )
+    yield GaugeMetricFamily(
+        "genqueue_webhooks_dead_letters", "Length of the webhook dead-letter list", value=figures.dead_letters
+    )
+    yield GaugeMetricFamily(
+        "genqueue_quarantined_records",
+        "Jobs and batches set aside because their stored record could not be read",
+        value=figures.quarantined,
+    )
+    yield GaugeMetricFamily("genqueue_redis_used_memory_bytes", "Redis used_memory", value=figures.used_memory)
+    yield GaugeMetricFamily("genqueue_redis_maxmemory_bytes", "Redis maxmemory (0: no limit)", value=figures.maxmemory)
+    breaker = GaugeMetricFamily(
+        "genqueue_provider_breaker_open", "1 while a provider's breaker is open", labels=["provider"]
+    )
+    paused = GaugeMetricFamily(
+        "genqueue_provider_credit_paused", "1 while a provider is paused for credits", labels=["provider"]
+    )
+    in_flight = GaugeMetricFamily(
+        "genqueue_provider_in_flight", "Jobs a provider has accepted and not finished rendering", labels=["provider"]
+    )
+    for status in figures.providers:
+        breaker.add_metric([status.provider], 1.0 if status.breaker is BreakerState.OPEN else 0.0)
+        paused.add_metric([status.provider], 0.0 if status.credit_pause is None else 1.0)
+        in_flight.add_metric([status.provider], status.in_flight)
+    yield breaker
+    yield paused
+    yield in_flight
 
 
 class JobMetricsCollector(Collector):
-    """Yields the job metric families of the job store behind `client`, read afresh on each collect()."""
+    """Yields the families of the store behind `client`, read afresh on each collect()."""
 
-    def __init__(self, client: redis.Redis, clock: Callable[[], datetime] = utcnow) -> None:
+    def __init__(
+        self, client: redis.Redis, providers: list[ProviderConfig], clock: Callable[[], float] = time.time
+    ) -> None:
         self.client = client
+        self.providers = providers
         self.clock = clock
 
     def collect(self) -> Iterator[Metric]:
-        return iter(families(collect(self.client, self.clock())))
+        return iter(families(read_figures(self.client, self.providers, self.clock())))
 
 
-def families(metrics: JobMetrics) -> list[Metric]:
-    """The Prometheus metric families of one snapshot."""
-    jobs = GaugeMetricFamily("genqueue_jobs", "Jobs in the store by provider and status", labels=["provider", "status"])
-    errors = GaugeMetricFamily(
-        "genqueue_job_errors", "Jobs carrying an error, by provider and error code", labels=["provider", "code"]
-    )
-    polls = CounterMetricFamily(
-        "genqueue_job_polls_total", "Vendor polls summed over the jobs polled at least once", labels=["provider"]
-    )
-    polled = GaugeMetricFamily("genqueue_jobs_polled", "Jobs polled at least once", labels=["provider"])
-    state_seconds = CounterMetricFamily(
-        "genqueue_job_state_seconds_total",
-        "Seconds jobs spent in each status (a current non-terminal status counts until now)",
-        labels=["provider", "status"],
-    )
-    state_count = GaugeMetricFamily(
-        "genqueue_job_state_count",
-        "Stays in each status counted in genqueue_job_state_seconds_total",
-        labels=["provider", "status"],
-    )
-    credits = CounterMetricFamily("genqueue_job_cost_credits_total", "Job cost in vendor credits", labels=["provider"])
-    usd = CounterMetricFamily("genqueue_job_cost_usd_total", "Job cost in US dollars", labels=["provider"])
-    charged = GaugeMetricFamily(
-        "genqueue_job_charged",
-        "Ended jobs by whether the vendor charged them (yes, no, unknown; pending: canceled, vendor still rendering)",
-        labels=["provider", "charged"],
-    )
-    for name, provider in metrics.providers.items():
-        for status, count in provider.jobs_by_status.items():
-            jobs.add_metric([name, status], count)
-        for code, count in provider.errors_by_code.items():
-            errors.add_metric([name, code], count)
-        polls.add_metric([name], provider.polls)
-        polled.add_metric([name], provider.polled_jobs)
-        for status, spent in provider.state_time.items():
-            state_seconds.add_metric([name, status], spent.seconds)
-            state_count.add_metric([name, status], spent.count)
-        credits.add_metric([name], provider.cost_credits)
-        usd.add_metric([name], provider.cost_usd)
-        for state, count in provider.charged.items():
-            charged.add_metric([name, state], count)
-    due = GaugeMetricFamily(
-        "genqueue_steps_due", "Steps whose due time has passed, by the queue they run on", labels=["queue"]
-    )
-    overdue = GaugeMetricFamily(
-        "genqueue_steps_overdue",
-        "Steps due for more than a minute (no worker has taken them), by the queue they run on",
-        labels=["queue"],
-    )
-    for queue, steps in metrics.steps_due.items():
-        due.add_metric([queue], steps.due)
-        overdue.add_metric([queue], steps.overdue)
-    hooks = metrics.webhooks
-    return [
-        due,
-        overdue,
-        GaugeMetricFamily(
-            "genqueue_batches_active",
-            "Batches with work left for the dispatcher, which runs on the poll workers",
-            value=metrics.batches_active,
-        ),
-        jobs,
-        errors,
-        polls,
-        polled,
-        state_seconds,
-        state_count,
-        credits,
-        usd,
-        charged,
-        CounterMetricFamily("genqueue_webhook_attempts_total", "Webhook POSTs made", value=hooks.attempts),
-        CounterMetricFamily(
-            "genqueue_webhook_failed_attempts_total",
-            "Webhook POSTs that got no answer or a non-2xx answer",
-            value=hooks.failed_attempts,
-        ),
-        GaugeMetricFamily(
-            "genqueue_webhooks_delivered", "Jobs whose webhook event was delivered", value=hooks.delivered
-        ),
-        GaugeMetricFamily(
-            "genqueue_webhooks_given_up", "Jobs whose webhook event was given up on", value=hooks.given_up
-        ),
-        GaugeMetricFamily(
-            "genqueue_webhooks_dead_letters", "Length of the webhook dead-letter list", value=hooks.dead_letters
-        ),
-        GaugeMetricFamily(
-            "genqueue_quarantined_records",
-            "Jobs and batches set aside because their stored record could not be read",
-            value=metrics.quarantined,
-        ),
-    ]
-
-
-def registry_for(client: redis.Redis) -> CollectorRegistry:
+def registry_for(client: redis.Redis, providers: list[ProviderConfig] | None = None) -> CollectorRegistry:
     """A registry holding only the job metrics collector (no process or platform metrics)."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(JobMetricsCollector(client))
+    registry.register(JobMetricsCollector(client, providers or []))
     return registry
 
 
-def serve(client: redis.Redis, host: str, port: int) -> None:
+def serve(client: redis.Redis, host: str, port: int, providers: list[ProviderConfig] | None = None) -> None:
     """Expose the job metrics of the store behind `client` at http://host:port/metrics and block until interrupted."""
-    server, thread = start_http_server(port, addr=host, registry=registry_for(client))
+    server, thread = start_http_server(port, addr=host, registry=registry_for(client, providers))
     try:
         thread.join()
     except KeyboardInterrupt:

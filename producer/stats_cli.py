@@ -53,11 +53,11 @@ def metrics_serve(
     host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="port to listen on")] = 9808,
 ) -> None:
-    """Serve job metrics for Prometheus at http://HOST:PORT/metrics (read from the job store on each scrape)."""
+    """Serve job metrics for Prometheus at http://HOST:PORT/metrics (counters and gauges read on each scrape)."""
     from producer.metrics_exporter import serve
 
     typer.echo(f"serving job metrics at http://{host}:{port}/metrics", err=True)
-    serve(_client(), host, port)
+    serve(_client(), host, port, get_settings().usable_providers())
 
 
 def stats_text(client: redis.Redis, as_json: bool) -> str:

@@ -63,6 +63,8 @@ BATCH_DUE_KEY = KEY_PREFIX + "batches:due"
 DISPATCH_LOCK_KEY = KEY_PREFIX + "dispatch:lock"
 #: unix time of the last dispatcher pass, noted once it finished (how `batch status` tells held jobs wait for no one)
 DISPATCH_LAST_RUN_KEY = KEY_PREFIX + "dispatch:last-run"
+#: unix time the sweeper's last pass finished (its age is a metric: a sweeper that stopped is alerted on)
+SWEEP_LAST_RUN_KEY = KEY_PREFIX + "sweep:last-run"
 
 #: per provider (shared/protection/): token bucket hash `tokens`, `at` (unix time of its last update)
 PROVIDER_BUCKET_KEY = KEY_PREFIX + "provider:{name}:bucket"

@@ -18,14 +18,6 @@ The figures describe the jobs in Redis at `now`, not events since a process star
   nothing, the vendor's figure or the estimate where that is unknown), a running one its current figure.
 - `charged`: ended jobs by whether they were charged (`yes`, `no`, `unknown`), and `pending` for canceled jobs
   whose vendor still renders them.
-- `steps_due[queue]`: steps whose due time has passed, per queue, from the due index the job store's writes keep
-  per queue (shared/constants.py QUEUE_DUE_KEY; the webhooks queue also counts batches' `batch.completed`
-  deliveries), and how many of them are overdue (due more than OVERDUE_AFTER_SECONDS ago). It counts steps
-  waiting on a countdown once their time comes, which a queue's list length misses (Celery hands a countdown task
-  to a worker at once, to wait there), and leaves out batch jobs the dispatcher still holds. Only `collect` reads
-  it, in one round trip whatever the number of jobs.
-- `batches_active`: batches with work left for the dispatcher (held lines, or jobs not yet ended). The dispatcher
-  runs on the poll workers, so while one is active they must not scale to zero even with no step due.
 - webhooks: attempts, failed attempts (no answer, or an answer other than 2xx), deliveries, events given up on,
   and `dead_letters`, the length of the dead-letter list (only `collect` reads it; `summarize` leaves 0).
 """
@@ -40,7 +32,7 @@ import redis
 from pydantic import BaseModel, Field
 
 from shared import costs
-from shared.constants import ACTIVE_BATCHES_KEY, BATCH_DUE_KEY, QUEUE_DUE_KEYS, QUEUES
+from shared.constants import BATCH_DUE_KEY, QUEUE_DUE_KEYS, QUEUES
 from shared.models import STATUS_RANK, Job, JobStatus
 from shared.quarantine import Quarantine
 from shared.store import JobStore
@@ -108,8 +100,6 @@ class JobMetrics(BaseModel):
     webhooks: WebhookMetrics = Field(default_factory=WebhookMetrics)
     #: records set aside because they could not be read (shared/quarantine.py); only `collect` reads it
     quarantined: int = 0
-    steps_due: dict[str, QueueSteps] = Field(default_factory=dict)
-    batches_active: int = 0
 
     @property
     def jobs(self) -> int:
@@ -173,13 +163,17 @@ def collect(client: redis.Redis, now: datetime) -> JobMetrics:
     metrics = summarize(read_jobs(client), now)
     metrics.webhooks.dead_letters = DeadLetters(client).count()
     metrics.quarantined = Quarantine(client).count()
-    metrics.steps_due = steps_due(client, now)
-    metrics.batches_active = int(client.scard(ACTIVE_BATCHES_KEY))
     return metrics
 
 
 def steps_due(client: redis.Redis, now: datetime) -> dict[str, QueueSteps]:
-    """Per queue (every queue, in QUEUES order), the steps due at `now` and those overdue, in one round trip."""
+    """Per queue (every queue, in QUEUES order), the steps due at `now` and those overdue, in one round trip.
+
+    From the due index the job store's writes keep per queue (QUEUE_DUE_KEY; the webhooks queue also counts the
+    batches' `batch.completed` deliveries); overdue means due more than OVERDUE_AFTER_SECONDS ago. It counts a
+    step waiting on a countdown once its time comes, which a queue's list length misses (Celery hands a countdown
+    task to a worker at once, to wait there), and leaves out batch jobs the dispatcher still holds.
+    """
     due_before, overdue_before = now.timestamp(), now.timestamp() - OVERDUE_AFTER_SECONDS
     pipe = client.pipeline(transaction=False)
     for key in (*QUEUE_DUE_KEYS, BATCH_DUE_KEY):

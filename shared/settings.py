@@ -217,6 +217,16 @@ class Settings(BaseSettings):
         """Built-in providers and those added by settings, sorted."""
         return sorted(set(BUILTIN_PROVIDERS) | set(self.providers))
 
+    def usable_providers(self) -> list[ProviderConfig]:
+        """The configuration of every provider jobs can be sent to (a built-in one with no base URL is not)."""
+        configs = []
+        for name in self.provider_names():
+            try:
+                configs.append(self.provider(name))
+            except InvalidRequest:
+                continue
+        return configs
+
     def provider(self, name: str) -> ProviderConfig:
         """The merged configuration of provider `name`; InvalidRequest for an unknown or unusable one."""
         override = self.providers.get(name.lower(), ProviderOverride())

@@ -21,6 +21,7 @@ from redis.backoff import ExponentialWithJitterBackoff
 from redis.retry import Retry
 from redis.sentinel import Sentinel
 
+from shared import counters
 from shared.claims import HELD_BY_LUA, Claims, ClaimTakenOver, Slot
 from shared.constants import (
     BATCH_COUNTS_KEY,
@@ -43,15 +44,15 @@ from shared.settings import Settings
 
 # KEYS: job hash, due zset, batch counts hash, batch ended list (the last two unused for a job in no batch), the
 # key of the claim the job is created under (shared/claims.py: its idempotency key or its batch line; any key when
-# none), the tenant's job index and spend hash (any key for a job of no tenant), then the due zset of each queue in
-# QUEUES order.
+# none), the tenant's job index and spend hash (any key for a job of no tenant), the due zset of each queue in
+# QUEUES order, and the counters hash (shared/counters.py).
 # ARGV: expected version ("" = must not exist), data, status, job id, due score ("" = none), "1" when in a batch,
 # "1" when the new status is terminal, retention in ms ("" = keep forever); on creation the job id the claim must
 # still name ("" = no claim), the claim's field ("" = the claim is KEYS[5] itself) and the creation time in ms
 # ("" = the job has no tenant); the channel every committed write is published on; the change of the job's cost in
 # credits and in USD (added to the tenant's spend); on creation the tenant's budget, its currency ("" = none) and
 # amount: refused (-3) when the spend plus this job's cost would pass it; the position in QUEUES of the queue of
-# the job's next step ("" = none).
+# the job's next step ("" = none); then pairs of a counter field and the amount to add to it.
 # An ended job with nothing left to do expires after the retention; one given a step again (a webhook redelivery)
 # is kept.
 _CAS_SCRIPT = (
@@ -79,7 +80,7 @@ if ARGV[5] == '' then
 else
   redis.call('ZADD', KEYS[2], ARGV[5], ARGV[4])
 end
-for i = 8, #KEYS do redis.call('ZREM', KEYS[i], ARGV[4]) end
+for i = 8, 11 do redis.call('ZREM', KEYS[i], ARGV[4]) end
 if ARGV[17] ~= '' then redis.call('ZADD', KEYS[7 + tonumber(ARGV[17])], ARGV[5], ARGV[4]) end
 if ARGV[6] == '1' and old_status ~= ARGV[3] then
   if old_status then redis.call('HINCRBY', KEYS[3], old_status, -1) end
@@ -93,6 +94,7 @@ else
 end
 if ARGV[13] ~= '0' then redis.call('HINCRBYFLOAT', KEYS[7], 'credits', ARGV[13]) end
 if ARGV[14] ~= '0' then redis.call('HINCRBYFLOAT', KEYS[7], 'usd', ARGV[14]) end
+for i = 18, #ARGV, 2 do redis.call('HINCRBYFLOAT', KEYS[12], ARGV[i], ARGV[i + 1]) end
 redis.call('PUBLISH', ARGV[12], version .. ' ' .. ARGV[3])
 return version
 """
@@ -251,7 +253,7 @@ class JobStore:
             claim = idempotency_slot(job.idempotency_key)
         if job.status.value not in job.entered_at:
             job.entered_at = {**job.entered_at, job.status.value: job.created_at}
-        result = self._write(job, _readable_json(job), expected_version="", claim=claim, budget=budget)
+        result = self._write(job, _readable_json(job), expected_version="", before=None, claim=claim, budget=budget)
         if result == -3:
             assert budget is not None
             spent = self.tenant_spend(job.tenant or "")
@@ -340,14 +342,15 @@ class JobStore:
             if data is None:
                 return None
             current = self._parse(job_id, data)
-            old_status = current.status
+            old_status, before, previous_cost = current.status, counters.Before.of(current), current.cost
             new = change(current)
             if new is None:
                 return None
             if new.status is not old_status and new.status.value not in new.entered_at:
                 new.entered_at = {**new.entered_at, new.status.value: utcnow()}
             # no read-back check here: a job that was read back changes only in typed fields genqueue sets
-            if self._write(new, new.model_dump_json(), _text(version), previous_cost=current.cost, durable=durable) > 0:
+            written = self._write(new, new.model_dump_json(), _text(version), before, previous_cost, durable=durable)
+            if written > 0:
                 return new
         raise ConcurrentUpdate(f"job {job_id} changed {MAX_CAS_ATTEMPTS} times while being updated")
 
@@ -373,19 +376,20 @@ class JobStore:
         job: Job,
         data: str,
         expected_version: str,
+        before: counters.Before | None,
+        previous_cost: Cost | None = None,
         claim: Slot | None = None,
         budget: Budget | None = None,
-        previous_cost: Cost | None = None,
         durable: bool = False,
     ) -> int:
         due = "" if job.step is None else str(job.step.due_at.timestamp())
         batch = job.batch_id or "-"
-        before = previous_cost or Cost()
+        earlier = previous_cost or Cost()
         deltas = ["0", "0"]
         if job.tenant:
             deltas = [
-                repr((job.cost.credits or 0.0) - (before.credits or 0.0)),
-                repr((job.cost.usd or 0.0) - (before.usd or 0.0)),
+                repr((job.cost.credits or 0.0) - (earlier.credits or 0.0)),
+                repr((job.cost.usd or 0.0) - (earlier.usd or 0.0)),
             ]
         deltas = ["0" if float(delta) == 0 else delta for delta in deltas]
         keys = [
@@ -397,6 +401,7 @@ class JobStore:
             TENANT_JOBS_KEY.format(tenant=job.tenant) if job.tenant else DUE_KEY,
             TENANT_SPEND_KEY.format(tenant=job.tenant) if job.tenant else DUE_KEY,
             *QUEUE_DUE_KEYS,
+            counters.COUNTERS_KEY,
         ]
         args = [
             expected_version,
@@ -416,6 +421,8 @@ class JobStore:
             repr(budget.amount) if budget is not None else "",
             "" if job.step is None else str(QUEUES.index(STEP_TASKS[job.step.name][1]) + 1),
         ]
+        for key, amount in counters.of_write(before, job, utcnow()).items():
+            args += [key, repr(amount)]
         if not (durable and self.min_replicas):
             return int(self._cas(keys=keys, args=args))
         # WAIT counts the replicas that have this connection's writes: the write and the WAIT share a pipeline

@@ -19,7 +19,7 @@ from shared.models import Job, Output, utcnow
 from shared.storage import extension_for
 from workers import context
 from workers.app import genqueue_task
-from workers.steps import fail, retry_or_fail, run_step, write
+from workers.steps import count_vendor_request, fail, retry_or_fail, run_step, write
 
 
 @genqueue_task(FINALIZE_TASK)
@@ -32,6 +32,11 @@ def finalize(self: Task, job_id: str) -> None:
 def output_key(job_id: str, index: int, url: str) -> Callable[[str], str]:
     """The key for output `index`, its extension following the content type the vendor sent (else the URL's)."""
     return lambda content_type: context.storage().output_key(job_id, index, extension_for(content_type, url))
+
+
+def count_failed_download(job: Job, exc: GenqueueError) -> None:
+    if isinstance(exc, DownloadFailed):  # not a write to the bucket that failed
+        count_vendor_request(job.provider, "download", "error")
 
 
 def finalize_job(job: Job, task_id: str) -> None:
@@ -47,10 +52,13 @@ def finalize_job(job: Job, task_id: str) -> None:
     try:
         for index, url in enumerate(job.output_urls):
             outputs.append(storage.copy_from_url(context.download_http(), url, output_key(job.id, index, url)))
+            count_vendor_request(job.provider, "download", 200)
     except Transient as exc:  # a download or a write that may pass
+        count_failed_download(job, exc)
         retry_or_fail(job.id, task_id, exc)
         return
     except GenqueueError as exc:
+        count_failed_download(job, exc)
         fail(job.id, task_id, exc)
         return
     now = utcnow()

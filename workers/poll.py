@@ -16,11 +16,10 @@ from shared.decisions import poll as poll_rules
 from shared.errors import GenqueueError, Transient
 from shared.models import Job, utcnow
 from shared.providers.base import PollResult
-from shared.providers.client import send
 from shared.providers.registry import get_adapter
 from workers import context
 from workers.app import genqueue_task
-from workers.steps import carry_out, fail, retry_or_fail, run_step, write
+from workers.steps import call_vendor, carry_out, fail, retry_or_fail, run_step, write
 
 log = logging.getLogger("genqueue.workers")
 
@@ -38,9 +37,7 @@ def ask_vendor(job: Job) -> PollResult:
     config = context.settings().provider(job.provider)
     adapter = get_adapter(config.dialect)
     request = adapter.build_poll(job.provider_task_id, job.request, config, job.provider_task_scope)
-    return adapter.parse_poll(
-        send(context.http(), request, config.api_key, context.settings().provider_timeout_seconds)
-    )
+    return adapter.parse_poll(call_vendor("poll", config, request))
 
 
 def poll_job(job: Job, task_id: str) -> None:

@@ -15,13 +15,16 @@ import time
 from collections.abc import Callable
 from datetime import datetime
 
+import redis
 from celery import Task
 
-from shared import lifecycle
+from shared import counters, lifecycle
 from shared.decisions import Effects
-from shared.errors import GenqueueError, ProviderUnavailable
+from shared.errors import GenqueueError, ProviderRedirected, ProviderUnavailable
 from shared.lifecycle import Decision
 from shared.models import Job, JobStatus, Step, StepName, VendorOutcome, utcnow
+from shared.providers.base import HttpAnswer, HttpRequest
+from shared.providers.client import send
 from shared.quarantine import UnreadableRecord
 from shared.queueing import write_and_publish
 from shared.settings import ProviderConfig
@@ -32,6 +35,30 @@ from workers.leases import KEEPER
 log = logging.getLogger("genqueue.workers")
 
 StepHandler = Callable[[Job, str], None]
+
+
+def call_vendor(kind: str, config: ProviderConfig, request: HttpRequest) -> HttpAnswer:
+    """Send one vendor API call (`kind`: submit or poll) within the provider deadline, and count it by the status
+    it was answered with (shared/counters.py; a redirect counts as 3xx, no answer as transport); send's errors
+    pass through."""
+    status: int | str | None = None
+    try:
+        answer = send(context.http(), request, config.api_key, context.settings().provider_timeout_seconds)
+        status = answer.status_code
+        return answer
+    except ProviderRedirected:
+        status = "3xx"
+        raise
+    finally:
+        count_vendor_request(config.name, kind, status)
+
+
+def count_vendor_request(provider: str, kind: str, status: int | str | None) -> None:
+    """Count one vendor request; a Redis that fails here loses the count, never the step."""
+    try:
+        counters.count(context.store().redis, {counters.vendor_request(provider, kind, status): 1})
+    except redis.RedisError as exc:
+        log.warning("could not count a %s request to %s: %s", kind, provider, exc)
 
 
 def run_step(task: Task, job_id: str, name: StepName, lease_seconds: float, handler: StepHandler) -> None:

@@ -21,7 +21,6 @@ from shared.decisions import submit as submit_rules
 from shared.errors import GenqueueError
 from shared.models import Job, JobStatus, utcnow
 from shared.providers.base import HttpAnswer, SubmitResult
-from shared.providers.client import send
 from shared.providers.registry import get_adapter
 from shared.queueing import publish_step
 from shared.settings import ProviderConfig
@@ -29,7 +28,7 @@ from shared.storage import StorageInputs
 from shared.store import NotReplicated
 from workers import context
 from workers.app import app, genqueue_task
-from workers.steps import cancel, carry_out, fail, run_step, write
+from workers.steps import call_vendor, cancel, carry_out, fail, run_step, write
 
 log = logging.getLogger("genqueue.workers")
 
@@ -78,7 +77,7 @@ def submit_job(job: Job, task_id: str) -> None:
         return
     answer = None
     try:
-        answer = send(context.http(), request, config.api_key, context.settings().provider_timeout_seconds)
+        answer = call_vendor("submit", config, request)
         result = adapter.parse_submit(answer)
     except GenqueueError as exc:
         record_unanswered(job, task_id, config, exc, answer)

@@ -9,13 +9,14 @@ fresh task id and publishes it, so every job reaches an end.
 from __future__ import annotations
 
 import logging
+import time
 
 from celery import Task
 
 from shared import lifecycle, queueing
 from shared.batch import BatchStore
 from shared.batch import lifecycle as batch_lifecycle
-from shared.constants import SWEEP_TASK
+from shared.constants import SWEEP_LAST_RUN_KEY, SWEEP_TASK
 from shared.models import utcnow
 from shared.quarantine import UnreadableRecord
 from workers import context
@@ -29,8 +30,10 @@ BATCH = 500
 
 @genqueue_task(SWEEP_TASK)
 def sweep(self: Task) -> int:
-    """Resume every overdue job and batch step; the number resumed."""
-    return sweep_overdue() + sweep_overdue_batches()
+    """Resume every overdue job and batch step; the number resumed. Notes when the pass finished."""
+    resumed = sweep_overdue() + sweep_overdue_batches()
+    context.store().redis.set(SWEEP_LAST_RUN_KEY, repr(time.time()))
+    return resumed
 
 
 def sweep_overdue() -> int:

@@ -91,11 +91,11 @@ def test_stats_and_the_prometheus_exporter_count_jobs(
         text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
     finally:
         exporter.stop()
-    samples = [
-        line for line in text.splitlines() if line.startswith('genqueue_jobs{provider="sandbox",status="succeeded"}')
-    ]
+    ended = 'genqueue_jobs_ended_total{code="none",provider="sandbox",status="succeeded"}'
+    samples = [line for line in text.splitlines() if line.startswith(ended)]
     assert samples and float(samples[0].split()[-1]) >= 1
-    assert "genqueue_job_polls_total" in text
+    for counted in ("genqueue_polls_total", 'genqueue_vendor_requests_total{kind="submit",provider="sandbox"'):
+        assert counted in text
 
 
 def _answers(url: str) -> bool:

@@ -3,23 +3,17 @@
 from __future__ import annotations
 
 import json
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import fakeredis
-import httpx
 import pytest
 import redis
 import typer
-from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.parser import text_string_to_metric_families
 from typer.testing import CliRunner
 
-from producer import metrics_exporter, stats_cli
+from producer import stats_cli
 from producer.render import human_duration
 from shared import lifecycle
 from shared.constants import JOB_KEY
@@ -208,72 +202,6 @@ def test_collect_summarizes_the_store_and_counts_dead_letters(stored: redis.Redi
     # "legacy" got a running stamp at creation (T0) from the store, so it now counts 100 s of running
     running = metrics.providers["sandbox"].state_time["running"]
     assert (running.seconds, running.count) == (250.0, 3)
-
-
-def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    return {
-        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-    }
-
-
-def test_the_collector_exposes_job_metrics_with_values(stored: redis.Redis) -> None:
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(metrics_exporter.JobMetricsCollector(stored, clock=lambda: NOW))
-    text = generate_latest(registry).decode()
-    got = samples(text)
-
-    def value(name: str, **labels: str) -> float:
-        return got[(name, tuple(sorted(labels.items())))]
-
-    assert value("genqueue_jobs", provider="sandbox", status="running") == 2
-    assert value("genqueue_jobs", provider="vicsee", status="failed") == 1
-    assert value("genqueue_job_errors", provider="vicsee", code="provider_error") == 1
-    assert value("genqueue_job_polls_total", provider="sandbox") == 12
-    assert value("genqueue_jobs_polled", provider="sandbox") == 3
-    assert value("genqueue_job_state_seconds_total", provider="sandbox", status="running") == 250
-    assert value("genqueue_job_state_count", provider="sandbox", status="running") == 3
-    assert value("genqueue_job_cost_credits_total", provider="sandbox") == pytest.approx(3.5)
-    assert value("genqueue_job_cost_usd_total", provider="vicsee") == pytest.approx(0.5)
-    assert value("genqueue_webhook_attempts_total") == 10
-    assert value("genqueue_webhook_failed_attempts_total") == 7
-    assert value("genqueue_webhooks_delivered") == 1
-    assert value("genqueue_webhooks_given_up") == 2
-    assert value("genqueue_webhooks_dead_letters") == 2
-    assert "# TYPE genqueue_job_polls_total counter" in text
-    assert "# TYPE genqueue_jobs gauge" in text
-    assert not any(name.startswith(("process_", "python_")) for name, _ in got)
-
-
-def test_a_scrape_reads_the_store_afresh(client: redis.Redis) -> None:
-    registry = metrics_exporter.registry_for(client)
-    assert samples(generate_latest(registry).decode())[("genqueue_webhooks_dead_letters", ())] == 0
-    JobStore(client).create(make_job("late", JobStatus.QUEUED, {"queued": 0}))
-    after = samples(generate_latest(registry).decode())
-    assert after[("genqueue_jobs", (("provider", "sandbox"), ("status", "queued")))] == 1
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def test_serve_answers_scrapes_over_http(stored: redis.Redis) -> None:
-    port = free_port()
-    threading.Thread(target=metrics_exporter.serve, args=(stored, "127.0.0.1", port), daemon=True).start()
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            response = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5)
-            break
-        except httpx.TransportError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.05)
-    assert response.status_code == 200
-    assert samples(response.text)[("genqueue_webhooks_dead_letters", ())] == 2
 
 
 @pytest.fixture
