@@ -18,7 +18,7 @@ from producer.api import JobNotFound
 from producer.cli_batch import batch_app
 from producer.cli_common import EXIT_FAILED, EXIT_REFUSED, EXIT_WAIT_TIMEOUT, producer, refuse
 from producer.cli_keys import keys_app
-from producer.render import job_lines, progress_printer, provider_lines
+from producer.render import history_lines, job_lines, progress_printer, provider_lines
 from producer.stats_cli import metrics_serve, stats
 from shared.errors import GenqueueError
 from shared.models import Job, JobStatus
@@ -100,13 +100,20 @@ def submit(
 def status(
     job_id: Annotated[str, typer.Argument(help="the job id submit printed")],
     as_json: Annotated[bool, typer.Option("--json", help="print the job as JSON")] = False,
+    with_history: Annotated[bool, typer.Option("--history", help="and every step run: time, try, answer")] = False,
 ) -> None:
-    """Print a job's current state."""
+    """Print a job's current state (with --history, each run of each step as well)."""
     try:
         job = producer().get(job_id)
     except JobNotFound as exc:
         refuse(str(exc))
-    print_job(job, as_json)
+    if not with_history:
+        print_job(job, as_json)
+    elif as_json:
+        history = [record.model_dump(mode="json") for record in job.history]
+        typer.echo(json.dumps({**job.public(), "history": history, "history_dropped": job.history_dropped}, indent=2))
+    else:
+        typer.echo("\n".join([*job_lines(job), "", *history_lines(job)]))
 
 
 @app.command()

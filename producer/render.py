@@ -6,7 +6,7 @@ import time
 from collections.abc import Callable
 from typing import TextIO
 
-from shared.models import Job
+from shared.models import HISTORY_HEAD, Job
 from shared.protection import ProviderStatus
 
 
@@ -28,6 +28,22 @@ def job_lines(job: Job) -> list[str]:
     if job.webhook:
         state = "delivered" if job.webhook.delivered else (job.webhook.gave_up or "pending")
         lines.append(f"  webhook: {job.webhook.event_type} {job.webhook.event_id} {state}")
+    return lines
+
+
+def history_lines(job: Job) -> list[str]:
+    """The job's step runs, oldest first, one line each: start time, step, attempt, answer, duration, outcome."""
+    lines = [f"{'started (UTC)':23}  {'step':15} {'try':>3}  {'answer':9} {'took':>8}  outcome"]
+    for n, record in enumerate(job.history):
+        if n == HISTORY_HEAD and job.history_dropped:
+            lines.append(f"… {job.history_dropped} more runs not kept …")
+        answer = "-" if record.answer is None else str(record.answer)
+        started = record.at.strftime("%Y-%m-%d %H:%M:%S.%f")[:23]
+        lines.append(
+            f"{started:23}  {record.step:15} {record.attempt:>3}  {answer:9} {record.seconds:>7.2f}s  {record.outcome}"
+        )
+    if not job.history:
+        lines.append("(no step has run yet)")
     return lines
 
 

@@ -157,6 +157,26 @@ class JobError(BaseModel):
 StepName = Literal["submit", "poll", "finalize", "deliver_webhook"]
 
 
+class StepRecord(BaseModel):
+    """One run of a step, as the job's history keeps it: when it started, which attempt it was, what answered
+    its outbound call (the vendor's HTTP status, a webhook receiver's, `transport` for no answer), how long it
+    took until its outcome was written, and that outcome (the job's status, its error code or the retry, the
+    next step)."""
+
+    step: StepName
+    at: datetime
+    attempt: int = 0
+    seconds: float
+    answer: int | str | None = None
+    outcome: str
+
+
+#: a job's history keeps its first HISTORY_HEAD runs and its last HISTORY_LIMIT - HISTORY_HEAD (a job polled for
+#: hours would otherwise grow without bound); `history_dropped` counts the runs left out between
+HISTORY_LIMIT = 50
+HISTORY_HEAD = 5
+
+
 class Step(BaseModel):
     """The one next step of a job's task chain.
 
@@ -247,6 +267,9 @@ class Job(BaseModel):
     webhook: WebhookState | None = None
     #: when the job entered each status it has been in (status value -> time), stamped by the job store
     entered_at: dict[str, datetime] = Field(default_factory=dict)
+    #: every run of a step, oldest first (see HISTORY_LIMIT), written with the run's outcome
+    history: list[StepRecord] = Field(default_factory=list)
+    history_dropped: int = 0
 
     @computed_field  # type: ignore[prop-decorator]
     @property

@@ -19,7 +19,7 @@ from shared.models import Job, Output, utcnow
 from shared.storage import extension_for
 from workers import context
 from workers.app import genqueue_task
-from workers.steps import count_vendor_request, fail, retry_or_fail, run_step, write
+from workers.steps import count_vendor_request, fail, note_answer, retry_or_fail, run_step, write
 
 
 @genqueue_task(FINALIZE_TASK)
@@ -37,6 +37,7 @@ def output_key(job_id: str, index: int, url: str) -> Callable[[str], str]:
 def count_failed_download(job: Job, exc: GenqueueError) -> None:
     if isinstance(exc, DownloadFailed):  # not a write to the bucket that failed
         count_vendor_request(job.provider, "download", "error")
+        note_answer("error")
 
 
 def finalize_job(job: Job, task_id: str) -> None:
@@ -53,6 +54,7 @@ def finalize_job(job: Job, task_id: str) -> None:
         for index, url in enumerate(job.output_urls):
             outputs.append(storage.copy_from_url(context.download_http(), url, output_key(job.id, index, url)))
             count_vendor_request(job.provider, "download", 200)
+            note_answer(200)
     except Transient as exc:  # a download or a write that may pass
         count_failed_download(job, exc)
         retry_or_fail(job.id, task_id, exc)

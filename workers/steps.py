@@ -13,12 +13,13 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from contextvars import ContextVar
 from datetime import datetime
 
 import redis
 from celery import Task
 
-from shared import counters, lifecycle
+from shared import counters, history, lifecycle
 from shared.decisions import Effects
 from shared.errors import GenqueueError, ProviderRedirected, ProviderUnavailable
 from shared.lifecycle import Decision
@@ -36,6 +37,9 @@ log = logging.getLogger("genqueue.workers")
 
 StepHandler = Callable[[Job, str], None]
 
+#: the step run this thread is in (set by run_step), noted as it goes and recorded in the job by its outcome's write
+CURRENT_RUN: ContextVar[history.StepRun | None] = ContextVar("genqueue_step_run", default=None)
+
 
 def call_vendor(kind: str, config: ProviderConfig, request: HttpRequest) -> HttpAnswer:
     """Send one vendor API call (`kind`: submit or poll) within the provider deadline, and count it by the status
@@ -51,6 +55,14 @@ def call_vendor(kind: str, config: ProviderConfig, request: HttpRequest) -> Http
         raise
     finally:
         count_vendor_request(config.name, kind, status)
+        note_answer("transport" if status is None else status)
+
+
+def note_answer(answer: int | str) -> None:
+    """Note what answered the current step run's outbound call (its history record shows the last)."""
+    run = CURRENT_RUN.get()
+    if run is not None:
+        run.answer = answer
 
 
 def count_vendor_request(provider: str, kind: str, status: int | str | None) -> None:
@@ -90,24 +102,35 @@ def run_step(task: Task, job_id: str, name: StepName, lease_seconds: float, hand
         app.send_task(task.name, args=[job_id], task_id=task_id, countdown=countdown)
         return
     assert claim.record is not None
+    attempt = claim.record.step.attempt if claim.record.step is not None else 0
+    token = CURRENT_RUN.set(history.StepRun(step=name, started=now, attempt=attempt))
     try:
         with KEEPER.keep(job_id, task_id, lease_seconds):
             handler(claim.record, task_id)
     except Exception as exc:  # a bug or an unexpected failure must not leave the job stuck
         log.exception("%s: job %s: unexpected %s", name, job_id, type(exc).__name__)
         retry_or_fail(job_id, task_id, ProviderUnavailable(f"internal error in {name}: {type(exc).__name__}"))
+    finally:
+        CURRENT_RUN.reset(token)
 
 
 def write(job_id: str, transition: Callable[[Job], Job | None], now: datetime) -> Job | None:
     """Write `transition` to the job and publish the step it leaves; a job it failed frees its in-flight slot
-    (the vendor is done with it, or never took it). The job written, or None if the transition declined."""
+    (the vendor is done with it, or never took it). The first write of a step run's outcome records the run in
+    the job's history. The job written, or None if the transition declined."""
     before: dict[str, JobStatus] = {}
+    run = CURRENT_RUN.get()
 
     def change(job: Job) -> Job | None:
         before["status"] = job.status
-        return transition(job)
+        after = transition(job)
+        if after is None or run is None or run.recorded:
+            return after
+        return history.with_run(job, after, run, now)
 
     written = write_and_publish(context.store(), app, context.settings(), job_id, change, now)
+    if written is not None and run is not None:
+        run.recorded = True
     if written is not None and written.status is JobStatus.FAILED and before["status"] is not JobStatus.FAILED:
         log.info("job %s failed: %s", job_id, written.error.code if written.error else "?")
         context.guard().free_slot(written.provider, job_id)

@@ -19,7 +19,7 @@ from shared.webhooks.attempt import UNSIGNED_REFUSAL, attempt_event
 from shared.webhooks.dead_letters import DeadLetters
 from workers import context
 from workers.app import genqueue_task
-from workers.steps import move_on, run_step
+from workers.steps import move_on, note_answer, run_step
 
 log = logging.getLogger("genqueue.workers")
 
@@ -58,6 +58,8 @@ def deliver_job_event(job: Job, task_id: str) -> None:
     attempted = attempt_event(
         context.webhook_http(), job.webhook_url, state, job.public(), settings, utcnow(), secret, missing
     )
+    code = attempted.result.status_code
+    note_answer("transport" if code is None else code)
     new_state, step = webhook_rules.after_attempt(job, attempted, utcnow())
     if attempted.result.gone:
         given_up.mark_gone(job.webhook_url)

@@ -1,4 +1,5 @@
-"""`/v1/jobs`: create, read, cancel and redeliver jobs, each key seeing only its own (any other id is 404).
+"""`/v1/jobs`: create, read (with the history of its step runs), cancel and redeliver jobs, each key seeing only
+its own (any other id is 404).
 
 A thin layer over the Producer: a request is checked and refused exactly as `genqueue submit` refuses it, before
 anything is stored. An `Idempotency-Key` is scoped to the key that sends it, so two tenants cannot collide or probe
@@ -23,7 +24,7 @@ from producer.http_api.problems import PROBLEM_RESPONSES, ApiProblem, not_found
 from shared.batch import BatchStore
 from shared.batch.models import BatchLine
 from shared.keys import ApiKey
-from shared.models import Job, JobStatus, JobView
+from shared.models import Job, JobStatus, JobView, StepRecord
 
 #: jobs a page holds at most, and jobs one listing request reads at most while filtering (it then hands a cursor)
 MAX_PAGE = 200
@@ -124,6 +125,21 @@ def list_jobs(
 def get_job(job_id: str, key: Tenant, request: Request) -> JobView:
     """The job as it is now."""
     return owned_job(producer_of(request), key, job_id).view()
+
+
+class JobHistory(BaseModel):
+    """Every run of the job's steps, oldest first; `dropped` runs between the first and the last are not kept."""
+
+    job_id: str
+    history: list[StepRecord]
+    dropped: int
+
+
+@router.get("/{job_id}/history", response_model=JobHistory)
+def get_job_history(job_id: str, key: Tenant, request: Request) -> JobHistory:
+    """Each run of each step of the job: when, which try, what answered, how long it took, what it led to."""
+    job = owned_job(producer_of(request), key, job_id)
+    return JobHistory(job_id=job.id, history=job.history, dropped=job.history_dropped)
 
 
 @router.post("/{job_id}/cancel", response_model=JobView, responses={409: PROBLEM_RESPONSES[404]})

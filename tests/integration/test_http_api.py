@@ -82,6 +82,10 @@ def test_a_job_made_over_http_runs_to_the_end(
     ended = wait_ended(api, job["id"])
     assert ended["status"] == "succeeded" and len(ended["outputs"]) == 1
     assert set(ended) == set(job)  # the job JSON of INTERFACE.md, nothing of the bookkeeping
+    history = api.get(f"/v1/jobs/{job['id']}/history").json()
+    assert history["job_id"] == job["id"] and history["dropped"] == 0
+    assert history["history"][0]["step"] == "submit"
+    assert history["history"][0]["answer"] == 200 and "finalize" in {run["step"] for run in history["history"]}
 
 
 def test_prefer_wait_answers_when_the_job_ended(
@@ -124,6 +128,7 @@ def test_a_key_sees_only_its_own_jobs(api_url: str, pipeline_env: dict[str, str]
     missing = other.get("/v1/jobs/job_does_not_exist")
     for answer in (
         other.get(f"/v1/jobs/{job['id']}"),
+        other.get(f"/v1/jobs/{job['id']}/history"),
         other.post(f"/v1/jobs/{job['id']}/cancel"),
         other.post(f"/v1/jobs/{job['id']}/webhook/redeliver"),
     ):
