@@ -22,7 +22,7 @@ from producer.validate import (
     normalized_metadata,
     validate,
 )
-from shared import costs, lifecycle
+from shared import costs, lifecycle, tracing
 from shared.batch.models import BatchLine
 from shared.claims import Slot
 from shared.constants import JOB_EVENTS_CHANNEL
@@ -180,6 +180,7 @@ class Producer:
             deadline_at=now + timedelta(seconds=self.settings.job_timeout_seconds),
             submit_by=submit_by,
             step=None if held else lifecycle.new_step("submit", now),
+            trace_context=tracing.job_context(job_id, provider),
         )
         self.store.create(job, claim, budget)
         return job

@@ -20,6 +20,7 @@ from producer.cli_common import EXIT_FAILED, EXIT_REFUSED, EXIT_WAIT_TIMEOUT, pr
 from producer.cli_keys import keys_app
 from producer.render import history_lines, job_lines, progress_printer, provider_lines
 from producer.stats_cli import metrics_serve, stats
+from shared import logs
 from shared.errors import GenqueueError
 from shared.models import Job, JobStatus
 from shared.quarantine import UnreadableRecord
@@ -194,6 +195,7 @@ def sandbox(
         faults = [parse_fault(spec) for spec in fault]
     except ValueError as exc:
         refuse(str(exc))
+    logs.configure(get_settings().log_format)
     serve(SandboxConfig(host=host, port=port, delay_seconds=delay, output_bytes=output_bytes, faults=faults))
 
 
@@ -207,7 +209,9 @@ def api(
 
     from producer.http_api.app import create_app
 
-    uvicorn.run(create_app(get_settings()), host=host, port=port, log_level="info", access_log=False)
+    settings = get_settings()
+    logs.configure(settings.log_format, "INFO", settings.secrets())
+    uvicorn.run(create_app(settings), host=host, port=port, log_config=None, access_log=False)
 
 
 quarantine_app = typer.Typer(no_args_is_help=True, help="Records that could not be read, set aside.")

@@ -19,6 +19,7 @@ import typer
 
 from producer.cli_common import refuse
 from producer.render import human_duration
+from shared import logs
 from shared.metrics import JobMetrics, StateTime, collect, read_jobs, summarize_by_metadata
 from shared.models import STATUS_RANK, JobStatus, utcnow
 from shared.settings import get_settings
@@ -56,8 +57,10 @@ def metrics_serve(
     """Serve job metrics for Prometheus at http://HOST:PORT/metrics (counters and gauges read on each scrape)."""
     from producer.metrics_exporter import serve
 
+    settings = get_settings()
+    logs.configure(settings.log_format, "INFO", settings.secrets())
     typer.echo(f"serving job metrics at http://{host}:{port}/metrics", err=True)
-    serve(_client(), host, port, get_settings().usable_providers())
+    serve(_client(), host, port, settings.usable_providers())
 
 
 def stats_text(client: redis.Redis, as_json: bool) -> str:

@@ -267,6 +267,8 @@ class Job(BaseModel):
     webhook: WebhookState | None = None
     #: when the job entered each status it has been in (status value -> time), stamped by the job store
     entered_at: dict[str, datetime] = Field(default_factory=dict)
+    #: the W3C trace context of the job's trace (shared/tracing.py), so every step run joins it; {} untraced
+    trace_context: dict[str, str] = Field(default_factory=dict)
     #: every run of a step, oldest first (see HISTORY_LIMIT), written with the run's outcome
     history: list[StepRecord] = Field(default_factory=list)
     history_dropped: int = 0

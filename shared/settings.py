@@ -6,6 +6,7 @@ The variables of INTERFACE.md are the contract; the rest are tuning knobs with d
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Literal
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -145,6 +146,8 @@ class Settings(BaseSettings):
     download_url_expiry_seconds: int = 7 * 24 * 3600
     #: an ended job (its webhook delivered or given up) is kept this long in Redis, then expires; 0 keeps it forever
     job_retention_days: float = 30.0
+    #: log lines as text for a person at a terminal, or one JSON object a line for a log system (shared/logs.py)
+    log_format: Literal["text", "json"] = "text"
     #: the producer's `wait` is woken by the store's notice of each write to the job; it reads the job at least
     #: this often all the same (a notice lost with a connection costs at most this long)
     wait_interval_seconds: float = 5.0

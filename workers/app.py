@@ -8,6 +8,7 @@ from typing import Any
 import redis
 from celery import Task, signals
 
+from shared import logs
 from shared.constants import DISPATCH_TASK, SWEEP_TASK
 from shared.queueing import make_celery
 from shared.settings import Settings, get_settings
@@ -76,6 +77,14 @@ def refuse_redis_cluster(**_: Any) -> None:
             continue
 
 
+def configure_logging(loglevel: str | int | None = None, **_: Any) -> None:
+    """Celery's logging, replaced by genqueue's (shared/logs.py): text or JSON as GENQUEUE_LOG_FORMAT says, at
+    the worker's --loglevel, each line with its step's job id, provider, step and task, secrets redacted."""
+    settings = get_settings()
+    logs.configure(settings.log_format, loglevel or "INFO", settings.secrets())
+
+
+signals.setup_logging.connect(configure_logging)
 signals.worker_init.connect(refuse_redis_cluster)
 signals.beat_init.connect(refuse_redis_cluster)
 

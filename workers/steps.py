@@ -19,7 +19,7 @@ from datetime import datetime
 import redis
 from celery import Task
 
-from shared import counters, history, lifecycle
+from shared import counters, history, lifecycle, logs, tracing
 from shared.decisions import Effects
 from shared.errors import GenqueueError, ProviderRedirected, ProviderUnavailable
 from shared.lifecycle import Decision
@@ -74,9 +74,19 @@ def count_vendor_request(provider: str, kind: str, status: int | str | None) -> 
 
 
 def run_step(task: Task, job_id: str, name: StepName, lease_seconds: float, handler: StepHandler) -> None:
-    """Claim step `name` of job `job_id` for this task and run `handler(job, task_id)` if it is ours to run."""
+    """Claim step `name` of job `job_id` for this task and run `handler(job, task_id)` if it is ours to run.
+
+    Every line logged meanwhile carries the job id, the step and the task id (and once claimed the provider, the
+    batch and the attempt: shared/logs.py); the run is a span in the job's trace (shared/tracing.py)."""
     task_id = task.request.id
     assert task_id is not None
+    with logs.bind_step(job_id=job_id, step=name, task_id=task_id):
+        _run_step(task, task_id, job_id, name, lease_seconds, handler)
+
+
+def _run_step(
+    task: Task, task_id: str, job_id: str, name: StepName, lease_seconds: float, handler: StepHandler
+) -> None:
     now = utcnow()
     outcome: dict[str, lifecycle.Claim[Job]] = {}
 
@@ -102,11 +112,16 @@ def run_step(task: Task, job_id: str, name: StepName, lease_seconds: float, hand
         app.send_task(task.name, args=[job_id], task_id=task_id, countdown=countdown)
         return
     assert claim.record is not None
-    attempt = claim.record.step.attempt if claim.record.step is not None else 0
+    job = claim.record
+    attempt = job.step.attempt if job.step is not None else 0
     token = CURRENT_RUN.set(history.StepRun(step=name, started=now, attempt=attempt))
     try:
-        with KEEPER.keep(job_id, task_id, lease_seconds):
-            handler(claim.record, task_id)
+        with (
+            logs.bind_step(provider=job.provider, batch_id=job.batch_id, attempt=attempt),
+            tracing.step_span(job, name, attempt),
+            KEEPER.keep(job_id, task_id, lease_seconds),
+        ):
+            handler(job, task_id)
     except Exception as exc:  # a bug or an unexpected failure must not leave the job stuck
         log.exception("%s: job %s: unexpected %s", name, job_id, type(exc).__name__)
         retry_or_fail(job_id, task_id, ProviderUnavailable(f"internal error in {name}: {type(exc).__name__}"))
@@ -129,8 +144,11 @@ def write(job_id: str, transition: Callable[[Job], Job | None], now: datetime) -
         return history.with_run(job, after, run, now)
 
     written = write_and_publish(context.store(), app, context.settings(), job_id, change, now)
-    if written is not None and run is not None:
+    if written is not None and run is not None and not run.recorded:
         run.recorded = True
+        if written.history:
+            record = written.history[-1]
+            log.info("%s answered %s in %.2fs: %s", record.step, record.answer or "-", record.seconds, record.outcome)
     if written is not None and written.status is JobStatus.FAILED and before["status"] is not JobStatus.FAILED:
         log.info("job %s failed: %s", job_id, written.error.code if written.error else "?")
         context.guard().free_slot(written.provider, job_id)
