@@ -39,21 +39,13 @@ import boto3
 import httpx
 
 from infra.local.processes import ServerProcess, free_port, port_open
-from infra.local.stack import BIN, stack_env
+from infra.local.stack import BIN, FAST_SETTINGS, beat_argv, stack_env, worker_argv
 from infra.local.webhook_receiver import WebhookReceiver, start_receiver
 from tests.support import netns
 
-#: schedules short enough for a run of about a minute (the same as the integration tests', tests/integration)
-FAST_SETTINGS = {
-    "GENQUEUE_POLL_INITIAL_SECONDS": "0.2",
-    "GENQUEUE_POLL_MAX_INTERVAL_SECONDS": "1",
-    "GENQUEUE_RETRY_BASE_SECONDS": "0.2",
-    "GENQUEUE_WEBHOOK_RETRY_DELAYS": "[0.2, 0.5, 1]",
-    "GENQUEUE_JOB_TIMEOUT_SECONDS": "120",
-    "GENQUEUE_WAIT_INTERVAL_SECONDS": "0.1",
-    "GENQUEUE_SWEEP_INTERVAL_SECONDS": "1",
-    "GENQUEUE_DISPATCH_INTERVAL_SECONDS": "0.5",
-    "GENQUEUE_DISPATCH_TASK_SECONDS": "3",
+#: the tests' fast schedules, with leases as short as the settings allow, for a run of about a minute
+PARTITION_SETTINGS = {
+    **FAST_SETTINGS,
     # leases as short as the settings allow: a vendor call's is 1.5 x this + 30 s, a webhook's 2 x this + 30 s;
     # a step host A was running when cut off is taken over once its lease has run out
     "GENQUEUE_PROVIDER_TIMEOUT_SECONDS": "2",
@@ -150,34 +142,6 @@ class Report:
         )
 
 
-def worker_argv(name: str, concurrency: int = 8) -> list[str]:
-    """`celery -A workers worker` on all four queues, as infra/local/stack.LocalStack starts it."""
-    return [
-        sys.executable,
-        "-m",
-        "celery",
-        "-A",
-        "workers",
-        "worker",
-        "-Q",
-        "submit,poll,finalize,webhooks",
-        "--pool",
-        "threads",
-        "-c",
-        str(concurrency),
-        "-n",
-        f"{name}@%h",
-        "--without-gossip",
-        "--without-mingle",
-        "--loglevel",
-        "INFO",
-    ]
-
-
-def beat_argv(schedule: Path) -> list[str]:
-    return [sys.executable, "-m", "celery", "-A", "workers", "beat", "--schedule", str(schedule), "--loglevel", "INFO"]
-
-
 def count(pattern: re.Pattern[str], text: str) -> int:
     return len(pattern.findall(text))
 
@@ -239,7 +203,7 @@ def run_partition(
             redis_url = f"redis://{address}:{redis_port}/0"
             s3 = f"http://{address}:{moto_port}"
             env = stack_env(redis_url, s3, sandbox, secret, bucket=f"partition-{uuid.uuid4().hex[:8]}")
-            env.update(FAST_SETTINGS)
+            env.update(PARTITION_SETTINGS)
             os.environ.update(env)
             settings = Settings()
             Storage(settings).ensure_bucket()
@@ -252,8 +216,8 @@ def run_partition(
                 process.wait_until(lambda: ready in process.log_tail(20000), timeout=60, what=name)
                 return process
 
-            worker_a = start("host-a", host_a.argv(worker_argv("hosta")), "ready.")
-            worker_b = start("host-b", host_b.argv(worker_argv("hostb")), "ready.")
+            worker_a = start("host-a", host_a.argv(worker_argv("hosta", concurrency=8)), "ready.")
+            worker_b = start("host-b", host_b.argv(worker_argv("hostb", concurrency=8)), "ready.")
             start("beat", host_b.argv(beat_argv(workdir / "celerybeat-schedule")), "beat: Starting")
 
             producer = Producer(settings)

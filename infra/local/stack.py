@@ -38,6 +38,35 @@ def stack_env(
     return env
 
 
+#: fast schedules for tests and benches, so a run takes seconds: polls every 0.2-1 s, retries after 0.2 s,
+#: webhooks 0.2-1 s, the sweeper every second with a 3 s grace
+FAST_SETTINGS = {
+    "GENQUEUE_POLL_INITIAL_SECONDS": "0.2",
+    "GENQUEUE_POLL_MAX_INTERVAL_SECONDS": "1",
+    "GENQUEUE_RETRY_BASE_SECONDS": "0.2",
+    "GENQUEUE_WEBHOOK_RETRY_DELAYS": "[0.2, 0.5, 1]",
+    "GENQUEUE_JOB_TIMEOUT_SECONDS": "120",
+    "GENQUEUE_WAIT_INTERVAL_SECONDS": "0.1",
+    "GENQUEUE_SWEEP_GRACE_SECONDS": "3",
+    "GENQUEUE_SWEEP_INTERVAL_SECONDS": "1",
+    "GENQUEUE_DISPATCH_INTERVAL_SECONDS": "0.5",
+    "GENQUEUE_DISPATCH_TASK_SECONDS": "3",
+}
+
+
+def worker_argv(name: str, queues: str = "submit,poll,finalize,webhooks", concurrency: int = 16) -> list[str]:
+    """`celery -A workers worker` on `queues` with a threads pool, named `name@host`, INFO logging."""
+    return [
+        sys.executable, "-m", "celery", "-A", "workers", "worker", "-Q", queues, "--pool", "threads",
+        "-c", str(concurrency), "-n", f"{name}@%h", "--without-gossip", "--without-mingle", "--loglevel", "INFO",
+    ]  # fmt: skip
+
+
+def beat_argv(schedule: Path) -> list[str]:
+    """`celery -A workers beat` keeping its schedule in `schedule`, INFO logging."""
+    return [sys.executable, "-m", "celery", "-A", "workers", "beat", "--schedule", str(schedule), "--loglevel", "INFO"]
+
+
 @dataclass
 class LocalStack:
     """Processes started for one run; `stop()` ends each of them, newest first."""
@@ -108,43 +137,11 @@ class LocalStack:
     def start_workers(
         self, name: str = "worker", queues: str = "submit,poll,finalize,webhooks", concurrency: int = 16
     ) -> ServerProcess:
-        argv = [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "workers",
-            "worker",
-            "-Q",
-            queues,
-            "--pool",
-            "threads",
-            "-c",
-            str(concurrency),
-            "-n",
-            f"{name}@%h",
-            "--without-gossip",
-            "--without-mingle",
-            "--loglevel",
-            "INFO",
-        ]
-        return self._start(name, argv, ready_text="ready.", timeout=60.0)
+        return self._start(name, worker_argv(name, queues, concurrency), ready_text="ready.", timeout=60.0)
 
     def start_beat(self) -> ServerProcess:
         """`celery -A workers beat`: runs the sweeper every Settings.sweep_interval_seconds."""
-        schedule = self.workdir / "celerybeat-schedule"
-        argv = [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "workers",
-            "beat",
-            "--schedule",
-            str(schedule),
-            "--loglevel",
-            "INFO",
-        ]
+        argv = beat_argv(self.workdir / "celerybeat-schedule")
         return self._start("beat", argv, ready_text="beat: Starting", timeout=60.0)
 
     def start_flower(self, port: int | None = None, basic_auth: str = "admin:genqueue") -> str:

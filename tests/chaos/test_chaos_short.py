@@ -2,28 +2,17 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import pytest
 
+from tests.support.bench import load_bench
+
 pytestmark = pytest.mark.integration
-
-CHAOS = Path(__file__).resolve().parents[2] / "bench" / "chaos.py"
-
-
-def load_chaos():  # type: ignore[no-untyped-def]
-    spec = importlib.util.spec_from_file_location("genqueue_chaos", CHAOS)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["genqueue_chaos"] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_chaos_short_form(tmp_path: Path, artifacts_dir: Path) -> None:
-    chaos = load_chaos()
+    chaos = load_bench("chaos")
     report = chaos.run_chaos(jobs=60, short=True, workdir=tmp_path, timeout=240.0)
     table = report.table()
     (artifacts_dir / "chaos-short.txt").write_text(table + "\n" + "\n".join(report.lost + report.untold) + "\n")

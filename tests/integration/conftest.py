@@ -9,25 +9,11 @@ from collections.abc import Iterator
 import pytest
 
 from infra.local.processes import ServerProcess
-from infra.local.stack import LocalStack, stack_env
+from infra.local.stack import FAST_SETTINGS, LocalStack, stack_env
 from infra.local.webhook_receiver import WebhookReceiver, start_receiver
 from shared.settings import Settings
 from shared.storage import Storage
 from shared.webhooks.signing import generate_secret
-
-#: fast schedules so the suite runs in seconds: polls every 0.2-1 s, retries after 0.2 s, webhooks 0.2-1 s
-FAST_SETTINGS = {
-    "GENQUEUE_POLL_INITIAL_SECONDS": "0.2",
-    "GENQUEUE_POLL_MAX_INTERVAL_SECONDS": "1",
-    "GENQUEUE_RETRY_BASE_SECONDS": "0.2",
-    "GENQUEUE_WEBHOOK_RETRY_DELAYS": "[0.2, 0.5, 1]",
-    "GENQUEUE_JOB_TIMEOUT_SECONDS": "120",
-    "GENQUEUE_WAIT_INTERVAL_SECONDS": "0.1",
-    "GENQUEUE_SWEEP_GRACE_SECONDS": "3",
-    "GENQUEUE_SWEEP_INTERVAL_SECONDS": "1",
-    "GENQUEUE_DISPATCH_INTERVAL_SECONDS": "0.5",
-    "GENQUEUE_DISPATCH_TASK_SECONDS": "3",
-}
 
 
 @pytest.fixture(scope="session")

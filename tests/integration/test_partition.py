@@ -10,30 +10,18 @@ nothing of the rig left behind.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import shutil
-import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from tests.support import netns
+from tests.support.bench import load_bench
 
 pytestmark = pytest.mark.integration
 
-PARTITION = Path(__file__).resolve().parents[2] / "bench" / "partition.py"
 JOBS = 30
-
-
-def load_partition() -> Any:
-    spec = importlib.util.spec_from_file_location("genqueue_partition", PARTITION)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["genqueue_partition"] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture
@@ -53,7 +41,7 @@ def partition_ready() -> None:
 def test_a_host_cut_off_mid_run_loses_nothing_pays_nothing_twice_and_its_late_writes_change_nothing(
     tmp_path: Path, artifacts_dir: Path
 ) -> None:
-    partition = load_partition()
+    partition = load_bench("partition")
     report = partition.run_partition(JOBS, tmp_path, render_seconds=5.0, timeout=60.0)
     summary = report.summary()
     faults = report.lost + report.changed_after_heal + report.output_mismatch

@@ -22,13 +22,13 @@ import redis
 from kombu import Connection, Exchange, Producer, Queue
 
 from infra.local.processes import ServerProcess, free_port
-from infra.local.stack import LocalStack, stack_env
+from infra.local.stack import FAST_SETTINGS, LocalStack, stack_env
 from producer.api import Producer as JobProducer
 from shared.constants import QUEUES
 from shared.models import JobStatus
 from shared.settings import Settings
 from shared.storage import Storage
-from tests.integration.conftest import FAST_SETTINGS, settings_for
+from tests.integration.conftest import settings_for
 from workers.broker_recovery import restore_unacked, take_unacked
 
 pytestmark = pytest.mark.integration

@@ -52,6 +52,31 @@ def redis_server(workdir: Path, name: str, port: int, *extra: str) -> ServerProc
     return server
 
 
+def sentinel_env(rig: Rig, pipeline_env: dict[str, str]) -> dict[str, str]:
+    """The pipeline's settings, with Redis found through the rig's sentinel."""
+    return {
+        **pipeline_env,
+        "GENQUEUE_REDIS_URL": f"redis://127.0.0.1:{rig.master_port}/0",
+        "GENQUEUE_REDIS_SENTINELS": json.dumps([f"127.0.0.1:{rig.sentinel_port}"]),
+        "GENQUEUE_REDIS_SENTINEL_MASTER": MASTER,
+    }
+
+
+def wait_ended(producer: Producer, jobs: list[Job], until: float) -> dict[str, Job]:
+    """The jobs that ended by monotonic time `until`, by id (a read that fails mid-failover is tried again)."""
+    ended: dict[str, Job] = {}
+    while time.monotonic() < until and len(ended) < len(jobs):
+        for job in jobs:
+            try:
+                current = producer.get(job.id)
+            except redis.RedisError:
+                continue
+            if current.status.terminal:
+                ended[job.id] = current
+        time.sleep(0.5)
+    return ended
+
+
 @pytest.fixture
 def rig(tmp_path: Path) -> Iterator[Rig]:
     """A master, its replica and one sentinel (quorum 1, a master is down after 1 s without answers)."""
@@ -80,12 +105,7 @@ def rig(tmp_path: Path) -> Iterator[Rig]:
 def test_workers_and_producer_follow_a_sentinel_failover_and_no_job_is_lost_or_paid_twice(
     rig: Rig, pipeline_env: dict[str, str], sandbox_url: str, tmp_path: Path
 ) -> None:
-    env = {
-        **pipeline_env,
-        "GENQUEUE_REDIS_URL": f"redis://127.0.0.1:{rig.master_port}/0",
-        "GENQUEUE_REDIS_SENTINELS": json.dumps([f"127.0.0.1:{rig.sentinel_port}"]),
-        "GENQUEUE_REDIS_SENTINEL_MASTER": MASTER,
-    }
+    env = sentinel_env(rig, pipeline_env)
     stack = LocalStack(tmp_path / "processes", env=env)
     (tmp_path / "processes").mkdir()
     stats_before = httpx.get(f"{sandbox_url}/_control/stats").json()
@@ -107,16 +127,7 @@ def test_workers_and_producer_follow_a_sentinel_failover_and_no_job_is_lost_or_p
             assert time.monotonic() - killed < 60, "the sentinel did not promote the replica"
             time.sleep(0.2)
         promoted = time.monotonic() - killed
-        ended = {}
-        while time.monotonic() - killed < 120 and len(ended) < len(jobs):
-            for job in jobs:
-                try:
-                    current = producer.get(job.id)
-                except redis.RedisError:
-                    continue
-                if current.status.terminal:
-                    ended[job.id] = current
-            time.sleep(0.5)
+        ended = wait_ended(producer, jobs, until=killed + 120)
         recovered = time.monotonic() - killed
     finally:
         httpx.post(f"{sandbox_url}/_control/config", json={"delay_seconds": 0.5})
@@ -134,12 +145,7 @@ def test_a_failover_in_the_middle_of_paced_submits_loses_no_job_and_pays_none_tw
     """The master dies while submits are still being paced out (2 a second) and comes back on its old address
     with its append-only file, as a restarted host's would, right after the promotion: the sentinel makes it a
     replica, and every job still ends succeeded, each submitted once."""
-    env = {
-        **pipeline_env,
-        "GENQUEUE_REDIS_URL": f"redis://127.0.0.1:{rig.master_port}/0",
-        "GENQUEUE_REDIS_SENTINELS": json.dumps([f"127.0.0.1:{rig.sentinel_port}"]),
-        "GENQUEUE_REDIS_SENTINEL_MASTER": MASTER,
-    }
+    env = sentinel_env(rig, pipeline_env)
     stack = LocalStack(tmp_path / "processes", env=env)
     (tmp_path / "processes").mkdir()
     stats_before = httpx.get(f"{sandbox_url}/_control/stats").json()
@@ -162,16 +168,7 @@ def test_a_failover_in_the_middle_of_paced_submits_loses_no_job_and_pays_none_tw
             time.sleep(0.2)
         promoted = time.monotonic() - killed
         returned = redis_server(tmp_path, "master", rig.master_port, "--appendonly", "yes")
-        ended: dict[str, Job] = {}
-        while time.monotonic() - killed < 120 and len(ended) < len(jobs):
-            for job in jobs:
-                try:
-                    current = producer.get(job.id)
-                except redis.RedisError:
-                    continue
-                if current.status.terminal:
-                    ended[job.id] = current
-            time.sleep(0.5)
+        ended = wait_ended(producer, jobs, until=killed + 120)
         recovered = time.monotonic() - killed
         old_master_role = redis.Redis(port=rig.master_port).info("replication")["role"]
     finally:
@@ -246,12 +243,7 @@ def test_with_no_replica_to_take_the_intent_nothing_is_sent(
 def test_beat_follows_a_sentinel_failover(rig: Rig, pipeline_env: dict[str, str], tmp_path: Path) -> None:
     """celery beat publishes the sweeper through Sentinel: after kill -9 of the master its tasks reach the promoted
     replica (no worker here consumes them, so they pile up in the `poll` queue there)."""
-    env = {
-        **pipeline_env,
-        "GENQUEUE_REDIS_URL": f"redis://127.0.0.1:{rig.master_port}/0",
-        "GENQUEUE_REDIS_SENTINELS": json.dumps([f"127.0.0.1:{rig.sentinel_port}"]),
-        "GENQUEUE_REDIS_SENTINEL_MASTER": MASTER,
-    }
+    env = sentinel_env(rig, pipeline_env)
     stack = LocalStack(tmp_path, env=env)
     try:
         stack.start_beat()
