@@ -26,6 +26,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -322,8 +323,15 @@ def inject_faults(
 
 
 def run_chaos(
-    jobs: int, short: bool, workdir: Path, timeout: float = 300.0, scenarios: frozenset[str] = frozenset(SCENARIOS)
+    jobs: int,
+    short: bool,
+    workdir: Path,
+    timeout: float = 300.0,
+    scenarios: frozenset[str] = frozenset(SCENARIOS),
+    on_stack: Callable[[LocalStack], None] | None = None,
 ) -> Report:
+    """One chaos run; `on_stack(stack)` is called once the servers are up and their settings exported (to start
+    what watches the run: bench/dashboard.py's exporter), and what it starts on `stack` is stopped with it."""
     from shared.webhooks.signing import generate_secret
 
     report = Report()
@@ -349,6 +357,8 @@ def run_chaos(
 
         settings = Settings()
         Storage(settings).ensure_bucket()
+        if on_stack is not None:
+            on_stack(stack)
         supervisor.start_all()
         watcher.start()
 
