@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# Install the system programs genqueue's demo and tests run: redis-server (and, for the compose check in
-# tests, docker-compose). Uses apt where a program is missing and we are root; otherwise says how to get it.
+# Install the system programs genqueue's demo and tests run: redis-server (and, for the tests, docker-compose for
+# the compose check and promtool, from Debian's prometheus package, for the monitoring files). Uses apt where a
+# program is missing and we are root; otherwise says how to get it.
 set -euo pipefail
 missing=()
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 if [ "${1:-}" = "--test" ]; then
   command -v docker-compose >/dev/null 2>&1 || missing+=(docker-compose)
+  command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
 fi
 [ ${#missing[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
@@ -16,6 +18,10 @@ if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
   # Debian starts a redis-server service on install; genqueue starts its own, so stop that one.
   if [[ " ${missing[*]} " == *" redis-server "* ]]; then
     (service redis-server stop || systemctl stop redis-server || true) >/dev/null 2>&1
+  fi
+  # Likewise a prometheus service: the tests need only its promtool.
+  if [[ " ${missing[*]} " == *" prometheus "* ]]; then
+    (service prometheus stop || systemctl stop prometheus || true) >/dev/null 2>&1
   fi
 else
   echo "genqueue needs ${missing[*]}: install it (e.g. 'sudo apt-get install ${missing[*]}' or 'brew install redis')" >&2

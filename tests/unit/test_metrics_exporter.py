@@ -27,6 +27,7 @@ from shared.constants import (
 from shared.models import Cost, GenerationRequest, Job, JobStatus, utcnow
 from shared.settings import Settings
 from shared.store import JobStore
+from tests.support import promtool
 
 Series = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
@@ -162,3 +163,20 @@ def test_serve_answers_scrapes_over_http() -> None:
             time.sleep(0.05)
     assert response.status_code == 200
     assert series(response.text)[("genqueue_jobs_created_total", (("provider", "sandbox"),))] == 1
+
+
+def test_the_exposition_passes_promtool_and_holds_exactly_the_catalog_the_rules_and_dashboard_use() -> None:
+    client = fakeredis.FakeRedis()
+    store = JobStore(client)
+    store.create(a_job("job_a"))
+    store.update(
+        "job_a",
+        lambda job: job.model_copy(update={"status": JobStatus.SUCCEEDED, "step": None, "cost": Cost(usd=0.25)}),
+    )
+    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    text = generate_latest(metrics_exporter.registry_for(client, [settings.provider("sandbox")])).decode()
+    assert promtool.check_metrics(text) == ""
+    exposed = {family.name: family.type for family in text_string_to_metric_families(text)}
+    # the parser names a counter family without its _total
+    catalog = {name.removesuffix("_total"): family.kind for name, family in promtool.METRICS.items()}
+    assert exposed == {name: kind for name, kind in catalog.items() if name != "up"}
