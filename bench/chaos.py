@@ -60,6 +60,8 @@ CHAOS_SETTINGS = {
     "GENQUEUE_PROVIDER_TIMEOUT_SECONDS": "3",
     "GENQUEUE_JOB_TIMEOUT_SECONDS": "240",
     "GENQUEUE_WAIT_INTERVAL_SECONDS": "0.2",
+    # so that each job's story can be read back from the logs (`told`)
+    "GENQUEUE_LOG_FORMAT": "json",
 }
 
 
@@ -128,6 +130,9 @@ class Report:
     #: corrupt job records planted mid-run, and how many of them the loops set aside (must be all)
     poisoned: list[str] = field(default_factory=list)
     quarantined: int = 0
+    #: ended jobs whose end the workers' JSON logs tell, in a line carrying the job's id, of all ended jobs
+    told: int = 0
+    ended: int = 0
 
     def table(self) -> str:
         rows = [
@@ -156,6 +161,7 @@ class Report:
                 "batch completed, batch.completed webhooks",
                 f"{'yes' if self.batch_completed else 'NO'}, {self.batch_webhooks}",
             ),
+            ("jobs whose end their log lines tell (by job_id)", f"{self.told} of {self.ended}"),
             ("wall time", f"{self.seconds:.1f} s"),
         ]
         width = max(len(name) for name, _ in rows)
@@ -409,6 +415,7 @@ def run_chaos(
         quarantined = {record.id for record in producer.store.quarantine.records()}
         report.quarantined = sum(job_id in quarantined for job_id in report.poisoned)
         report.kills, report.restarts = supervisor.kills, supervisor.restarts
+        read_stories(report, producer, list(ids.values()), workdir)
     finally:
         supervisor.stopping.set()
         receiver.stop()
@@ -416,6 +423,26 @@ def run_chaos(
         os.environ.clear()
         os.environ.update(saved_environ)
     return report
+
+
+def read_stories(report: Report, producer: object, job_ids: list[str], workdir: Path) -> None:
+    """For each ended job, whether a JSON log line with its job_id names the status it ended in: the story an
+    operator reads with `jq 'select(.job_id=="…")'` over the workers' logs."""
+    stories: dict[str, list[str]] = {}
+    for log_file in workdir.glob("*.log"):
+        for line in log_file.read_text(errors="replace").splitlines():
+            if line.startswith("{"):
+                try:
+                    record = json.loads(line)
+                except ValueError:
+                    continue
+                if isinstance(record, dict) and "job_id" in record:
+                    stories.setdefault(str(record["job_id"]), []).append(str(record.get("event", "")))
+    for job_id in job_ids:
+        job = producer.get(job_id)  # type: ignore[attr-defined]
+        if job.status.terminal:
+            report.ended += 1
+            report.told += any(f": {job.status.value}" in event for event in stories.get(job_id, []))
 
 
 def batch_done(producer: object, name: str) -> bool:
