@@ -8,6 +8,7 @@ import redis
 import typer
 
 from producer.api import Producer
+from shared import tracing
 from shared.settings import get_settings
 from shared.store import STORE_SETTING, RedisClusterRefused, refuse_cluster
 
@@ -21,6 +22,7 @@ def refuse(reason: str) -> NoReturn:
 
 
 def producer() -> Producer:
+    tracing.configure("genqueue-cli")
     try:
         made = Producer(get_settings())
     except ValueError as exc:  # settings that do not validate

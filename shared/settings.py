@@ -151,6 +151,9 @@ class Settings(BaseSettings):
     #: the producer's `wait` is woken by the store's notice of each write to the job; it reads the job at least
     #: this often all the same (a notice lost with a connection costs at most this long)
     wait_interval_seconds: float = 5.0
+    #: a worker's heartbeat and ready files for an orchestrator's probes (workers/health.py); unset, none are written
+    health_dir: str | None = None
+    health_interval_seconds: float = Field(default=10.0, gt=0)
 
     @field_validator("redis_sentinels")
     @classmethod

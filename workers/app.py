@@ -8,11 +8,12 @@ from typing import Any
 import redis
 from celery import Task, signals
 
-from shared import logs
+from shared import logs, tracing
 from shared.constants import DISPATCH_TASK, SWEEP_TASK
 from shared.queueing import make_celery
 from shared.settings import Settings, get_settings
 from shared.store import BROKER_SETTING, STORE_SETTING, RedisClusterRefused, redis_client, refuse_cluster
+from workers.health import health_step
 
 
 def worker_config(settings: Settings) -> dict[str, Any]:
@@ -61,6 +62,8 @@ def worker_config(settings: Settings) -> dict[str, Any]:
 
 app = make_celery(get_settings())
 app.conf.update(worker_config(get_settings()))
+# heartbeat and ready files for an orchestrator's probes, only when GENQUEUE_HEALTH_DIR is set (workers/health.py)
+app.steps["consumer"].add(health_step())
 
 
 def refuse_redis_cluster(**_: Any) -> None:
@@ -96,3 +99,20 @@ def genqueue_task(name: str) -> Callable[[Callable[..., Any]], Task]:
         return app.task(name=name, bind=True, typing=True)(function)
 
     return register
+
+
+def trace_worker(**_: Any) -> None:
+    """Tracing on in a worker when the OTEL_* variables ask for it (shared/tracing.py). `worker_init` fires in the
+    worker's main process, which runs the tasks with the threads pool; `worker_process_init` in each prefork
+    child, which inherits the parent's set-up."""
+    tracing.configure("genqueue-worker")
+
+
+def trace_beat(**_: Any) -> None:
+    """Tracing on in beat when the OTEL_* variables ask for it (shared/tracing.py)."""
+    tracing.configure("genqueue-beat")
+
+
+signals.worker_init.connect(trace_worker)
+signals.worker_process_init.connect(trace_worker)
+signals.beat_init.connect(trace_beat)

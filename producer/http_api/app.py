@@ -24,6 +24,7 @@ from redis.asyncio.sentinel import Sentinel as AsyncSentinel
 from producer.api import Producer
 from producer.http_api import batches, events, jobs, problems
 from producer.http_api.auth import Tenant
+from shared import tracing
 from shared.keys import KeyStore
 from shared.settings import Settings
 from shared.store import STORE_SETTING, master_options, refuse_cluster, sentinel_addresses
@@ -62,6 +63,8 @@ def create_app(settings: Settings, producer: Producer | None = None) -> FastAPI:
         summary="AI image and video generation jobs: vendor APIs in, your bucket and a signed webhook out.",
         lifespan=lifespan,
     )
+    tracing.configure("genqueue-api")
+    tracing.instrument_app(app)
     app.state.producer = producer or Producer(settings)
     app.state.keys = KeyStore(app.state.producer.store.redis)
     problems.install(app)
