@@ -52,6 +52,7 @@ integration: setup system-deps
 	$(BIN)/pytest -q tests/integration
 
 bench: setup system-deps
+	$(BIN)/python bench/engine_ceiling.py --short
 	$(BIN)/python bench/pipeline_throughput.py
 	$(BIN)/python bench/storage_memory.py
 
