@@ -63,6 +63,14 @@ CHAOS_SETTINGS = {
     # so that each job's story can be read back from the logs (`told`)
     "GENQUEUE_LOG_FORMAT": "json",
 }
+#: the short form (tests/chaos/): the same faults, with the pauses they cause cut short. A provider out of credits
+#: sends one probe every 60 s by default and an open breaker waits 30 s: here both recover within a few seconds of
+#: the fault ending (credits are topped up at 9 s; the gateway's 503 burst opens its breaker), so the run is not
+#: spent waiting out a pause whose start and end it has already shown
+SHORT_SETTINGS = {
+    "GENQUEUE_PROVIDERS__VEO3API__CREDIT_PROBE_INTERVAL_SECONDS": "4",
+    "GENQUEUE_PROVIDERS__GATEWAY__BREAKER_COOLDOWN_SECONDS": "3",
+}
 
 
 @dataclass
@@ -355,6 +363,8 @@ def run_chaos(
         sandbox = stack.start_sandbox(delay=1.0, output_bytes=64 * 1024)
         env = stack_env(redis_url, s3, sandbox, receiver.secret or "", bucket="chaos")
         env.update(CHAOS_SETTINGS)
+        if short:
+            env.update(SHORT_SETTINGS)
         os.environ.update(env)
         stack.env = dict(os.environ)
         from producer.api import Producer

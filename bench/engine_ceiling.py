@@ -3,7 +3,7 @@
 Starts its own redis-server, moto S3, sandbox (delay 0, 1 KiB outputs) and webhook receiver (bench/_stack.py),
 then measures, each part with a fresh worker started by `infra.local.stack.worker_argv` (threads pool, -c N,
 INFO logging, no gossip/mingle) on genqueue's Celery app and `workers.app.worker_config` (acks_late, prefetch 1,
-task events on), so the two cannot drift:
+task events as configured: off until Flower asks), so the two cannot drift:
 
 1. Celery's ceiling: N 4-task no-op chains (bench/_noop_chain.py, one task per genqueue queue, each publishing
    the next, on the workers' own app); again with the worker reaching Redis through the latency proxy.
@@ -552,7 +552,8 @@ def report(
     print(f"command: {command}")
     print(
         f"worker: workers.app.worker_config via infra.local.stack.worker_argv: threads -c {args.concurrency}, "
-        f"acks_late, prefetch 1, task events on, --loglevel INFO; {args.jobs} jobs and {args.jobs} chains"
+        f"acks_late, prefetch 1, task events off (no Flower asks), --loglevel INFO; {args.jobs} jobs and {args.jobs}"
+        " chains"
     )
     print(
         f"part 4: {veo['jobs']} veo3api + {vic['jobs']} vicsee jobs over {args.spread_seconds:g} s, "

@@ -1,12 +1,12 @@
 """Job metrics for Prometheus: figures counted when things happen, and gauges read from indexes, never a scan.
 
 `JobMetricsCollector(client, providers)` reads on every scrape, in three round trips whatever the number of jobs
-(two more per active batch): the counters hash (shared/counters.py: incremented by the job store's writes and the
-steps), the per-queue due indexes, the active batches and what they hold, the sweeper's and the dispatcher's last
-pass, the dead-letter and quarantine sizes, Redis's memory, and each provider's protection state. A Redis error
-fails the scrape (Prometheus then records `up == 0`) instead of exposing stale figures. `serve(client, host,
-port)` exposes only this collector (no process or Python metrics) over HTTP and blocks. `genqueue stats` is the
-report that reads every job; this is not.
+(two more while any batch is active, whatever the number of batches): the counters hash (shared/counters.py:
+incremented by the job store's writes and the steps), the per-queue due indexes, the active batches and what they
+hold, the sweeper's and the dispatcher's last pass, the dead-letter and quarantine sizes, Redis's memory, and each
+provider's protection state. A Redis error fails the scrape (Prometheus then records `up == 0`) instead of
+exposing stale figures. `serve(client, host, port)` exposes only this collector (no process or Python metrics)
+over HTTP and blocks. `genqueue stats` is the report that reads every job; this is not.
 
 Families (docs/interface.md lists them with their labels):
 - counters: genqueue_jobs_created_total, genqueue_jobs_ended_total, genqueue_polls_total,
@@ -37,17 +37,13 @@ from shared import counters
 from shared.batch import BatchStore
 from shared.constants import (
     ACTIVE_BATCHES_KEY,
-    BATCH_DUE_KEY,
     DISPATCH_LAST_RUN_KEY,
     QUARANTINE_KEY,
-    QUEUE_DUE_KEYS,
-    QUEUES,
     SWEEP_LAST_RUN_KEY,
     WEBHOOK_DEAD_LETTERS_KEY,
 )
-from shared.metrics import OVERDUE_AFTER_SECONDS, QueueSteps
+from shared.metrics import DUE_COMMANDS, QueueSteps, queue_due_commands, queue_steps
 from shared.protection import BreakerState, ProviderGuard, ProviderStatus
-from shared.quarantine import UnreadableRecord
 from shared.settings import ProviderConfig
 
 #: help text of each counter family (the name gets `genqueue_` before it and `_total` after)
@@ -88,21 +84,19 @@ def read_figures(client: redis.Redis, providers: list[ProviderConfig], now: floa
     """Everything a scrape shows, read from the store at unix time `now`."""
     pipe = client.pipeline(transaction=False)
     pipe.hgetall(counters.COUNTERS_KEY)
-    for key in (*QUEUE_DUE_KEYS, BATCH_DUE_KEY):
-        pipe.zcount(key, "-inf", now)
-        pipe.zcount(key, "-inf", now - OVERDUE_AFTER_SECONDS)
+    queue_due_commands(pipe, now)
     pipe.smembers(ACTIVE_BATCHES_KEY)
     pipe.get(SWEEP_LAST_RUN_KEY)
     pipe.get(DISPATCH_LAST_RUN_KEY)
     pipe.llen(WEBHOOK_DEAD_LETTERS_KEY)
     pipe.hlen(QUARANTINE_KEY)
     replies = pipe.execute()
-    raw_counters, due = replies[0], [int(count) for count in replies[1:11]]
-    active, sweep, dispatch, dead, quarantined = replies[11:]
+    raw_counters, due = replies[0], replies[1 : 1 + DUE_COMMANDS]
+    active, sweep, dispatch, dead, quarantined = replies[1 + DUE_COMMANDS :]
     memory = _memory(client)
-    figures = Figures(
+    return Figures(
         samples=list(counters.parse(raw_counters)),
-        steps={queue: QueueSteps(due=due[2 * i], overdue=due[2 * i + 1]) for i, queue in enumerate(QUEUES)},
+        steps=queue_steps(due),
         batches_active=len(active),
         sweeper_age=_age(sweep, now),
         dispatcher_age=_age(dispatch, now),
@@ -111,11 +105,8 @@ def read_figures(client: redis.Redis, providers: list[ProviderConfig], now: floa
         used_memory=int(memory.get("used_memory", 0)),
         maxmemory=int(memory.get("maxmemory", 0)),
         providers=ProviderGuard(client).status(providers, now) if providers else [],
+        batch_jobs_held=BatchStore(client).held_by([_text(batch_id) for batch_id in active]),
     )
-    figures.steps["webhooks"].due += due[-2]
-    figures.steps["webhooks"].overdue += due[-1]
-    figures.batch_jobs_held = _held(client, [_text(batch_id) for batch_id in active])
-    return figures
 
 
 def _memory(client: redis.Redis) -> dict[str, int]:
@@ -124,20 +115,6 @@ def _memory(client: redis.Redis) -> dict[str, int]:
         return cast(dict[str, int], client.info("memory"))
     except redis.ResponseError:
         return {}
-
-
-def _held(client: redis.Redis, batch_ids: list[str]) -> int:
-    """Jobs the active batches hold back; a batch that cannot be read (quarantined) counts none."""
-    store = BatchStore(client)
-    held = 0
-    for batch_id in batch_ids:
-        try:
-            batch = store.get(batch_id)
-        except UnreadableRecord:
-            continue
-        if batch is not None:
-            held += store.held_count(batch_id, batch.providers)
-    return held
 
 
 def _age(raw: bytes | str | None, now: float) -> float:

@@ -8,7 +8,7 @@ with the outcome, in the same compare-and-set.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from shared.models import HISTORY_HEAD, HISTORY_LIMIT, Job, StepName, StepRecord
@@ -16,13 +16,15 @@ from shared.models import HISTORY_HEAD, HISTORY_LIMIT, Job, StepName, StepRecord
 
 @dataclass
 class StepRun:
-    """What one run of a step has done so far: its step, when it started, its attempt, what answered its call."""
+    """What one run of a step has done so far: its step, when it started, its attempt, what answered its call, and
+    the counts (shared/counters.py fields: its vendor requests) its next write is to add."""
 
     step: StepName
     started: datetime
     attempt: int
     answer: int | str | None = None
     recorded: bool = False
+    counts: dict[str, float] = field(default_factory=dict)
 
 
 def outcome(before: Job, after: Job) -> str:

@@ -121,12 +121,30 @@ class _DeadlineBackend(httpcore.NetworkBackend):
         self._inner.sleep(seconds)
 
 
+_context_lock = threading.Lock()
+_contexts: list[ssl.SSLContext] = []
+
+
+def shared_ssl_context() -> ssl.SSLContext:
+    """httpx's default TLS context (certificates verified against its CA bundle), made once per process.
+
+    Making one loads and parses the whole CA bundle, which a profile of the worker showed costing more than the
+    requests themselves when each thread's new client made its own. An SSLContext may be shared by any number of
+    connections and threads.
+    """
+    if not _contexts:
+        with _context_lock:
+            if not _contexts:
+                _contexts.append(httpx.create_ssl_context())
+    return _contexts[0]
+
+
 def deadline_transport(ssl_context: ssl.SSLContext | None = None) -> httpx.HTTPTransport:
     """An httpx.HTTPTransport (HTTP/1.1, no proxy) whose connections keep to the caller's `Deadline`.
 
-    Outside a Deadline it behaves as a plain HTTPTransport. `ssl_context` defaults to httpx's.
+    Outside a Deadline it behaves as a plain HTTPTransport. `ssl_context` defaults to the process's shared one.
     """
-    context = ssl_context if ssl_context is not None else httpx.create_ssl_context()
+    context = ssl_context if ssl_context is not None else shared_ssl_context()
     transport = httpx.HTTPTransport(verify=context)
     # httpx.HTTPTransport takes no network backend: its connection pool is rebuilt around ours, with the arguments
     # HTTPTransport gives it (tests/unit/test_http_deadline.py fails if httpx stops sending through `_pool`)

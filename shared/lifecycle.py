@@ -93,20 +93,27 @@ def claim(job: Job, name: StepName, task_id: str, now: datetime, lease_seconds: 
     decision, delay = step_decision(step, task_id, now)
     if decision is not Decision.RUN:
         return Claim(decision, delay=delay), None
-    leased = job.model_copy(deep=True)
-    assert leased.step is not None
-    leased.step.lease_until = now + timedelta(seconds=lease_seconds)
+    assert job.step is not None
+    leased = _with_lease(job, job.step, now + timedelta(seconds=lease_seconds))
     return Claim(Decision.RUN, leased), leased
 
 
+def _with_lease(job: Job, step: Step, until: datetime) -> Job:
+    """`job` with its step leased until `until`; a copy of the two it changes (the rest is shared: transitions
+    replace what they change, never edit it in place, so sharing is safe and spares a deep copy per write)."""
+    return job.model_copy(update={"step": step.model_copy(update={"lease_until": until})})
+
+
 def renew_lease(job: Job, task_id: str, now: datetime, lease_seconds: float) -> Job | None:
-    """Extend the lease of the step task `task_id` is running; None when the step is no longer its own."""
+    """Extend the lease of the step task `task_id` is running to at least `lease_seconds` from `now`; None when the
+    step is no longer its own, or already holds a longer lease (a submit's intent takes the vendor call's: a renewal
+    never shortens it)."""
     if not owns_step(job, task_id) or job.step is None or job.step.lease_until is None:
         return None
-    renewed = job.model_copy(deep=True)
-    assert renewed.step is not None
-    renewed.step.lease_until = now + timedelta(seconds=lease_seconds)
-    return renewed
+    until = now + timedelta(seconds=lease_seconds)
+    if job.step.lease_until >= until:
+        return None
+    return _with_lease(job, job.step, until)
 
 
 def owns_step(job: Job, task_id: str) -> bool:
@@ -122,7 +129,7 @@ def advance(
         return None
     if status is not None and STATUS_RANK[status] < STATUS_RANK[job.status]:
         return None
-    new = job.model_copy(deep=True, update=fields)
+    new = job.model_copy(update=fields)  # shallow: see _with_lease
     if status is not None:
         new.status = status
     new.step = step

@@ -27,6 +27,8 @@ from shared import tracing
 LogFormat = Literal["text", "json"]
 #: the fields a step run binds, in the order a text line shows them
 STEP_FIELDS = ("job_id", "batch_id", "provider", "step", "attempt", "task_id")
+#: where Celery logs a line for every task it receives and every one that succeeds
+CELERY_PER_TASK_LOGGERS = ("celery.worker.strategy", "celery.app.trace")
 
 
 def configure(log_format: LogFormat, level: str | int = "INFO", secrets: Sequence[str] = ()) -> None:
@@ -38,10 +40,13 @@ def configure(log_format: LogFormat, level: str | int = "INFO", secrets: Sequenc
         structlog.stdlib.add_logger_name,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
+    # a traceback becomes plain text before the secrets are redacted, in both formats: left to the console
+    # renderer it would be drawn after redaction, with rich's locals of every frame (secrets among them), and
+    # drawing those takes a busy worker seconds
+    shared.append(structlog.processors.format_exc_info)
     renderer: Processor
     if log_format == "json":
         renderer = structlog.processors.JSONRenderer()
-        shared.append(structlog.processors.format_exc_info)
     else:
         renderer = structlog.dev.ConsoleRenderer(colors=False)
     formatter = structlog.stdlib.ProcessorFormatter(
@@ -57,6 +62,11 @@ def configure(log_format: LogFormat, level: str | int = "INFO", secrets: Sequenc
     root.setLevel(level if isinstance(level, int) else level.upper())
     # httpx logs every request at INFO with its full URL (query strings, presigned signatures): keep it quiet
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    # Celery's two lines per task ("received", "succeeded in") say nothing a step's own line does not, and cost a
+    # worker more than some steps do: shown at DEBUG only. Its failures are logged at ERROR, so they still show.
+    quiet = logging.NOTSET if root.level <= logging.DEBUG else logging.WARNING
+    for name in CELERY_PER_TASK_LOGGERS:
+        logging.getLogger(name).setLevel(quiet)
 
 
 @contextlib.contextmanager

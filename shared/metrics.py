@@ -4,6 +4,8 @@
 through the job store (`JobStore.all_jobs`: in chunks; a key that vanishes or is not a job is skipped, a job that
 does not parse is quarantined and skipped), and `collect(client, now)` is the two together, plus the length of the
 webhook dead-letter list (shared/webhooks/dead_letters.py) and the number of quarantined records.
+`queue_due_commands(pipe, now_ts)` and `queue_steps(replies)` are the steps due on each queue, read from the due
+indexes in the caller's pipeline (the exporter's, producer/metrics_exporter.py) without reading a job.
 
 The figures describe the jobs in Redis at `now`, not events since a process started:
 - `jobs_by_status`: jobs per status; `errors_by_code`: jobs that carry an error, per error code.
@@ -24,12 +26,13 @@ The figures describe the jobs in Redis at `now`, not events since a process star
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 from itertools import pairwise
 
 import redis
 from pydantic import BaseModel, Field
+from redis.client import Pipeline
 
 from shared import costs
 from shared.constants import BATCH_DUE_KEY, QUEUE_DUE_KEYS, QUEUES
@@ -166,23 +169,35 @@ def collect(client: redis.Redis, now: datetime) -> JobMetrics:
     return metrics
 
 
-def steps_due(client: redis.Redis, now: datetime) -> dict[str, QueueSteps]:
-    """Per queue (every queue, in QUEUES order), the steps due at `now` and those overdue, in one round trip.
+#: the due indexes the steps-due figures count, in order: each queue's (QUEUES order), then the batches' (their
+#: `batch.completed` deliveries run on the webhooks queue)
+_DUE_INDEXES = (*QUEUE_DUE_KEYS, BATCH_DUE_KEY)
+#: how many replies `queue_due_commands` adds to a pipeline (two ZCOUNTs per due index)
+DUE_COMMANDS = 2 * len(_DUE_INDEXES)
 
-    From the due index the job store's writes keep per queue (QUEUE_DUE_KEY; the webhooks queue also counts the
-    batches' `batch.completed` deliveries); overdue means due more than OVERDUE_AFTER_SECONDS ago. It counts a
-    step waiting on a countdown once its time comes, which a queue's list length misses (Celery hands a countdown
-    task to a worker at once, to wait there), and leaves out batch jobs the dispatcher still holds.
+
+def queue_due_commands(pipe: Pipeline, now_ts: float) -> None:
+    """Queue onto `pipe` the DUE_COMMANDS counts `queue_steps` reads: per due index, the steps due at unix time
+    `now_ts` and those due more than OVERDUE_AFTER_SECONDS before it.
+
+    The due indexes are the ones the job store's writes keep per queue (QUEUE_DUE_KEY), so this counts a step
+    waiting on a countdown once its time comes, which a queue's list length misses (Celery hands a countdown task
+    to a worker at once, to wait there), and leaves out batch jobs the dispatcher still holds.
     """
-    due_before, overdue_before = now.timestamp(), now.timestamp() - OVERDUE_AFTER_SECONDS
-    pipe = client.pipeline(transaction=False)
-    for key in (*QUEUE_DUE_KEYS, BATCH_DUE_KEY):
-        pipe.zcount(key, "-inf", due_before)
-        pipe.zcount(key, "-inf", overdue_before)
-    counts = [int(count) for count in pipe.execute()]
-    figures = {queue: QueueSteps(due=counts[2 * i], overdue=counts[2 * i + 1]) for i, queue in enumerate(QUEUES)}
-    figures["webhooks"].due += counts[-2]
-    figures["webhooks"].overdue += counts[-1]
+    for key in _DUE_INDEXES:
+        pipe.zcount(key, "-inf", now_ts)
+        pipe.zcount(key, "-inf", now_ts - OVERDUE_AFTER_SECONDS)
+
+
+def queue_steps(counts: Sequence[int | bytes | str]) -> dict[str, QueueSteps]:
+    """Per queue (every queue, in QUEUES order), the due and overdue steps, from the DUE_COMMANDS replies of
+    `queue_due_commands` in their order; the webhooks queue also counts the batches' completion deliveries."""
+    if len(counts) != DUE_COMMANDS:
+        raise ValueError(f"expected {DUE_COMMANDS} due counts, got {len(counts)}")
+    due = [int(count) for count in counts]
+    figures = {queue: QueueSteps(due=due[2 * i], overdue=due[2 * i + 1]) for i, queue in enumerate(QUEUES)}
+    figures["webhooks"].due += due[-2]
+    figures["webhooks"].overdue += due[-1]
     return figures
 
 

@@ -24,7 +24,6 @@ from __future__ import annotations
 import ipaddress
 import re
 import socket
-import ssl
 import threading
 from collections import OrderedDict
 from collections.abc import Iterable
@@ -302,7 +301,6 @@ class GuardedTransport(httpx.BaseTransport):
         self._inner = deadline_transport() if inner is None and allow_private else inner
         self._pools: OrderedDict[str, httpx.HTTPTransport] = OrderedDict()
         self._lock = threading.Lock()
-        self._ssl_context: ssl.SSLContext | None = None
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         if self.allow_private:
@@ -341,9 +339,7 @@ class GuardedTransport(httpx.BaseTransport):
         with self._lock:
             transport = self._pools.pop(host, None)
             if transport is None:
-                if self._ssl_context is None:
-                    self._ssl_context = httpx.create_ssl_context()
-                transport = deadline_transport(self._ssl_context)
+                transport = deadline_transport()
             self._pools[host] = transport
             if len(self._pools) > MAX_POOLS:
                 _, evicted = self._pools.popitem(last=False)

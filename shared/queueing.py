@@ -13,7 +13,7 @@ state that was not saved.
 from __future__ import annotations
 
 import ssl
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -21,6 +21,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from celery import Celery
 from kombu.entity import Queue
 
+from shared import broker_transport
 from shared.constants import BATCH_WEBHOOK_TASK, DISPATCH_TASK, QUEUES, STEP_TASKS, SWEEP_TASK
 from shared.models import Job, Step, utcnow
 from shared.settings import Settings
@@ -80,6 +81,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         transport["master_name"] = settings.redis_sentinel_master
     return {
         "broker_url": broker_url,
+        # kombu's Redis transport, keeping one client per channel (shared/broker_transport.py)
+        "broker_transport": broker_transport.SENTINEL if settings.redis_sentinels else broker_transport.PLAIN,
         # rediss:// verifies the server like the job store does (redis-py's default); no result backend, so no
         # redis_backend_use_ssl
         "broker_use_ssl": broker_use_ssl,
@@ -95,8 +98,9 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         # No result backend: job state lives in the job store; a backend would cost +20 % worker CPU for nothing.
         "result_backend": None,
         "task_ignore_result": True,
-        # The sender emits the task-sent event, so Flower shows queued tasks too.
-        "task_send_sent_event": True,
+        # No task-sent event: Celery sends it on every publish whether or not anything listens (one more Redis
+        # round trip per step). Flower shows a task from when a worker receives it (workers/app.py: task events).
+        "task_send_sent_event": False,
         "task_queues": [Queue(name) for name in QUEUES],  # type: ignore[no-untyped-call]
         "task_default_queue": "submit",
         "task_routes": {task: {"queue": queue} for task, queue in STEP_TASKS.values()}
@@ -131,11 +135,12 @@ def write_and_publish(
     job_id: str,
     transition: Callable[[Job], Job | None],
     now: datetime | None = None,
+    counts: Mapping[str, float] | None = None,
 ) -> Job | None:
-    """Apply `transition` to job `job_id` (one compare-and-set) and publish the step it leaves, if any; the job
-    written, or None when the transition declined."""
+    """Apply `transition` to job `job_id` (one compare-and-set, adding `counts` to the counters if it commits) and
+    publish the step it leaves, if any; the job written, or None when the transition declined."""
     now = now or utcnow()
-    written = store.update(job_id, transition)
+    written = store.update(job_id, transition, counts=counts)
     if written is not None and written.step is not None:
         publish_step(app, settings, job_id, written.step, now)
     return written

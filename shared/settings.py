@@ -130,8 +130,9 @@ class Settings(BaseSettings):
     #: a job whose next step is overdue by this long (its task lost, or its worker dead) is resumed by the sweeper
     sweep_grace_seconds: float = 120.0
     sweep_interval_seconds: float = 30.0
-    #: a long step's lease (finalize), renewed every third of it while it runs: a step whose worker died is taken
-    #: over by the sweeper this long after its last renewal
+    #: the lease a step holds while it runs (a submit's POST holds the vendor call's instead:
+    #: lifecycle.vendor_call_lease_seconds), renewed every third of it: a step whose worker died, or whose outcome a
+    #: Redis failover lost, is taken over by the sweeper this long after its last renewal
     step_lease_seconds: float = 120.0
     #: how often the dispatcher releases held batch jobs (workers/dispatcher.py), and how long one dispatcher task
     #: keeps doing so (beat starts one that often)

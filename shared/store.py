@@ -11,7 +11,8 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
-from collections.abc import Callable, Iterator, Sequence
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, cast
 from urllib.parse import unquote, urlsplit
 
@@ -53,6 +54,8 @@ from shared.settings import Settings
 # credits and in USD (added to the tenant's spend); on creation the tenant's budget, its currency ("" = none) and
 # amount: refused (-3) when the spend plus this job's cost would pass it; the position in QUEUES of the queue of
 # the job's next step ("" = none); then pairs of a counter field and the amount to add to it.
+# The hash keeps that position (`queue`), so a write takes the job off only the queue index it was on (off all four
+# for a job written before the field was kept).
 # An ended job with nothing left to do expires after the retention; one given a step again (a webhook redelivery)
 # is kept.
 _CAS_SCRIPT = (
@@ -72,15 +75,21 @@ if ARGV[1] == '' then
 elseif current ~= ARGV[1] then
   return -1
 end
-local old_status = redis.call('HGET', KEYS[1], 'status')
+local old = redis.call('HMGET', KEYS[1], 'status', 'queue')
+local old_status, old_queue = old[1], old[2]
+if ARGV[1] == '' then old_queue = '' end
 local version = tonumber(current) + 1
-redis.call('HSET', KEYS[1], 'data', ARGV[2], 'version', version, 'status', ARGV[3])
+redis.call('HSET', KEYS[1], 'data', ARGV[2], 'version', version, 'status', ARGV[3], 'queue', ARGV[17])
 if ARGV[5] == '' then
   redis.call('ZREM', KEYS[2], ARGV[4])
 else
   redis.call('ZADD', KEYS[2], ARGV[5], ARGV[4])
 end
-for i = 8, 11 do redis.call('ZREM', KEYS[i], ARGV[4]) end
+if not old_queue then
+  for i = 8, 11 do redis.call('ZREM', KEYS[i], ARGV[4]) end
+elseif old_queue ~= '' and old_queue ~= ARGV[17] then
+  redis.call('ZREM', KEYS[7 + tonumber(old_queue)], ARGV[4])
+end
 if ARGV[17] ~= '' then redis.call('ZADD', KEYS[7 + tonumber(ARGV[17])], ARGV[5], ARGV[4]) end
 if ARGV[6] == '1' and old_status ~= ARGV[3] then
   if old_status then redis.call('HINCRBY', KEYS[3], old_status, -1) end
@@ -212,7 +221,14 @@ class ConcurrentUpdate(RuntimeError):
 
 
 class JobStore:
-    """Reads and atomically writes jobs. Only this class touches job keys in Redis."""
+    """Reads and atomically writes jobs. Only this class touches job keys in Redis.
+
+    Each thread remembers the last job it wrote, as written and with the version the write gave it: a step's
+    outcome follows its claim on the same thread, so `update` starts from that copy instead of reading the job
+    again. The compare-and-set still checks the version, so a copy another write has overtaken is never written
+    over (the write fails and the job is read), and a change that declines on the copy is asked again with the
+    job as stored. Job ids are never reused, so a version names one content.
+    """
 
     def __init__(
         self,
@@ -228,6 +244,7 @@ class JobStore:
         self.replica_timeout_ms = int(replica_timeout_seconds * 1000)
         self.retention_ms = "" if not retention_seconds else str(int(retention_seconds * 1000))
         self._cas = client.register_script(_CAS_SCRIPT)
+        self._last_written = threading.local()
         self.quarantine = Quarantine(client)
         self.claims = Claims(client)
 
@@ -327,32 +344,57 @@ class JobStore:
         except ValueError as exc:  # pydantic's ValidationError is one
             raise self.quarantine.add("job", job_id, describe(exc)) from None
 
-    def update(self, job_id: str, change: Callable[[Job], Job | None], durable: bool = False) -> Job | None:
+    def update(
+        self,
+        job_id: str,
+        change: Callable[[Job], Job | None],
+        durable: bool = False,
+        counts: Mapping[str, float] | None = None,
+    ) -> Job | None:
         """Apply `change` to the current job and write the result atomically.
 
         `change` receives a fresh copy each try and returns the new job, or None to leave the job as it is.
         Returns the job written, or None when `change` declined (or the job does not exist). UnreadableRecord
         (quarantined) when the stored job cannot be read. A `durable` write (what a failover must not forget: a
         submit's intent, the vendor's task id) is acknowledged only once `min_replicas` replicas have it;
-        NotReplicated when they do not within `replica_timeout` (the write stands on the master).
+        NotReplicated when they do not within `replica_timeout` (the write stands on the master). `counts` are
+        added to the counters (shared/counters.py) by the write, with its own, and only if it commits.
         """
         key = JOB_KEY.format(job_id=job_id)
+        remembered = self._remembered(job_id)
+        data: bytes | str | None
+        version: bytes | str | None
         for _ in range(MAX_CAS_ATTEMPTS):
-            data, version = self.redis.hmget(key, ["data", "version"])
-            if data is None:
-                return None
+            if remembered is not None:
+                (data, version), remembered, from_memory = remembered, None, True
+            else:
+                data, version = self.redis.hmget(key, ["data", "version"])
+                from_memory = False
+                if data is None:
+                    return None
             current = self._parse(job_id, data)
             old_status, before, previous_cost = current.status, counters.Before.of(current), current.cost
             new = change(current)
             if new is None:
+                if from_memory:  # a decline counts only on the job as stored
+                    continue
                 return None
             if new.status is not old_status and new.status.value not in new.entered_at:
                 new.entered_at = {**new.entered_at, new.status.value: utcnow()}
             # no read-back check here: a job that was read back changes only in typed fields genqueue sets
-            written = self._write(new, new.model_dump_json(), _text(version), before, previous_cost, durable=durable)
+            encoded = new.model_dump_json()
+            written = self._write(new, encoded, _text(version), before, previous_cost, durable=durable, counts=counts)
             if written > 0:
+                self._last_written.job = (job_id, encoded, str(written))
                 return new
         raise ConcurrentUpdate(f"job {job_id} changed {MAX_CAS_ATTEMPTS} times while being updated")
+
+    def _remembered(self, job_id: str) -> tuple[str, str] | None:
+        """(data, version) of job `job_id` as this thread last wrote it, if that was the last job it wrote."""
+        last: tuple[str, str, str] | None = getattr(self._last_written, "job", None)
+        if last is None or last[0] != job_id:
+            return None
+        return last[1], last[2]
 
     def readmit(self, job_id: str) -> Job | None:
         """Take a repaired job out of quarantine and index its next step again; None when it no longer exists.
@@ -381,6 +423,7 @@ class JobStore:
         claim: Slot | None = None,
         budget: Budget | None = None,
         durable: bool = False,
+        counts: Mapping[str, float] | None = None,
     ) -> int:
         due = "" if job.step is None else str(job.step.due_at.timestamp())
         batch = job.batch_id or "-"
@@ -421,7 +464,10 @@ class JobStore:
             repr(budget.amount) if budget is not None else "",
             "" if job.step is None else str(QUEUES.index(STEP_TASKS[job.step.name][1]) + 1),
         ]
-        for key, amount in counters.of_write(before, job, utcnow()).items():
+        added = counters.of_write(before, job, utcnow())
+        for key, amount in (counts or {}).items():
+            counters.add(added, key, amount)
+        for key, amount in added.items():
             args += [key, repr(amount)]
         if not (durable and self.min_replicas):
             return int(self._cas(keys=keys, args=args))

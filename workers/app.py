@@ -32,8 +32,11 @@ def worker_config(settings: Settings) -> dict[str, Any]:
         # Vendor calls are I/O-bound: a thread pool with tens of threads per process (PERFORMANCE.md).
         "worker_pool": "threads",
         "worker_concurrency": 16,
-        # Task events on, so Flower shows every task.
-        "worker_send_task_events": True,
+        # Task events only while something asks for them: Flower broadcasts `enable_events` when it starts and every
+        # few seconds after, so it still shows every task; without it a worker spends nothing on events (they
+        # cost the bare 4-task chain a third of its CPU, PERFORMANCE.md). `celery -A workers control
+        # enable_events` turns them on by hand.
+        "worker_send_task_events": False,
         # A step never runs longer than this; the lease in the job store is shorter, so a hung step is taken over.
         "task_time_limit": 3600,
         # Finish warm shutdown even when only countdown tasks are reserved, so they are restored to Redis.

@@ -82,6 +82,11 @@ def deliver_claimed(batches: BatchStore, batch: Batch, task_id: str) -> None:
     summary = batch.summary(batches.counts(batch.id), batches.ledger(batch.id), 0, health)
     secret, missing = signing_secret(batch.tenant)
     attempted = attempt_event(context.webhook_http(), batch.webhook_url, state, summary, settings, now, secret, missing)
+    last = attempted.state.attempts[-1]
+    answer = last.status_code if last.status_code is not None else "no answer"
+    then = f"; next attempt in {attempted.retry_in:.1f}s" if attempted.retry_in is not None else ""
+    count = len(attempted.state.attempts)
+    log.info("batch webhook of %s: attempt %d by task %s answered %s%s", batch.id, count, task_id, answer, then)
     if attempted.state.gave_up:
         log.warning("batch webhook for %s: %s", batch.id, attempted.state.gave_up)
     written = batches.update(

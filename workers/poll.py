@@ -10,7 +10,7 @@ import logging
 
 from celery import Task
 
-from shared import costs, lifecycle
+from shared import costs
 from shared.constants import POLL_TASK
 from shared.decisions import poll as poll_rules
 from shared.errors import GenqueueError, Transient
@@ -26,9 +26,9 @@ log = logging.getLogger("genqueue.workers")
 
 @genqueue_task(POLL_TASK)
 def poll(self: Task, job_id: str) -> None:
-    """Poll the vendor for job `job_id` once."""
-    lease = lifecycle.vendor_call_lease_seconds(context.settings())
-    run_step(self, job_id, "poll", lease, poll_job)
+    """Poll the vendor for job `job_id` once. It holds the step lease: a poll taken over while its GET is still out
+    only asks the vendor twice, and its late answer is refused (the step is no longer its own)."""
+    run_step(self, job_id, "poll", context.settings().step_lease_seconds, poll_job)
 
 
 def ask_vendor(job: Job) -> PollResult:

@@ -66,11 +66,21 @@ def note_answer(answer: int | str) -> None:
 
 
 def count_vendor_request(provider: str, kind: str, status: int | str | None) -> None:
-    """Count one vendor request; a Redis that fails here loses the count, never the step."""
+    """Count one vendor request: by the step run's next write (no round trip of its own), else at once."""
+    key = counters.vendor_request(provider, kind, status)
+    run = CURRENT_RUN.get()
+    if run is not None:
+        counters.add(run.counts, key)
+    else:
+        add_counts({key: 1})
+
+
+def add_counts(counts: dict[str, float]) -> None:
+    """Add `counts` to the counters on their own; a Redis that fails here loses the counts, never the step."""
     try:
-        counters.count(context.store().redis, {counters.vendor_request(provider, kind, status): 1})
+        counters.count(context.store().redis, counts)
     except redis.RedisError as exc:
-        log.warning("could not count a %s request to %s: %s", kind, provider, exc)
+        log.warning("could not count %s: %s", ", ".join(counts), exc)
 
 
 def run_step(task: Task, job_id: str, name: StepName, lease_seconds: float, handler: StepHandler) -> None:
@@ -126,13 +136,17 @@ def _run_step(
         log.exception("%s: job %s: unexpected %s", name, job_id, type(exc).__name__)
         retry_or_fail(job_id, task_id, ProviderUnavailable(f"internal error in {name}: {type(exc).__name__}"))
     finally:
+        run = CURRENT_RUN.get()
         CURRENT_RUN.reset(token)
+        if run is not None and run.counts:  # no write of the run took them (it declined, or none was made)
+            add_counts(run.counts)
 
 
 def write(job_id: str, transition: Callable[[Job], Job | None], now: datetime) -> Job | None:
     """Write `transition` to the job and publish the step it leaves; a job it failed frees its in-flight slot
     (the vendor is done with it, or never took it). The first write of a step run's outcome records the run in
-    the job's history. The job written, or None if the transition declined."""
+    the job's history; each adds the counts the run has noted since its last. The job written, or None if the
+    transition declined."""
     before: dict[str, JobStatus] = {}
     run = CURRENT_RUN.get()
 
@@ -143,7 +157,10 @@ def write(job_id: str, transition: Callable[[Job], Job | None], now: datetime) -
             return after
         return history.with_run(job, after, run, now)
 
-    written = write_and_publish(context.store(), app, context.settings(), job_id, change, now)
+    counts = dict(run.counts) if run is not None else None
+    written = write_and_publish(context.store(), app, context.settings(), job_id, change, now, counts)
+    if written is not None and run is not None:
+        run.counts.clear()
     if written is not None and run is not None and not run.recorded:
         run.recorded = True
         if written.history:

@@ -35,9 +35,9 @@ log = logging.getLogger("genqueue.workers")
 
 @genqueue_task(SUBMIT_TASK)
 def submit(self: Task, job_id: str) -> None:
-    """Submit job `job_id` to its vendor (at most once per accepted answer)."""
-    lease = lifecycle.vendor_call_lease_seconds(context.settings())
-    run_step(self, job_id, "submit", lease, submit_job)
+    """Submit job `job_id` to its vendor (at most once per accepted answer). The claim holds the short step lease;
+    the intent, written before the POST, lengthens it to the vendor call's (submit_rules.record_intent)."""
+    run_step(self, job_id, "submit", context.settings().step_lease_seconds, submit_job)
 
 
 def submit_job(job: Job, task_id: str) -> None:
@@ -66,7 +66,9 @@ def submit_job(job: Job, task_id: str) -> None:
     now = utcnow()
     try:
         intended = context.store().update(
-            job.id, lambda j: submit_rules.record_intent(j, task_id, config.dialect, now), durable=True
+            job.id,
+            lambda j: submit_rules.record_intent(j, task_id, config.dialect, context.settings(), now),
+            durable=True,
         )
     except NotReplicated as exc:  # GENQUEUE_REDIS_MIN_REPLICAS: nothing is sent until a replica has the intent
         log.warning("submit: job %s: %s; not sent, tried again", job.id, exc)

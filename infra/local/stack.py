@@ -39,7 +39,8 @@ def stack_env(
 
 
 #: fast schedules for tests and benches, so a run takes seconds: polls every 0.2-1 s, retries after 0.2 s,
-#: webhooks 0.2-1 s, the sweeper every second with a 3 s grace
+#: webhooks 0.2-1 s, the sweeper every second with a 3 s grace, a job held back by a provider's limits checking
+#: again every second
 FAST_SETTINGS = {
     "GENQUEUE_POLL_INITIAL_SECONDS": "0.2",
     "GENQUEUE_POLL_MAX_INTERVAL_SECONDS": "1",
@@ -51,6 +52,7 @@ FAST_SETTINGS = {
     "GENQUEUE_SWEEP_INTERVAL_SECONDS": "1",
     "GENQUEUE_DISPATCH_INTERVAL_SECONDS": "0.5",
     "GENQUEUE_DISPATCH_TASK_SECONDS": "3",
+    "GENQUEUE_CAPACITY_RECHECK_SECONDS": "1",
 }
 
 

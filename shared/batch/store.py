@@ -12,7 +12,7 @@ writers (the producer, the dispatcher, the delivery of its completion event, the
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 
 import redis
@@ -36,7 +36,7 @@ from shared.constants import (
     TENANT_BATCH_NAME_KEY,
 )
 from shared.models import Job
-from shared.quarantine import Quarantine, describe
+from shared.quarantine import Quarantine, UnreadableRecord, describe
 from shared.store import MAX_CAS_ATTEMPTS, ConcurrentUpdate, JobStore
 
 # KEYS: batch hash, batch due zset. ARGV: expected version ("" = must not exist), data, batch id, due score ("" =
@@ -250,6 +250,27 @@ class BatchStore:
 
     def unhold(self, batch_id: str, provider: str, job_id: str) -> None:
         self.redis.zrem(BATCH_PENDING_KEY.format(batch_id=batch_id, provider=provider), job_id)
+
+    def held_by(self, batch_ids: Sequence[str]) -> int:
+        """Jobs the batches `batch_ids` hold back, over each batch's providers, in two round trips whatever their
+        number (none for none): one reads every batch record, one counts what each readable one holds. A batch
+        that is gone counts none; so does one whose record cannot be read (quarantined, as `get` does)."""
+        if not batch_ids:
+            return 0
+        records = self.redis.pipeline(transaction=False)
+        for batch_id in batch_ids:
+            records.hget(BATCH_KEY.format(batch_id=batch_id), "data")
+        counts = self.redis.pipeline(transaction=False)
+        for batch_id, data in zip(batch_ids, records.execute(), strict=True):
+            if not data:
+                continue
+            try:
+                batch = self._parse(batch_id, data)
+            except UnreadableRecord:
+                continue
+            for provider in batch.providers:
+                counts.zcard(BATCH_PENDING_KEY.format(batch_id=batch_id, provider=provider))
+        return sum(int(count) for count in counts.execute()) if len(counts) else 0
 
     def held_count(self, batch_id: str, providers: list[str]) -> int:
         pipe = self.redis.pipeline()

@@ -62,10 +62,18 @@ def over_capacity(
     return lifecycle.reschedule(job, task_id, now, wait * rng.uniform(1.0, 1.25))
 
 
-def record_intent(job: Job, task_id: str, dialect: str, now: datetime) -> Job | None:
-    """The intent, written before the POST: when the submit started, and the dialect it goes to (the charge rule)."""
+def record_intent(job: Job, task_id: str, dialect: str, settings: Settings, now: datetime) -> Job | None:
+    """The intent, written before the POST: when the submit started, the dialect it goes to (the charge rule), and
+    the step's lease lengthened to the vendor call's, so no takeover can send a second POST while this one may
+    still be answered. Until then the step held only the short lease of its claim: a submit that waits for
+    capacity, or whose next write a failover loses, is free again soon."""
+    if job.step is None:
+        return None
     intent = job.charge.model_copy(update={"dialect": dialect})
-    return lifecycle.advance(job, task_id, now, step=job.step, submit_started_at=now, charge=intent)
+    step = job.step.model_copy(
+        update={"lease_until": now + timedelta(seconds=lifecycle.vendor_call_lease_seconds(settings))}
+    )
+    return lifecycle.advance(job, task_id, now, step=step, submit_started_at=now, charge=intent)
 
 
 def intent_withdrawn(job: Job, task_id: str, settings: Settings, now: datetime) -> Job | None:

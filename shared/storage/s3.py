@@ -99,8 +99,9 @@ class Storage:
 
         `key` may be a function of the content type, called once the answer's headers are in (so the extension
         can follow what the vendor really sent); only known media types are stored as such (media.py). Bodies up
-        to one part go up in one PutObject, larger ones in a multipart upload that is aborted on any failure. The
-        stored size and sha256 (x-amz-meta-sha256) are checked against what was streamed.
+        to one part go up in one PutObject (with its Content-MD5, which the store checks), larger ones in a
+        multipart upload that is aborted on any failure, whose stored size and sha256 (x-amz-meta-sha256) are
+        then checked against what was streamed.
 
         Bounded (settings): a Content-Length over max_output_bytes is refused before the body is read, and the
         body is cut once it passes it; the whole copy, upload included, is cut at max_copy_seconds (every read
@@ -129,7 +130,9 @@ class Storage:
         )
 
     def _upload_stream(self, chunks: Iterator[bytes], key: str, content_type: str) -> tuple[int, str]:
-        """Upload `chunks` to `key`; returns (size, sha256 hex) after checking the stored object."""
+        """Upload `chunks` to `key`; returns (size, sha256 hex) once the store has checked what it was sent (one
+        PutObject: its Content-MD5) or the stored object was checked (a multipart upload, whose sha256 metadata is
+        set after it completes)."""
         hasher = hashlib.sha256()
         size = 0
         upload_id: str | None = None
@@ -140,7 +143,7 @@ class Storage:
                 size += len(part)
                 if last and upload_id is None:
                     self._put(key, part, content_type, hasher.hexdigest())
-                    break
+                    return size, hasher.hexdigest()
                 if upload_id is None:
                     upload_id = self._start_multipart(key, content_type)
                 parts.append(self._upload_part(key, upload_id, len(parts) + 1, part))
@@ -159,12 +162,16 @@ class Storage:
         return size, hasher.hexdigest()
 
     def _put(self, key: str, body: bytearray, content_type: str, sha256: str) -> None:
+        """One PutObject with the body's Content-MD5, which every S3-compatible store checks before it stores
+        anything (BadDigest otherwise): nothing is read back."""
+        digest = base64.b64encode(hashlib.md5(body, usedforsecurity=False).digest()).decode()
         with s3_errors(f"writing s3://{self.bucket}/{key}"):
             self.client.put_object(
                 Bucket=self.bucket,
                 Key=key,
                 Body=body,  # type: ignore[arg-type]  # botocore takes a bytearray; the stubs say bytes
                 ContentType=content_type,
+                ContentMD5=digest,
                 Metadata={"sha256": sha256},
             )
 

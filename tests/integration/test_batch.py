@@ -20,9 +20,13 @@ from producer.api import Producer
 from producer.batch import BatchProducer
 from shared.models import Job
 from shared.settings import Settings
+from tests.integration.conftest import settings_for
 from tests.integration.test_pipeline import run_cli
 
 pytestmark = pytest.mark.integration
+
+#: jobs of the batch an interactive job must not wait behind
+BUSY_JOBS = 24
 
 
 def write_jsonl(path: Path, lines: list[dict[str, Any]]) -> Path:
@@ -35,15 +39,26 @@ def image_line(n: int, **extra: Any) -> dict[str, Any]:
 
 
 def wait_ended(env: dict[str, str], name: str, timeout: float = 90) -> dict[str, Any]:
+    """`batch status NAME --json` once the batch has completed. The wait reads the batch in-process, as the command
+    does (BatchProducer.summary), instead of starting a `genqueue` process every half second; the summary returned
+    is the command's."""
+    batches = BatchProducer(Producer(settings_for(env)))
     deadline = time.monotonic() + timeout
+    summary: dict[str, Any] = {}
     while time.monotonic() < deadline:
-        result = run_cli(env, "batch", "status", name, "--json")
-        assert result.returncode == 0, result.stderr
-        summary: dict[str, Any] = json.loads(result.stdout)
+        batch = batches.batches.get_by_name(name)
+        assert batch is not None, f"no batch {name}"
+        summary = batches.summary(batch)
         if summary["completed_at"]:
-            return summary
-        time.sleep(0.5)
-    raise TimeoutError(f"batch {name} did not complete: {summary}")
+            break
+        time.sleep(0.2)
+    else:
+        raise TimeoutError(f"batch {name} did not complete: {summary}")
+    result = run_cli(env, "batch", "status", name, "--json")
+    assert result.returncode == 0, result.stderr
+    final: dict[str, Any] = json.loads(result.stdout)
+    assert final["completed_at"], final
+    return final
 
 
 def report(env: dict[str, str], name: str) -> list[dict[str, Any]]:
@@ -219,11 +234,11 @@ def test_retry_failed_reenqueues_the_failed_jobs_in_the_same_batch(
 def test_an_interactive_job_starts_during_a_batch(
     workers: ServerProcess, pipeline_env: dict[str, str], settings: Settings, tmp_path: Path
 ) -> None:
-    # `throttled` allows 2 submits a second: 40 batch jobs take ~20 s; the interactive one must not wait for them
-    # (it may wait a capacity recheck or two, GENQUEUE_CAPACITY_RECHECK_SECONDS, 5 s each: 20 batch jobs, ~10 s,
-    # left too little room for that on a busy machine)
+    # `throttled` allows 2 submits a second: 24 batch jobs take ~12 s; the interactive one must not wait for them
+    # (it may wait a capacity recheck or two, GENQUEUE_CAPACITY_RECHECK_SECONDS: 1 s each in FAST_SETTINGS; at the
+    # default 5 s, 20 batch jobs, ~10 s, left too little room for that on a busy machine)
     name = f"busy-{uuid.uuid4().hex[:6]}"
-    lines = [{"provider": "throttled", "model": "sandbox-image", "prompt": f"p{n}"} for n in range(40)]
+    lines = [{"provider": "throttled", "model": "sandbox-image", "prompt": f"p{n}"} for n in range(BUSY_JOBS)]
     assert run_cli(pipeline_env, "batch", "submit", str(write_jsonl(tmp_path / "b.jsonl", lines)), "--name", name)
     time.sleep(1.0)
     producer = Producer(settings)
@@ -232,8 +247,8 @@ def test_an_interactive_job_starts_during_a_batch(
     assert final.status.value == "succeeded"
     batches = BatchProducer(producer)
     counts = batches.summary(batches.get(name))["counts"]
-    assert counts.get("succeeded", 0) < 40, counts  # it ended while the batch was still running
-    assert wait_ended(pipeline_env, name)["counts"] == {"succeeded": 40}
+    assert counts.get("succeeded", 0) < BUSY_JOBS, counts  # it ended while the batch was still running
+    assert wait_ended(pipeline_env, name)["counts"] == {"succeeded": BUSY_JOBS}
 
 
 def test_a_csv_batch_and_watching_it_to_the_end(

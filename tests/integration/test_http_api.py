@@ -11,6 +11,9 @@ import httpx
 import pytest
 
 from infra.local.processes import ServerProcess
+from shared.keys import KeyStore
+from shared.store import store_client
+from tests.integration.conftest import settings_for
 from tests.integration.test_pipeline import run_cli
 
 pytestmark = pytest.mark.integration
@@ -19,10 +22,13 @@ PROBLEM = "application/problem+json"
 
 
 def make_key(env: dict[str, str], prefix: str = "team") -> dict[str, str]:
-    result = run_cli(env, "keys", "create", f"{prefix}-{uuid.uuid4().hex[:8]}", "--json")
-    assert result.returncode == 0, result.stderr
-    made: dict[str, str] = json.loads(result.stdout)
-    return made
+    """A new key, as `genqueue keys create NAME --json` prints it. Made in-process with the KeyStore the command
+    uses, instead of a `genqueue` process per key: the command itself is run by the tests below that make a key
+    with a rate or a budget (and by test_http_batches and test_http_api_schema)."""
+    name = f"{prefix}-{uuid.uuid4().hex[:8]}"
+    created = KeyStore(store_client(settings_for(env))).create(name)
+    secret = created.record.webhook_secret
+    return {"name": name, "key": created.key, "webhook_secret": secret}
 
 
 def client(api_url: str, key: dict[str, str] | None) -> httpx.Client:

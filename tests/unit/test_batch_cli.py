@@ -1,13 +1,20 @@
-"""`genqueue batch` refuses bad usage with exit 2 and one line on stderr, before touching Redis."""
+"""`genqueue batch` refuses bad usage with exit 2 and one line on stderr, before touching Redis; so does every
+command given settings that do not validate, and `genqueue status` an unknown job."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
+import fakeredis
 import pytest
 from typer.testing import CliRunner
 
+from producer import cli
+from producer.api import Producer
 from producer.cli import app
+from shared.settings import Settings, get_settings
+from shared.store import JobStore
 
 
 @pytest.fixture
@@ -66,3 +73,36 @@ def test_a_budgeted_batch_refuses_lines_it_cannot_estimate_naming_each(tmp_path:
     assert lines[-1] == "genqueue: error: 2 of 3 lines refused; nothing enqueued"
     # without a budget the same lines are accepted: an unknown VicSee model is sent, its cost unknown
     assert CliRunner().invoke(app, ["batch", "submit", str(path), "--dry-run"]).exit_code == 0
+
+
+@pytest.fixture
+def fresh_settings() -> Iterator[None]:
+    """The process's settings are read again from the environment, and forgotten after the test."""
+    get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "problem"),
+    [
+        ("GENQUEUE_LOG_FORMAT", "xml", "Input should be 'text' or 'json'"),
+        ("GENQUEUE_REDIS_FAILOVER_SECONDS", "-1", "Input should be greater than or equal to 0"),
+    ],
+)
+@pytest.mark.usefixtures("fresh_settings")
+def test_a_bad_setting_is_refused_in_one_line_naming_it(variable: str, value: str, problem: str) -> None:
+    result = CliRunner().invoke(app, ["status", "job_x"], env={variable: value})
+    assert result.exit_code == 2
+    [line] = result.stderr.splitlines()
+    assert line == f"genqueue: error: bad settings: {variable}: {problem}"
+
+
+@pytest.mark.parametrize("extra", [[], ["--history"], ["--history", "--json"]])
+def test_status_of_an_unknown_job_exits_2_in_one_line(monkeypatch: pytest.MonkeyPatch, extra: list[str]) -> None:
+    producer = Producer(Settings(), store=JobStore(fakeredis.FakeRedis()), celery=object())  # type: ignore[arg-type]
+    monkeypatch.setattr(cli, "producer", lambda: producer)
+    result = CliRunner().invoke(app, ["status", "job_nosuch", *extra])
+    assert result.exit_code == 2
+    assert result.stdout == ""
+    assert result.stderr.splitlines() == ["genqueue: error: no job 'job_nosuch'"]

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import contextlib
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
 
-from shared.http_deadline import Deadline, deadline_transport
+from shared.http_deadline import Deadline, deadline_transport, shared_ssl_context
 from shared.netguard import guarded_client
 
 ANSWER = b"HTTP/1.1 200 OK\r\nContent-Length: 40\r\nX-Padding: " + b"p" * 40 + b"\r\n\r\n" + b"b" * 40
@@ -97,3 +99,14 @@ def test_guarded_clients_keep_to_the_deadline(trickler: Trickler) -> None:
     ):
         with client, pytest.raises(httpx.ReadTimeout), Deadline(0.3):
             client.get(trickler.url)
+
+
+def test_every_transport_shares_the_process_tls_context() -> None:
+    """Making a TLS context loads the CA bundle: every thread's transport uses one made once, even when 16 threads
+    ask at the same moment."""
+    with ThreadPoolExecutor(16) as pool:
+        contexts = list(pool.map(lambda _: shared_ssl_context(), range(16)))
+    assert all(context is contexts[0] for context in contexts)
+    transports = [deadline_transport(), deadline_transport()]
+    assert all(transport._pool._ssl_context is contexts[0] for transport in transports)
+    assert contexts[0].verify_mode is ssl.CERT_REQUIRED

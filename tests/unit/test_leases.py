@@ -38,6 +38,16 @@ def test_renew_lease_only_for_the_owner() -> None:
     assert lifecycle.renew_lease(job.model_copy(update={"step": None}), task_id, later, 10) is None
 
 
+def test_a_renewal_never_shortens_a_longer_lease() -> None:
+    """A submit's intent holds the vendor call's lease; the keeper's short renewals leave it until it runs low."""
+    job, task_id = leased_job(120)
+    assert lifecycle.renew_lease(job, task_id, utcnow() + timedelta(seconds=8), 10) is None
+    late = utcnow() + timedelta(seconds=115)
+    renewed = lifecycle.renew_lease(job, task_id, late, 10)
+    assert renewed is not None and renewed.step is not None
+    assert renewed.step.lease_until == late + timedelta(seconds=10)
+
+
 def test_the_keeper_renews_while_the_step_runs_and_stops_after(monkeypatch: pytest.MonkeyPatch) -> None:
     store = JobStore(fakeredis.FakeRedis())
     monkeypatch.setattr(context, "store", lambda: store)

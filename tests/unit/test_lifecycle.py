@@ -176,3 +176,26 @@ def test_one_rule_decides_a_jobs_step_and_a_batchs_step() -> None:
         decided = lifecycle.step_decision(job_step, asking, now)
         assert decided == lifecycle.step_decision(batch_step, asking, now) == expected
     assert lifecycle.step_decision(None, "t1", now) == (Decision.DROP, 0.0)
+
+
+def test_transitions_leave_the_job_they_were_given_as_it_was() -> None:
+    """claim, renew_lease and advance copy only what they change and share the rest: the job given stays as it
+    was, nested parts included."""
+    now = utcnow()
+    job = Job(
+        id="job_pure",
+        provider="sandbox",
+        request=GenerationRequest(model="sandbox-image"),
+        deadline_at=now + timedelta(hours=1),
+        step=lifecycle.new_step("poll", now),
+        metadata={"k": "v"},
+    )
+    before = job.model_dump()
+    assert job.step is not None
+    _, leased = lifecycle.claim(job, "poll", job.step.task_id, now, 30)
+    assert leased is not None and leased.step is not None and leased.step.lease_until is not None
+    renewed = lifecycle.renew_lease(leased, job.step.task_id, now + timedelta(seconds=25), 30)
+    advanced = lifecycle.advance(leased, job.step.task_id, now, status=JobStatus.RUNNING, poll_count=1)
+    assert renewed is not None and advanced is not None and advanced.status is JobStatus.RUNNING
+    assert job.model_dump() == before
+    assert leased.step.lease_until == now + timedelta(seconds=30) and leased.poll_count == 0

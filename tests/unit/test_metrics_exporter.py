@@ -19,12 +19,14 @@ from producer import metrics_exporter
 from shared import lifecycle
 from shared.batch import Batch, BatchStore
 from shared.constants import (
+    BATCH_KEY,
     DISPATCH_LAST_RUN_KEY,
     PROVIDER_BREAKER_KEY,
     PROVIDER_CREDIT_PAUSE_KEY,
     SWEEP_LAST_RUN_KEY,
 )
 from shared.models import Cost, GenerationRequest, Job, JobStatus, utcnow
+from shared.quarantine import Quarantine
 from shared.settings import Settings
 from shared.store import JobStore
 from tests.support import promtool
@@ -105,12 +107,14 @@ def test_a_pass_that_never_ran_has_no_age() -> None:
 
 
 class CountingRedis(fakeredis.FakeRedis):
-    """Counts the commands it is sent, pipelined or not."""
+    """Counts the commands it is sent, pipelined or not, and the round trips (a pipeline's execute is one)."""
 
     commands = 0
+    round_trips = 0
 
     def execute_command(self, *args: Any, **options: Any) -> Any:
         CountingRedis.commands += 1
+        CountingRedis.round_trips += 1
         return super().execute_command(*args, **options)
 
     def pipeline(self, transaction: bool = True, shard_hint: Any = None) -> Any:
@@ -119,6 +123,7 @@ class CountingRedis(fakeredis.FakeRedis):
 
         def execute(raise_on_error: bool = True) -> Any:
             CountingRedis.commands += len(pipe.command_stack)
+            CountingRedis.round_trips += 1
             return original(raise_on_error)
 
         pipe.execute = execute  # type: ignore[method-assign]
@@ -139,6 +144,55 @@ def test_a_scrape_sends_the_same_commands_at_10_jobs_and_at_2000(jobs: int) -> N
 
 #: HGETALL, 10 ZCOUNTs, SMEMBERS, 2 GETs, LLEN, HLEN, INFO (no active batch, no provider configured)
 SCRAPE_COMMANDS = 17
+
+
+def held_batches(client: fakeredis.FakeRedis, count: int) -> list[str]:
+    """`count` active batches of two providers, batch n holding n + 1 jobs of each."""
+    batches = BatchStore(client)
+    ids = [f"batch_{n}" for n in range(count)]
+    for n, batch_id in enumerate(ids):
+        batches.create(Batch(id=batch_id, name=batch_id, providers=["sandbox", "vicsee"], total=2 * (n + 1)))
+        for line in range(n + 1):
+            batches.hold(batch_id, "sandbox", f"{batch_id}_s{line}", 2 * line + 1)
+            batches.hold(batch_id, "vicsee", f"{batch_id}_v{line}", 2 * line + 2)
+    return ids
+
+
+@pytest.mark.parametrize("count", [1, 5])
+def test_the_held_jobs_of_any_number_of_batches_take_two_round_trips(count: int) -> None:
+    client = CountingRedis()
+    ids = held_batches(client, count)
+    CountingRedis.commands = CountingRedis.round_trips = 0
+    assert BatchStore(client).held_by(ids) == sum(2 * (n + 1) for n in range(count))
+    assert CountingRedis.round_trips == 2
+    assert CountingRedis.commands == count + 2 * count  # an HGET per batch, a ZCARD per batch and provider
+    CountingRedis.commands = CountingRedis.round_trips = 0
+    generate_latest(metrics_exporter.registry_for(client))
+    assert CountingRedis.round_trips == 2 + 2  # the scrape's pipeline and INFO, then the two for the batches
+    assert CountingRedis.commands == SCRAPE_COMMANDS + 3 * count
+
+
+def test_a_garbage_or_missing_batch_record_is_skipped_and_the_others_count() -> None:
+    client = CountingRedis()
+    ids = held_batches(client, 3)  # batch_0 holds 2 jobs, batch_1 4, batch_2 6
+    client.hset(BATCH_KEY.format(batch_id="batch_1"), "data", "{not json")
+    BatchStore(client).activate("batch_gone")  # active, with no record at all
+    CountingRedis.commands = CountingRedis.round_trips = 0
+    assert BatchStore(client).held_by([*ids, "batch_gone"]) == 2 + 6
+    assert CountingRedis.round_trips == 2 + 1  # and the write quarantining batch_1, as BatchStore.get makes
+    assert Quarantine(client).contains("batch", "batch_1")
+    assert not Quarantine(client).contains("batch", "batch_gone")
+    got = scrape(client)
+    assert got[("genqueue_batches_active", ())] == 4
+    assert got[("genqueue_batch_jobs_held", ())] == 2 + 6
+    assert got[("genqueue_quarantined_records", ())] == 1
+
+
+def test_no_active_batch_costs_no_round_trip() -> None:
+    client = CountingRedis()
+    CountingRedis.commands = CountingRedis.round_trips = 0
+    assert BatchStore(client).held_by([]) == 0
+    assert CountingRedis.round_trips == 0
 
 
 def free_port() -> int:

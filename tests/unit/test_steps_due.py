@@ -1,5 +1,6 @@
-"""The steps-due gauge: the job store's writes keep a due index per queue, so `steps_due` counts what is due on
-each queue (and what is overdue) without reading a job, and the exporter shows it."""
+"""The steps-due gauge: the job store's writes keep a due index per queue, so the exporter's scrape counts what is
+due on each queue (and what is overdue) without reading a job (shared/metrics.queue_due_commands and queue_steps,
+in the exporter's one pipeline), and shows it."""
 
 from __future__ import annotations
 
@@ -7,13 +8,14 @@ from datetime import UTC, datetime, timedelta
 
 import fakeredis
 import pytest
+import redis
 from prometheus_client import generate_latest
 
 from producer import metrics_exporter
 from shared import lifecycle
 from shared.batch.store import BatchStore
 from shared.constants import JOB_KEY, QUEUE_DUE_KEY
-from shared.metrics import OVERDUE_AFTER_SECONDS, QueueSteps, steps_due
+from shared.metrics import DUE_COMMANDS, OVERDUE_AFTER_SECONDS, QueueSteps, queue_due_commands, queue_steps
 from shared.models import GenerationRequest, Job, JobStatus, StepName
 from shared.quarantine import Quarantine
 from shared.store import JobStore
@@ -24,6 +26,11 @@ NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 @pytest.fixture
 def store() -> JobStore:
     return JobStore(fakeredis.FakeRedis())
+
+
+def steps_due(client: redis.Redis, now: datetime) -> dict[str, QueueSteps]:
+    """The steps-due figures exactly as a scrape reads them."""
+    return metrics_exporter.read_figures(client, [], now.timestamp()).steps
 
 
 def job_with_step(job_id: str, step: StepName, due_in: float) -> Job:
@@ -63,6 +70,17 @@ def test_a_step_moves_between_queues_and_leaves_when_the_job_has_none(store: Job
     assert all(figure == QueueSteps() for figure in steps_due(store.redis, NOW).values())
 
 
+def test_a_job_written_before_its_queue_was_kept_leaves_every_queue_index(store: JobStore) -> None:
+    """A job record from before the hash kept its queue (`queue`): its next write takes it off all four."""
+    store.create(job_with_step("job_a", "submit", due_in=-1))
+    store.redis.hdel(JOB_KEY.format(job_id="job_a"), "queue")
+    store.redis.zadd(QUEUE_DUE_KEY.format(queue="finalize"), {"job_a": NOW.timestamp()})  # as if left behind
+    store.update("job_a", lambda job: job.model_copy(update={"step": lifecycle.new_step("poll", NOW)}))
+    figures = steps_due(store.redis, NOW)
+    assert figures["poll"].due == 1
+    assert figures["submit"] == figures["finalize"] == QueueSteps()
+
+
 def test_a_quarantined_job_leaves_every_due_index(store: JobStore) -> None:
     store.create(job_with_step("job_a", "finalize", due_in=-1))
     store.redis.hset(JOB_KEY.format(job_id="job_a"), "data", "{not json")
@@ -74,6 +92,17 @@ def test_batch_completion_deliveries_count_on_the_webhooks_queue(store: JobStore
     store.redis.zadd("genqueue:batches:due", {"batch_x": (NOW - timedelta(seconds=90)).timestamp()})
     assert BatchStore(store.redis).due_batch_ids(before=NOW.timestamp()) == ["batch_x"]
     assert steps_due(store.redis, NOW)["webhooks"] == QueueSteps(due=1, overdue=1)
+
+
+def test_the_due_commands_and_their_reading_agree_on_the_replies(store: JobStore) -> None:
+    store.create(job_with_step("job_a", "poll", due_in=-1))
+    pipe = store.redis.pipeline(transaction=False)
+    queue_due_commands(pipe, NOW.timestamp())
+    replies = pipe.execute()
+    assert len(replies) == DUE_COMMANDS
+    assert queue_steps(replies)["poll"] == QueueSteps(due=1, overdue=0)
+    with pytest.raises(ValueError, match=f"expected {DUE_COMMANDS} due counts"):
+        queue_steps(replies[:-1])
 
 
 def test_the_exporter_shows_the_gauges(store: JobStore) -> None:

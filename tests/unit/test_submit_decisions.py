@@ -43,9 +43,28 @@ def posting_job(**fields: object) -> Job:
         charge=Charge(estimate=Cost(credits=2)),
         **fields,
     )
-    intended = rules.record_intent(job, task_id(job), "sandbox", NOW)
+    intended = rules.record_intent(job, task_id(job), "sandbox", SETTINGS, NOW)
     assert intended is not None and intended.submit_started_at == NOW
     return intended
+
+
+def test_the_intent_lengthens_the_claims_short_lease_to_the_vendor_calls() -> None:
+    """A claimed submit holds the short step lease until its intent: a submit that then only waits for capacity
+    (or whose next write a failover loses) is free again after that, not after the vendor call's lease."""
+    job = Job(
+        id="job_i",
+        provider="sandbox",
+        request=GenerationRequest(model="sandbox-image", prompt="p"),
+        deadline_at=NOW + timedelta(hours=1),
+        step=lifecycle.new_step("submit", NOW),
+    )
+    _, claimed = lifecycle.claim(job, "submit", task_id(job), NOW, 10)
+    assert claimed is not None and claimed.step is not None
+    assert claimed.step.lease_until == NOW + timedelta(seconds=10)
+    intended = rules.record_intent(claimed, task_id(claimed), "sandbox", SETTINGS, NOW)
+    assert intended is not None and intended.step is not None
+    assert intended.step.lease_until == NOW + timedelta(seconds=lifecycle.vendor_call_lease_seconds(SETTINGS))
+    assert rules.record_intent(claimed, "another-task", "sandbox", SETTINGS, NOW) is None
 
 
 def task_id(job: Job) -> str:

@@ -5,18 +5,20 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from datetime import timedelta
+from types import SimpleNamespace
 
 import fakeredis
 import httpx
 import pytest
 
-from shared import lifecycle, queueing
+from shared import counters, lifecycle, queueing
+from shared.constants import SUBMIT_TASK
 from shared.models import Charge, Cost, GenerationRequest, Job, JobStatus, utcnow
 from shared.protection import ProviderGuard
 from shared.providers import gateway
 from shared.settings import Settings
 from shared.store import JobStore
-from workers import context, poll, submit
+from workers import context, poll, steps, submit
 
 
 @pytest.fixture
@@ -181,3 +183,47 @@ def test_a_cancel_during_a_post_the_vendor_refuses_frees_the_slot_and_is_not_cha
     assert final is not None and final.status is JobStatus.CANCELED and final.charged == "no"
     [status] = context.guard().status([context.settings().provider("sandbox")], time.time())
     assert status.in_flight == 0
+
+
+class FakeTask:
+    """What run_step reads of a Celery task: its name and the id of the message it runs."""
+
+    name = SUBMIT_TASK
+
+    def __init__(self, task_id: str) -> None:
+        self.request = SimpleNamespace(id=task_id)
+
+
+def vendor_requests(store: JobStore) -> float:
+    return float(store.redis.hget(counters.COUNTERS_KEY, counters.vendor_request("sandbox", "submit", 200)) or 0)
+
+
+def test_a_runs_vendor_request_is_counted_by_its_outcomes_write(
+    store: JobStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(queueing, "publish_step", lambda *args, **kwargs: None)
+    use_vendor(monkeypatch, lambda request: httpx.Response(200, json={"id": "t1", "status": "queued"}))
+    counted: list[dict[str, float]] = []
+    monkeypatch.setattr(steps, "add_counts", counted.append)  # the separate round trip, were it taken
+    job, task_id = queued_job(store)
+    steps.run_step(FakeTask(task_id), job.id, "submit", 10, submit.submit_job)  # type: ignore[arg-type]
+    final = store.get(job.id)
+    assert final is not None and final.status is JobStatus.SUBMITTED
+    assert vendor_requests(store) == 1 and counted == []
+
+
+def test_a_request_whose_write_declined_is_counted_on_its_own_when_the_run_ends(
+    store: JobStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def accept_after_a_cancel(request: httpx.Request) -> httpx.Response:
+        store.update("job_s", lambda j: lifecycle.cancel(j, utcnow()))
+        return httpx.Response(200, json={"id": "t1", "status": "queued", "cost_credits": 1})
+
+    monkeypatch.setattr(queueing, "publish_step", lambda *args, **kwargs: None)
+    monkeypatch.setattr(submit, "publish_step", lambda *args, **kwargs: None)
+    use_vendor(monkeypatch, accept_after_a_cancel)
+    job, task_id = queued_job(store)
+    steps.run_step(FakeTask(task_id), job.id, "submit", 10, submit.submit_job)  # type: ignore[arg-type]
+    final = store.get(job.id)
+    assert final is not None and final.status is JobStatus.CANCELED and final.provider_task_id == "t1"
+    assert vendor_requests(store) == 1
