@@ -32,17 +32,21 @@ NOW = utcnow()
 SETTINGS = Settings(providers={"sandbox": {"base_url": "http://vendor.test", "api_key": "sk-secret-1"}})
 
 
-def posting_job(**fields: object) -> Job:
-    """A job whose submit intent is recorded: its POST is in flight."""
-    job = Job(
+def submitting_job(**fields: object) -> Job:
+    """A queued job whose submit step is due."""
+    return Job(
         id="job_d",
         provider="sandbox",
         request=GenerationRequest(model="sandbox-image", prompt="p"),
         deadline_at=NOW + timedelta(hours=1),
         step=lifecycle.new_step("submit", NOW),
-        charge=Charge(estimate=Cost(credits=2)),
         **fields,
     )
+
+
+def posting_job(**fields: object) -> Job:
+    """A job whose submit intent is recorded: its POST is in flight."""
+    job = submitting_job(charge=Charge(estimate=Cost(credits=2)), **fields)
     intended = rules.record_intent(job, task_id(job), "sandbox", SETTINGS, NOW)
     assert intended is not None and intended.submit_started_at == NOW
     return intended
@@ -51,13 +55,7 @@ def posting_job(**fields: object) -> Job:
 def test_the_intent_lengthens_the_claims_short_lease_to_the_vendor_calls() -> None:
     """A claimed submit holds the short step lease until its intent: a submit that then only waits for capacity
     (or whose next write a failover loses) is free again after that, not after the vendor call's lease."""
-    job = Job(
-        id="job_i",
-        provider="sandbox",
-        request=GenerationRequest(model="sandbox-image", prompt="p"),
-        deadline_at=NOW + timedelta(hours=1),
-        step=lifecycle.new_step("submit", NOW),
-    )
+    job = submitting_job()
     _, claimed = lifecycle.claim(job, "submit", task_id(job), NOW, 10)
     assert claimed is not None and claimed.step is not None
     assert claimed.step.lease_until == NOW + timedelta(seconds=10)

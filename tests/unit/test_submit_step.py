@@ -149,13 +149,20 @@ def test_a_lost_answer_counts_as_charged_at_the_estimate(store: JobStore, monkey
     assert final.charge.dialect == "sandbox"  # recorded with the intent, before the POST
 
 
-def test_a_cancel_during_the_post_holds_the_slot_and_follows_the_task_the_vendor_took(
-    store: JobStore, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    def accept_after_a_cancel(request: httpx.Request) -> httpx.Response:
+def accepting_after_a_cancel(store: JobStore) -> Callable[[httpx.Request], httpx.Response]:
+    """A vendor that takes the job (task t1, 1 credit) after the job was canceled during its POST."""
+
+    def accept(request: httpx.Request) -> httpx.Response:
         store.update("job_s", lambda j: lifecycle.cancel(j, utcnow()))
         return httpx.Response(200, json={"id": "t1", "status": "queued", "cost_credits": 1})
 
+    return accept
+
+
+def test_a_cancel_during_the_post_holds_the_slot_and_follows_the_task_the_vendor_took(
+    store: JobStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    accept_after_a_cancel = accepting_after_a_cancel(store)
     published: list[str] = []
     monkeypatch.setattr(submit, "publish_step", lambda app, settings, job_id, step, now: published.append(step.name))
     use_vendor(monkeypatch, accept_after_a_cancel)
@@ -215,13 +222,9 @@ def test_a_runs_vendor_request_is_counted_by_its_outcomes_write(
 def test_a_request_whose_write_declined_is_counted_on_its_own_when_the_run_ends(
     store: JobStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def accept_after_a_cancel(request: httpx.Request) -> httpx.Response:
-        store.update("job_s", lambda j: lifecycle.cancel(j, utcnow()))
-        return httpx.Response(200, json={"id": "t1", "status": "queued", "cost_credits": 1})
-
     monkeypatch.setattr(queueing, "publish_step", lambda *args, **kwargs: None)
     monkeypatch.setattr(submit, "publish_step", lambda *args, **kwargs: None)
-    use_vendor(monkeypatch, accept_after_a_cancel)
+    use_vendor(monkeypatch, accepting_after_a_cancel(store))
     job, task_id = queued_job(store)
     steps.run_step(FakeTask(task_id), job.id, "submit", 10, submit.submit_job)  # type: ignore[arg-type]
     final = store.get(job.id)
