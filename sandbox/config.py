@@ -106,13 +106,15 @@ class ConfigUpdate(BaseModel):
 
 
 class FailNext(BaseModel):
-    """Body of POST /_control/fail_next: the next `count` created tasks (of `dialect`, or any) end failed."""
+    """Body of POST /_control/fail_next: the next `count` created tasks (of `dialect`, or any; whose prompt is
+    `prompt`, or any) end failed. A prompt picks the test's own task on a sandbox other tests' jobs also reach."""
 
     model_config = ConfigDict(extra="forbid")
 
     count: int = Field(default=1, ge=1)
     reason: str = "generation failed"
     dialect: AnyDialect | None = None
+    prompt: str | None = None
 
 
 class BalanceUpdate(BaseModel):

@@ -7,7 +7,7 @@
 | GET charges | | what each accepted task bills under its dialect's rule (see `Store.charges`) |
 | POST faults | a Fault, or a list of them | arms them after those pending; `{"ok", "pending"}` |
 | GET faults | | the pending faults, `count` = uses left |
-| POST fail_next | `{"count", "reason", "dialect"}` | the next `count` created tasks end failed |
+| POST fail_next | `{"count", "reason", "dialect", "prompt"}` | the next `count` created tasks (of those) end failed |
 | POST balance | `{"dialect", "balance"}` | sets it; answers `{"dialect", "balance"}` |
 | GET balance | | every dialect's balance |
 | POST config | some of delay_seconds, output_bytes, outputs_per_task, api_keys | answers the new settings |

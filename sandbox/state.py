@@ -178,7 +178,8 @@ class Store:
             return None
 
     def add_fail_next(self, rule: FailNext) -> None:
-        """Make the next `rule.count` tasks created (of `rule.dialect`, or any) end failed with its reason."""
+        """Make the next `rule.count` tasks created (of `rule.dialect`, or any; of `rule.prompt`, or any) end failed
+        with its reason."""
         with self._lock:
             self._fail_rules.append(_Armed(rule, rule.count))
 
@@ -264,7 +265,7 @@ class Store:
                 outputs=self._config.outputs_per_task,
                 price=price,
                 balance_after=balance_after,
-                fail_reason=self._pick_failure(dialect),
+                fail_reason=self._pick_failure(dialect, prompt),
                 params=dict(params or {}),
             )
             self._tasks[task_id] = task
@@ -272,9 +273,9 @@ class Store:
                 self._refunds_due.append(task)
             return task
 
-    def _pick_failure(self, dialect: DialectName) -> str | None:
+    def _pick_failure(self, dialect: DialectName, prompt: str | None) -> str | None:
         for armed in self._fail_rules:
-            if armed.rule.dialect in (None, dialect):
+            if armed.rule.dialect in (None, dialect) and armed.rule.prompt in (None, prompt):
                 armed.left -= 1
                 if armed.left <= 0:
                     self._fail_rules.remove(armed)

@@ -12,6 +12,8 @@ import hashlib
 import logging
 import math
 import threading
+import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, cast
 from urllib.parse import unquote, urlsplit
@@ -110,6 +112,10 @@ return version
 )
 
 MAX_CAS_ATTEMPTS = 50
+#: how many jobs, written how recently, JobStore.update may start from without reading them (see JobStore): past a
+#: few seconds the next step is a countdown's, and another process has more likely written the job meanwhile
+REMEMBER_JOBS = 1024
+REMEMBER_SECONDS = 5.0
 
 log = logging.getLogger("genqueue.store")
 
@@ -223,11 +229,12 @@ class ConcurrentUpdate(RuntimeError):
 class JobStore:
     """Reads and atomically writes jobs. Only this class touches job keys in Redis.
 
-    Each thread remembers the last job it wrote, as written and with the version the write gave it: a step's
-    outcome follows its claim on the same thread, so `update` starts from that copy instead of reading the job
+    The store remembers the jobs this process wrote in the last REMEMBER_SECONDS, as written and with the version
+    the write gave them (at most REMEMBER_JOBS): a step's outcome follows its claim, and the next step's claim
+    follows that outcome, often in the same process, so `update` starts from that copy instead of reading the job
     again. The compare-and-set still checks the version, so a copy another write has overtaken is never written
-    over (the write fails and the job is read), and a change that declines on the copy is asked again with the
-    job as stored. Job ids are never reused, so a version names one content.
+    over (the write fails and the job is read: one round trip lost), and a change that declines on the copy is
+    asked again with the job as stored. Job ids are never reused, so a version names one content.
     """
 
     def __init__(
@@ -244,7 +251,8 @@ class JobStore:
         self.replica_timeout_ms = int(replica_timeout_seconds * 1000)
         self.retention_ms = "" if not retention_seconds else str(int(retention_seconds * 1000))
         self._cas = client.register_script(_CAS_SCRIPT)
-        self._last_written = threading.local()
+        self._written: OrderedDict[str, tuple[str, str, float]] = OrderedDict()
+        self._written_lock = threading.Lock()
         self.quarantine = Quarantine(client)
         self.claims = Claims(client)
 
@@ -361,7 +369,7 @@ class JobStore:
         added to the counters (shared/counters.py) by the write, with its own, and only if it commits.
         """
         key = JOB_KEY.format(job_id=job_id)
-        remembered = self._remembered(job_id)
+        remembered = self._recall(job_id)
         data: bytes | str | None
         version: bytes | str | None
         for _ in range(MAX_CAS_ATTEMPTS):
@@ -385,16 +393,25 @@ class JobStore:
             encoded = new.model_dump_json()
             written = self._write(new, encoded, _text(version), before, previous_cost, durable=durable, counts=counts)
             if written > 0:
-                self._last_written.job = (job_id, encoded, str(written))
+                self._remember(job_id, encoded, str(written))
                 return new
         raise ConcurrentUpdate(f"job {job_id} changed {MAX_CAS_ATTEMPTS} times while being updated")
 
-    def _remembered(self, job_id: str) -> tuple[str, str] | None:
-        """(data, version) of job `job_id` as this thread last wrote it, if that was the last job it wrote."""
-        last: tuple[str, str, str] | None = getattr(self._last_written, "job", None)
-        if last is None or last[0] != job_id:
+    def _remember(self, job_id: str, data: str, version: str) -> None:
+        with self._written_lock:
+            self._written[job_id] = (data, version, time.monotonic())
+            self._written.move_to_end(job_id)
+            while len(self._written) > REMEMBER_JOBS:
+                self._written.popitem(last=False)
+
+    def _recall(self, job_id: str) -> tuple[str, str] | None:
+        """(data, version) of job `job_id` as this process wrote it in the last REMEMBER_SECONDS, taken: the
+        update that uses it writes its own, or reads the job."""
+        with self._written_lock:
+            entry = self._written.pop(job_id, None)
+        if entry is None or time.monotonic() - entry[2] > REMEMBER_SECONDS:
             return None
-        return last[1], last[2]
+        return entry[0], entry[1]
 
     def readmit(self, job_id: str) -> Job | None:
         """Take a repaired job out of quarantine and index its next step again; None when it no longer exists.

@@ -216,8 +216,11 @@ def test_retry_failed_reenqueues_the_failed_jobs_in_the_same_batch(
     workers: ServerProcess, pipeline_env: dict[str, str], sandbox_url: str, tmp_path: Path
 ) -> None:
     name = f"retry-{uuid.uuid4().hex[:6]}"
-    httpx.post(f"{sandbox_url}/_control/fail_next", json={"count": 2, "dialect": "sandbox"}).raise_for_status()
-    path = write_jsonl(tmp_path / "retry.jsonl", [image_line(n) for n in range(4)])
+    lines = [image_line(n, prompt=f"{name} picture {n}") for n in range(4)]
+    for line in lines[:2]:  # picked by prompt: other tests' jobs reach the same sandbox meanwhile
+        failure = {"count": 1, "dialect": "sandbox", "prompt": line["prompt"]}
+        httpx.post(f"{sandbox_url}/_control/fail_next", json=failure).raise_for_status()
+    path = write_jsonl(tmp_path / "retry.jsonl", lines)
     assert run_cli(pipeline_env, "batch", "submit", str(path), "--name", name).returncode == 0
     assert wait_ended(pipeline_env, name)["counts"] == {"succeeded": 2, "failed": 2}
     retried = run_cli(pipeline_env, "batch", "retry", name, "--failed")

@@ -102,11 +102,14 @@ def test_resume_by_name_and_retry_of_failed_jobs(
 ) -> None:
     api = client(api_url, make_key(pipeline_env))
     name = f"resume-{uuid.uuid4().hex[:6]}"
-    httpx.post(f"{sandbox_url}/_control/fail_next", json={"count": 1, "reason": "nsfw", "dialect": "sandbox"})
-    first = api.post("/v1/batches", params={"name": name}, content=body(image(1)))
+    one, two = ({**image(n), "prompt": f"{name} picture {n}"} for n in (1, 2))
+    # the failure is picked by prompt: other tests' jobs reach the same sandbox meanwhile
+    failure = {"count": 1, "reason": "nsfw", "dialect": "sandbox", "prompt": one["prompt"]}
+    httpx.post(f"{sandbox_url}/_control/fail_next", json=failure)
+    first = api.post("/v1/batches", params={"name": name}, content=body(one))
     assert first.status_code == 201
     wait_completed(api, name)
-    again = api.post("/v1/batches", params={"name": name}, content=body(image(1), image(2)))
+    again = api.post("/v1/batches", params={"name": name}, content=body(one, two))
     assert again.status_code == 201 and again.json()["id"] == first.json()["id"] and again.json()["total"] == 2
     summary = wait_completed(api, name)
     assert summary["counts"] == {"failed": 1, "succeeded": 1}

@@ -1,6 +1,6 @@
-"""A thread's next update of the job it last wrote starts from the copy it wrote (no read), and is still never
-written over a newer job: the compare-and-set fails and the job is read; a decline on the copy is asked again
-with the job as stored."""
+"""The next update of a job this process wrote a moment ago starts from the copy it wrote (no read), and is still
+never written over a newer job: the compare-and-set fails and the job is read; a decline on the copy is asked
+again with the job as stored."""
 
 from __future__ import annotations
 
@@ -9,8 +9,10 @@ from datetime import timedelta
 from typing import Any
 
 import fakeredis
+import pytest
 
 from shared import counters, lifecycle
+from shared import store as store_module
 from shared.models import GenerationRequest, Job, utcnow
 from shared.store import JobStore
 
@@ -86,18 +88,39 @@ def test_a_decline_on_the_copy_is_asked_again_of_the_stored_job() -> None:
     assert written is not None and written.poll_count == 2
 
 
-def test_each_thread_remembers_its_own_write() -> None:
+def test_a_write_by_another_thread_is_remembered_too_and_a_copy_is_used_once() -> None:
     ours, _ = stores()
-    ours.create(new_job("job_a"))
-    ours.create(new_job("job_b"))
-    ours.update("job_a", polled)
-    other = threading.Thread(target=ours.update, args=("job_b", polled))
+    ours.create(new_job())
+    ours.update("job_m", polled)  # read once: created, not yet written by an update
+    other = threading.Thread(target=ours.update, args=("job_m", polled))
     other.start()
     other.join()
     CountingRedis.reads = 0
-    ours.update("job_a", polled)  # this thread's last write is still job_a's
+    ours.update("job_m", polled)  # the next step's claim, on another thread of the same process
     assert CountingRedis.reads == 0
-    ours.update("job_b", polled)  # written by the other thread: read
+    stored = ours.get("job_m")
+    assert stored is not None and stored.poll_count == 3
+
+
+def test_a_copy_older_than_the_remembering_window_is_not_used(monkeypatch: pytest.MonkeyPatch) -> None:
+    ours, _ = stores()
+    ours.create(new_job())
+    ours.update("job_m", polled)
+    monkeypatch.setattr(store_module, "REMEMBER_SECONDS", 0.0)
+    CountingRedis.reads = 0
+    ours.update("job_m", polled)
+    assert CountingRedis.reads == 1
+
+
+def test_at_most_remember_jobs_are_kept(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(store_module, "REMEMBER_JOBS", 2)
+    ours, _ = stores()
+    for job_id in ("job_a", "job_b", "job_c"):
+        ours.create(new_job(job_id))
+        ours.update(job_id, polled)
+    CountingRedis.reads = 0
+    ours.update("job_a", polled)  # the oldest, forgotten
+    ours.update("job_c", polled)
     assert CountingRedis.reads == 1
 
 

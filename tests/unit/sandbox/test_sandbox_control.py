@@ -129,6 +129,14 @@ def test_fail_next_counts_and_dialect(client: httpx.Client) -> None:
     assert statuses == ["failed", "failed", "completed"]
 
 
+def test_fail_next_picks_its_prompt_and_leaves_other_tasks_alone(client: httpx.Client) -> None:
+    control(client, "fail_next", count=1, reason="nope", dialect="veogen", prompt="mine")
+    other = client.post(VEOGEN, json=SORA, headers=BEARER).json()["data"]["id"]
+    mine = client.post(VEOGEN, json=SORA | {"prompt": "mine"}, headers=BEARER).json()["data"]["id"]
+    statuses = [client.get(f"{VEOGEN}/{i}", headers=BEARER).json()["data"]["status"] for i in (other, mine)]
+    assert statuses == ["completed", "failed"]
+
+
 def test_stats_and_duplicates(client: httpx.Client) -> None:
     client.post(VICSEE, json=SORA | {"options": {"duration": 10}}, headers=BEARER)
     client.post(VICSEE, json=SORA | {"options": {"duration": 10}}, headers=BEARER)  # duplicate
