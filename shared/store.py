@@ -41,7 +41,7 @@ from shared.constants import (
     TENANT_SPEND_KEY,
 )
 from shared.errors import InvalidRequest
-from shared.models import Budget, Cost, Job, utcnow
+from shared.models import TERMINAL_STATUSES, Budget, Cost, Job, utcnow
 from shared.quarantine import Quarantine, UnreadableRecord, describe
 from shared.settings import Settings
 
@@ -59,11 +59,15 @@ from shared.settings import Settings
 # The hash keeps that position (`queue`), so a write takes the job off only the queue index it was on (off all four
 # for a job written before the field was kept).
 # An ended job with nothing left to do expires after the retention; one given a step again (a webhook redelivery)
-# is kept.
+# is kept (only an ended job can have an expiry to take off).
 _CAS_SCRIPT = (
     HELD_BY_LUA
+    + "local TERMINAL = {"
+    + ", ".join(f"['{status.value}'] = true" for status in sorted(TERMINAL_STATUSES))
+    + "}"
     + """
-local current = redis.call('HGET', KEYS[1], 'version')
+local head = redis.call('HMGET', KEYS[1], 'version', 'status', 'queue')
+local current, old_status, old_queue = head[1], head[2], head[3]
 if ARGV[1] == '' then
   if current then return -1 end
   if ARGV[9] ~= '' and not held_by(claim_value(KEYS[5], ARGV[10]), ARGV[9]) then return -2 end
@@ -77,8 +81,6 @@ if ARGV[1] == '' then
 elseif current ~= ARGV[1] then
   return -1
 end
-local old = redis.call('HMGET', KEYS[1], 'status', 'queue')
-local old_status, old_queue = old[1], old[2]
 if ARGV[1] == '' then old_queue = '' end
 local version = tonumber(current) + 1
 redis.call('HSET', KEYS[1], 'data', ARGV[2], 'version', version, 'status', ARGV[3], 'queue', ARGV[17])
@@ -100,7 +102,7 @@ if ARGV[6] == '1' and old_status ~= ARGV[3] then
 end
 if ARGV[7] == '1' and ARGV[5] == '' and ARGV[8] ~= '' then
   redis.call('PEXPIRE', KEYS[1], ARGV[8])
-else
+elseif old_status and TERMINAL[old_status] then
   redis.call('PERSIST', KEYS[1])
 end
 if ARGV[13] ~= '0' then redis.call('HINCRBYFLOAT', KEYS[7], 'credits', ARGV[13]) end
