@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from kombu.transport import TRANSPORT_ALIASES
 from kombu.transport import redis as kombu_redis
 
 
@@ -47,6 +48,9 @@ class SentinelTransport(kombu_redis.SentinelTransport):
     Channel = SentinelChannel
 
 
-#: the `broker_transport` setting naming each
-PLAIN = f"{__name__}:Transport"
-SENTINEL = f"{__name__}:SentinelTransport"
+#: the `broker_transport` setting naming each (kombu's aliases, so that a worker's "Connected to" line reads
+#: genqueue-redis://…)
+PLAIN = "genqueue-redis"
+SENTINEL = "genqueue-sentinel"
+TRANSPORT_ALIASES[PLAIN] = f"{__name__}:Transport"
+TRANSPORT_ALIASES[SENTINEL] = f"{__name__}:SentinelTransport"

@@ -171,6 +171,10 @@ def test_step_keeps_beating_through_a_warm_shutdown(step_and_consumer: Any, monk
 
 def test_real_worker_health(redis_url: str, tmp_path: Path) -> None:
     directory = tmp_path / "health"
+    # a Redis database of its own: a dispatcher lock another test's killed worker left behind (it expires within
+    # 5 s) would make the dispatcher task below return at once
+    redis_url = redis_url.rsplit("/", 1)[0] + "/12"
+    redis.Redis.from_url(redis_url).flushdb()
     env = {
         "GENQUEUE_REDIS_URL": redis_url,
         "GENQUEUE_HEALTH_DIR": str(directory),
