@@ -20,6 +20,8 @@ from typing import Any, Self
 import httpcore
 import httpx
 
+from shared.once import once_per_process
+
 _local = threading.local()
 #: a write is sent in pieces of this size, each given the time left, so a receiver that does not read cannot
 #: stretch one write past the deadline
@@ -121,10 +123,7 @@ class _DeadlineBackend(httpcore.NetworkBackend):
         self._inner.sleep(seconds)
 
 
-_context_lock = threading.Lock()
-_contexts: list[ssl.SSLContext] = []
-
-
+@once_per_process
 def shared_ssl_context() -> ssl.SSLContext:
     """httpx's default TLS context (certificates verified against its CA bundle), made once per process.
 
@@ -132,11 +131,7 @@ def shared_ssl_context() -> ssl.SSLContext:
     requests themselves when each thread's new client made its own. An SSLContext may be shared by any number of
     connections and threads.
     """
-    if not _contexts:
-        with _context_lock:
-            if not _contexts:
-                _contexts.append(httpx.create_ssl_context())
-    return _contexts[0]
+    return httpx.create_ssl_context()
 
 
 def deadline_transport(ssl_context: ssl.SSLContext | None = None) -> httpx.HTTPTransport:

@@ -93,15 +93,16 @@ def claim(job: Job, name: StepName, task_id: str, now: datetime, lease_seconds: 
     decision, delay = step_decision(step, task_id, now)
     if decision is not Decision.RUN:
         return Claim(decision, delay=delay), None
-    assert job.step is not None
-    leased = _with_lease(job, job.step, now + timedelta(seconds=lease_seconds))
+    leased = with_lease(job, now + timedelta(seconds=lease_seconds))
     return Claim(Decision.RUN, leased), leased
 
 
-def _with_lease(job: Job, step: Step, until: datetime) -> Job:
-    """`job` with its step leased until `until`; a copy of the two it changes (the rest is shared: transitions
-    replace what they change, never edit it in place, so sharing is safe and spares a deep copy per write)."""
-    return job.model_copy(update={"step": step.model_copy(update={"lease_until": until})})
+def with_lease(job: Job, until: datetime) -> Job:
+    """`job` (which has a step) with its step leased until `until`; a copy of the two it changes (the rest is
+    shared: transitions replace what they change, never edit it in place, so sharing is safe and spares a deep
+    copy per write)."""
+    assert job.step is not None
+    return job.model_copy(update={"step": job.step.model_copy(update={"lease_until": until})})
 
 
 def renew_lease(job: Job, task_id: str, now: datetime, lease_seconds: float) -> Job | None:
@@ -113,7 +114,7 @@ def renew_lease(job: Job, task_id: str, now: datetime, lease_seconds: float) -> 
     until = now + timedelta(seconds=lease_seconds)
     if job.step.lease_until >= until:
         return None
-    return _with_lease(job, job.step, until)
+    return with_lease(job, until)
 
 
 def owns_step(job: Job, task_id: str) -> bool:
@@ -129,7 +130,7 @@ def advance(
         return None
     if status is not None and STATUS_RANK[status] < STATUS_RANK[job.status]:
         return None
-    new = job.model_copy(update=fields)  # shallow: see _with_lease
+    new = job.model_copy(update=fields)  # shallow: see with_lease
     if status is not None:
         new.status = status
     new.step = step

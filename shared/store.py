@@ -77,11 +77,10 @@ if ARGV[1] == '' then
     if spent + cost > tonumber(ARGV[16]) + 1e-9 then return -3 end
   end
   if ARGV[11] ~= '' then redis.call('ZADD', KEYS[6], ARGV[11], ARGV[4]) end
-  current = '0'
+  current, old_queue = '0', ''
 elseif current ~= ARGV[1] then
   return -1
 end
-if ARGV[1] == '' then old_queue = '' end
 local version = tonumber(current) + 1
 redis.call('HSET', KEYS[1], 'data', ARGV[2], 'version', version, 'status', ARGV[3], 'queue', ARGV[17])
 if ARGV[5] == '' then

@@ -13,16 +13,14 @@ own clients (and connection pools). The job store, the guard and storage are one
 
 from __future__ import annotations
 
-import functools
 import random
 import threading
-from collections.abc import Callable
-from typing import TypeVar
 
 import httpx
 
 from shared.http_deadline import deadline_transport
 from shared.netguard import guarded_client
+from shared.once import once_per_process
 from shared.protection import ProviderGuard
 from shared.settings import Settings, get_settings
 from shared.storage import Storage
@@ -35,25 +33,6 @@ USER_AGENT = "genqueue/0.1"
 
 def settings() -> Settings:
     return get_settings()
-
-
-T = TypeVar("T")
-
-
-def once_per_process(make: Callable[[], T]) -> Callable[[], T]:
-    """`make()` called at most once however many threads ask at the same moment; its result kept."""
-    lock = threading.Lock()
-    made: list[T] = []
-
-    @functools.wraps(make)
-    def get() -> T:
-        if not made:
-            with lock:
-                if not made:
-                    made.append(make())
-        return made[0]
-
-    return get
 
 
 @once_per_process

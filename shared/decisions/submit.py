@@ -67,13 +67,11 @@ def record_intent(job: Job, task_id: str, dialect: str, settings: Settings, now:
     the step's lease lengthened to the vendor call's, so no takeover can send a second POST while this one may
     still be answered. Until then the step held only the short lease of its claim: a submit that waits for
     capacity, or whose next write a failover loses, is free again soon."""
-    if job.step is None:
+    if not lifecycle.owns_step(job, task_id):
         return None
     intent = job.charge.model_copy(update={"dialect": dialect})
-    step = job.step.model_copy(
-        update={"lease_until": now + timedelta(seconds=lifecycle.vendor_call_lease_seconds(settings))}
-    )
-    return lifecycle.advance(job, task_id, now, step=step, submit_started_at=now, charge=intent)
+    leased = lifecycle.with_lease(job, now + timedelta(seconds=lifecycle.vendor_call_lease_seconds(settings)))
+    return lifecycle.advance(leased, task_id, now, step=leased.step, submit_started_at=now, charge=intent)
 
 
 def intent_withdrawn(job: Job, task_id: str, settings: Settings, now: datetime) -> Job | None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 
-from workers.context import once_per_process
+from shared.once import once_per_process
 
 
 def test_many_threads_at_once_get_one_instance() -> None:
