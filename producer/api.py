@@ -26,9 +26,11 @@ from shared import costs, lifecycle, tracing
 from shared.batch.models import BatchLine
 from shared.claims import Slot
 from shared.constants import JOB_EVENTS_CHANNEL
+from shared.decisions import route as route_rules
 from shared.errors import InvalidRequest
-from shared.models import Budget, Charge, Cost, GenerationRequest, Job, JobStatus, utcnow
+from shared.models import Budget, Charge, Cost, GenerationRequest, Job, JobStatus, Route, utcnow
 from shared.protection import ProviderGuard, ProviderStatus
+from shared.providers.routes import is_routed
 from shared.queueing import make_celery, publish_step, write_and_publish
 from shared.settings import Settings, get_settings
 from shared.storage import Storage
@@ -67,8 +69,13 @@ class Producer:
         webhook_url: str | None = None,
         metadata: Mapping[str, str | int | float | bool] | None = None,
         idempotency_key: str | None = None,
+        route_policy: str = "cheapest",
     ) -> Job:
         """Validate the request, store the job and enqueue its submit; the job as stored.
+
+        `provider` may be `auto` (any provider of `model`'s route, shared/providers/routes.py) or a
+        comma-separated list of them; the submit then chooses by `route_policy` (cheapest, fastest, preferred)
+        among those free to take it, and moves on after a refusal that charged nothing (shared/decisions/route.py).
 
         Metadata values may be strings, numbers or booleans; they are stored as strings (`3` as "3", `True` as
         "true"), at most 32 keys. Raises InvalidRequest (nothing stored, nothing enqueued) for any request the job
@@ -84,6 +91,7 @@ class Producer:
             images=images or [],
             webhook=webhook_url,
             metadata=dict(metadata or {}),
+            route_policy=route_policy,
         )
         return self.enqueue(line, idempotency_key).job
 
@@ -106,6 +114,14 @@ class Producer:
         if tenant is not None:
             check_remote_inputs(request)
         metadata = normalized_metadata(line.metadata)
+        route = None
+        if is_routed(provider):  # the job goes where its route chooses: for now, as the policy ranks the catalog
+            if budget is not None:  # a switch of provider at submit would move its cost outside the reservation
+                raise InvalidRequest("a key with a budget cannot send jobs to auto or a provider list; name one")
+            route = route_rules.plan(provider, request, line.route_policy, self.settings)
+            chosen = next(found for found in route.candidates if found.provider == route.chosen)
+            provider, model = chosen.provider, chosen.model
+            request = request.model_copy(update={"model": model})
         _, cost = validate(self.settings, provider, request, webhook_url, signed_by_key=tenant is not None)
         if budget is not None and getattr(cost, budget.currency) is None:
             raise InvalidRequest(
@@ -127,6 +143,7 @@ class Producer:
                 idempotency_key=idempotency_key,
                 tenant=tenant,
                 budget=budget,
+                route=route,
             )
 
         if idempotency_key:
@@ -156,6 +173,7 @@ class Producer:
         claim: Slot | None = None,
         tenant: str | None = None,
         budget: Budget | None = None,
+        route: Route | None = None,
     ) -> Job:
         """Store a validated job (uploading its local images first); its submit step is not published here.
 
@@ -172,6 +190,7 @@ class Producer:
             charge=Charge(estimate=cost),
             metadata=metadata,
             tenant=tenant,
+            route=route,
             batch_id=batch_id,
             webhook_url=webhook_url,
             idempotency_key=idempotency_key,

@@ -66,8 +66,14 @@ def exit_for(job: Job) -> int:
 
 @app.command()
 def submit(
-    provider: Annotated[str, typer.Option(help="provider name, e.g. vicsee, veogen, gateway, veo3api, sandbox")],
-    model: Annotated[str, typer.Option(help="model id of that provider")],
+    provider: Annotated[
+        str,
+        typer.Option(
+            help="provider name, e.g. vicsee, veogen, gateway, veo3api, sandbox; or auto (any provider of the"
+            " model's route), or a comma-separated list of them"
+        ),
+    ],
+    model: Annotated[str, typer.Option(help="model id of that provider; with auto or a list, the route's model")],
     prompt: Annotated[str, typer.Option(help="what to generate")] = "",
     option: Annotated[list[str], typer.Option("--option", help="KEY=VALUE of the unified request")] = [],  # noqa: B006
     image: Annotated[list[str], typer.Option("--image", help="image input: https URL or local file")] = [],  # noqa: B006
@@ -77,13 +83,16 @@ def submit(
     wait: Annotated[bool, typer.Option("--wait", help="wait until the job ends and print it")] = False,
     timeout: Annotated[float | None, typer.Option(help="with --wait: stop waiting after this many seconds")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the job as JSON")] = False,
+    route_policy: Annotated[
+        str, typer.Option(help="with auto or a list: cheapest, fastest, or preferred (the list's order)")
+    ] = "cheapest",
 ) -> None:
     """Enqueue a generation job; print its id (or the job, with --json or --wait)."""
     options = parse_pairs(option, "--option", as_json=True)
     meta = parse_pairs(metadata, "--metadata", as_json=False)
     client = producer()
     try:
-        job = client.submit(provider, model, prompt, options, image, webhook, meta, idempotency_key)
+        job = client.submit(provider, model, prompt, options, image, webhook, meta, idempotency_key, route_policy)
     except GenqueueError as exc:
         refuse(exc.message)
     if not wait:

@@ -11,8 +11,8 @@ over HTTP and blocks. `genqueue stats` is the report that reads every job; this 
 Families (docs/interface.md lists them with their labels):
 - counters: genqueue_jobs_created_total, genqueue_jobs_ended_total, genqueue_polls_total,
   genqueue_vendor_requests_total, genqueue_output_bytes_total, genqueue_webhook_attempts_total,
-  genqueue_cost_usd_total, genqueue_cost_credits_total
-- histograms: genqueue_job_status_seconds, genqueue_ready_to_webhook_seconds
+  genqueue_cost_usd_total, genqueue_cost_credits_total, genqueue_jobs_routed_total
+- histograms: genqueue_job_status_seconds, genqueue_ready_to_webhook_seconds, genqueue_render_seconds
 - gauges: genqueue_jobs (statuses a job leaves again), genqueue_steps_due, genqueue_steps_overdue,
   genqueue_batches_active, genqueue_batch_jobs_held, genqueue_sweeper_last_pass_age_seconds,
   genqueue_dispatcher_last_pass_age_seconds, genqueue_webhooks_dead_letters, genqueue_quarantined_records,
@@ -56,10 +56,12 @@ COUNTER_HELP = {
     "webhook_attempts": "Webhook POSTs, delivered (2xx) or failed",
     "cost_usd": "What ended jobs cost, in US dollars",
     "cost_credits": "What ended jobs cost, in vendor credits",
+    "jobs_routed": "Jobs sent to auto or a provider list that a vendor took, by route (model) and provider",
 }
 HISTOGRAM_HELP = {
     "job_status_seconds": "Seconds a job spent in a status, observed when it left it",
     "ready_to_webhook_seconds": "Seconds from the vendor reporting the job done to its first webhook POST",
+    "render_seconds": "Seconds from the vendor taking a job to its reporting it done, by provider and model",
 }
 
 

@@ -6,7 +6,7 @@ import time
 from collections.abc import Callable
 from typing import TextIO
 
-from shared.models import HISTORY_HEAD, Job
+from shared.models import HISTORY_HEAD, Job, Route
 from shared.protection import ProviderStatus
 
 
@@ -28,6 +28,22 @@ def job_lines(job: Job) -> list[str]:
     if job.webhook:
         state = "delivered" if job.webhook.delivered else (job.webhook.gave_up or "pending")
         lines.append(f"  webhook: {job.webhook.event_type} {job.webhook.event_id} {state}")
+    if job.route is not None:
+        lines.extend(route_lines(job.route))
+    return lines
+
+
+def route_lines(route: Route) -> list[str]:
+    """A route's latest choice: the policy, each candidate with its estimate and why it was passed over, and the
+    providers that refused the job without charging."""
+    lines = [f"  route: {route.model}, {route.policy}, chose {route.chosen or '(none yet)'}"]
+    for found in route.candidates:
+        usd = "?" if found.estimate_usd is None else f"${found.estimate_usd:g}"
+        render = "" if found.render_seconds is None else f", renders in {found.render_seconds:.0f} s"
+        verdict = "chosen" if found.provider == route.chosen else (found.skipped or "eligible")
+        lines.append(f"    {found.provider}/{found.model}: {usd}{render}: {verdict}")
+    for failover in route.failovers:
+        lines.append(f"    refused by {failover.provider}: {failover.code}: {failover.message}")
     return lines
 
 

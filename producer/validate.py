@@ -200,7 +200,7 @@ def validate(
     check_urls(settings, request, webhook_url, signed_by_key)
     scheme = urlsplit(settings.s3_endpoint_url).scheme if settings.s3_endpoint_url else "https"
     get_adapter(config.dialect).build_submit(request, config, PreviewInputs(scheme))
-    return config, estimate_cost(provider, request)
+    return config, estimate_cost(provider, request, config.prices)
 
 
 def fingerprint(provider: str, request: GenerationRequest, webhook_url: str | None, metadata: dict[str, str]) -> str:

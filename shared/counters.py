@@ -39,6 +39,8 @@ FAMILIES: dict[str, tuple[str, tuple[str, ...]]] = {
     "jobs": ("gauge", ("provider", "status")),
     "job_status_seconds": ("histogram", ("provider", "status")),
     "ready_to_webhook_seconds": ("histogram", ("provider",)),
+    "render_seconds": ("histogram", ("provider", "model")),
+    "jobs_routed": ("counter", ("route", "provider")),
 }
 #: upper bounds of the histograms' buckets, in seconds (+Inf follows): from a quick vendor to a long render
 BUCKETS = (0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 7200.0)
@@ -89,6 +91,7 @@ def of_write(before: Before | None, after: Job, now: datetime) -> dict[str, floa
             if before.entered_at is not None:
                 seconds = (now - before.entered_at).total_seconds()
                 observe(counts, "job_status_seconds", (provider, before.status.value), seconds)
+        _count_route_and_render(counts, before, after, now)
         if after.status not in TERMINAL_STATUSES:
             add(counts, field("jobs", provider, after.status.value))
         elif before is None or before.status not in TERMINAL_STATUSES:
@@ -98,6 +101,22 @@ def of_write(before: Before | None, after: Job, now: datetime) -> dict[str, floa
         add(counts, field("polls", provider), polls)
     _count_webhook(counts, before, after)
     return counts
+
+
+def _count_route_and_render(counts: dict[str, float], before: Before | None, after: Job, now: datetime) -> None:
+    """A routed job the vendor took counts for its route and provider; a job whose vendor is done rendering
+    observes its render time (accepted to ready) for its provider and model: what `fastest` routes by."""
+    if after.status is JobStatus.SUBMITTED and after.route is not None:
+        add(counts, field("jobs_routed", after.route.model, after.provider))
+    accepted = after.entered_at.get(JobStatus.SUBMITTED.value)
+    rendering = before is not None and before.status in (JobStatus.SUBMITTED, JobStatus.RUNNING)
+    if after.status is JobStatus.FINALIZING and rendering and accepted is not None:
+        observe(counts, "render_seconds", (after.provider, after.request.model), (now - accepted).total_seconds())
+
+
+def render_fields(provider: str, model: str) -> tuple[str, str]:
+    """The counter fields holding the sum and count of render times seen at `provider` for `model`."""
+    return field("render_seconds:sum", provider, model), field("render_seconds:count", provider, model)
 
 
 def _count_end(counts: dict[str, float], job: Job) -> None:

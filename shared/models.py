@@ -226,6 +226,51 @@ class WebhookAttempt(BaseModel):
     error: str | None = None
 
 
+class RouteCandidate(BaseModel):
+    """One provider of a job's route, as the latest choice saw it.
+
+    `model` is the provider's own id of the route's model; `estimate` what the catalog (or the provider's price
+    settings) says the job costs there, `estimate_usd` the same in USD (credits at the provider's
+    `usd_per_credit`; None when either is unknown); `render_seconds` the mean render time this cluster has seen
+    there for that model (None before the first). `skipped` says why it was not chosen (None: it was, or could be).
+    """
+
+    provider: str
+    model: str
+    estimate: Cost = Field(default_factory=Cost)
+    estimate_usd: float | None = None
+    render_seconds: float | None = None
+    skipped: str | None = None
+
+
+class RouteFailover(BaseModel):
+    """A submit a provider refused without charging (429, 5xx, credits, its own validation): the job moved on."""
+
+    provider: str
+    code: str
+    message: str
+    at: datetime
+
+
+class Route(BaseModel):
+    """How a job sent to `--provider auto` (or to a list of providers) chooses where it goes.
+
+    `model` is the route's canonical model (`sora-2`); `providers` the candidates the job may go to, in the route's
+    order; `policy` is `cheapest`, `fastest`, or `preferred` (the order of `providers`). The latest choice:
+    `candidates` (each with its estimate and, when passed over, why), `chosen` and `decided_at`. `failovers` lists
+    every provider that refused the job's submit without charging; a later choice passes over those while another
+    candidate remains.
+    """
+
+    model: str
+    policy: Literal["cheapest", "fastest", "preferred"] = "cheapest"
+    providers: list[str]
+    candidates: list[RouteCandidate] = Field(default_factory=list)
+    chosen: str | None = None
+    decided_at: datetime | None = None
+    failovers: list[RouteFailover] = Field(default_factory=list)
+
+
 class Job(BaseModel):
     """A generation job as the job store keeps it."""
 
@@ -247,6 +292,8 @@ class Job(BaseModel):
 
     # bookkeeping: never part of the public JSON
     request: GenerationRequest
+    #: a job sent to `--provider auto` (or a list): where it may go and why it went where it did; None otherwise
+    route: Route | None = None
     #: the API key (shared/keys.py) the job was made with: only that key sees it, and its webhooks are signed with
     #: that key's secret. None for jobs made by the operator's own tools (the Producer, the command line)
     tenant: str | None = None
@@ -304,6 +351,7 @@ class JobView(BaseModel):
     batch_id: str | None
     created_at: datetime
     updated_at: datetime
+    route: Route | None = None
 
 
 #: the fields of a Job that callers see

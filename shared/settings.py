@@ -13,6 +13,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared.errors import InvalidRequest
 from shared.netguard import parse_allowlist
+from shared.providers.catalog_data import Price
 
 #: where each built-in provider is reached by default, and the dialect it speaks
 BUILTIN_PROVIDERS: dict[str, tuple[str, str]] = {
@@ -34,6 +35,10 @@ class ProviderConfig(BaseModel):
     api_key: str | None = None
     allow_resubmit: bool = False
     limits: ProviderLimits = Field(default_factory=lambda: ProviderLimits())
+    #: what one credit of this provider costs in USD, so routes compare credit-billed and USD-billed providers
+    usd_per_credit: float | None = None
+    #: model id -> its price here, where the catalog has none or the account's contract differs
+    prices: dict[str, Price] = Field(default_factory=dict)
 
 
 class ProviderLimits(BaseModel):
@@ -64,6 +69,8 @@ class ProviderOverride(BaseModel):
     breaker_threshold: int | None = None
     breaker_cooldown_seconds: float | None = None
     credit_probe_interval_seconds: float | None = None
+    usd_per_credit: float | None = Field(default=None, ge=0)
+    prices: dict[str, Price] | None = None
 
 
 class Settings(BaseSettings):
@@ -254,6 +261,8 @@ class Settings(BaseSettings):
             base_url=base_url,
             api_key=override.api_key,
             allow_resubmit=bool(override.allow_resubmit),
+            usd_per_credit=override.usd_per_credit,
+            prices=override.prices or {},
             limits=ProviderLimits.model_validate(
                 {
                     field: value

@@ -13,17 +13,18 @@ import time
 
 from celery import Task
 
-from shared import lifecycle
+from shared import counters, lifecycle
 from shared.batch import BatchStore
 from shared.constants import SUBMIT_TASK
 from shared.decisions import Effects
+from shared.decisions import route as route_rules
 from shared.decisions import submit as submit_rules
-from shared.errors import GenqueueError
-from shared.models import Job, JobStatus, utcnow
+from shared.errors import GenqueueError, InvalidRequest
+from shared.models import Job, JobStatus, Route, utcnow
 from shared.providers.base import HttpAnswer, SubmitResult
 from shared.providers.registry import get_adapter
 from shared.queueing import publish_step
-from shared.settings import ProviderConfig
+from shared.settings import ProviderConfig, Settings
 from shared.storage import StorageInputs
 from shared.store import NotReplicated
 from workers import context
@@ -50,8 +51,14 @@ def submit_job(job: Job, task_id: str) -> None:
         if reason is not None:
             cancel(job.id, task_id, reason)
             return
+    chosen: route_rules.Chosen | None = None
+    if job.route is not None and job.submit_started_at is None:
+        chosen = routed(job, task_id)
+        if chosen is None:
+            return
+        job = chosen.job
     try:
-        config = context.settings().provider(job.provider)
+        config = chosen.config if chosen is not None else context.settings().provider(job.provider)
         refusal = submit_rules.resubmit_refusal(job, config.allow_resubmit)
         if refusal is not None:
             raise refusal
@@ -59,17 +66,21 @@ def submit_job(job: Job, task_id: str) -> None:
         request = adapter.build_submit(job.request, config, StorageInputs(context.storage()))
         task_scope = adapter.task_scope(job.request, config)
     except GenqueueError as exc:
+        if chosen is not None:
+            carry_out(Effects(free_slot=True), chosen.config, job.id)
         fail(job.id, task_id, exc)
         return
-    if not admitted(job, task_id, config):
+    if chosen is None and not admitted(job, task_id, config):
         return
     now = utcnow()
+
+    def intent(current: Job) -> Job | None:
+        if chosen is not None:  # the stored job as it is, sent where the route chose
+            current = route_rules.switched(current, chosen.route, chosen.candidate)
+        return submit_rules.record_intent(current, task_id, config.dialect, context.settings(), now)
+
     try:
-        intended = context.store().update(
-            job.id,
-            lambda j: submit_rules.record_intent(j, task_id, config.dialect, context.settings(), now),
-            durable=True,
-        )
+        intended = context.store().update(job.id, intent, durable=True)
     except NotReplicated as exc:  # GENQUEUE_REDIS_MIN_REPLICAS: nothing is sent until a replica has the intent
         log.warning("submit: job %s: %s; not sent, tried again", job.id, exc)
         carry_out(Effects(free_slot=True), config, job.id)
@@ -85,6 +96,57 @@ def submit_job(job: Job, task_id: str) -> None:
         record_unanswered(job, task_id, config, exc, answer)
         return
     record_accepted(intended, task_id, config, result, task_scope)
+
+
+def routed(job: Job, task_id: str) -> route_rules.Chosen | None:
+    """Where a routed job goes now (route_rules.choose), admitted there; None when it was rescheduled to wait for
+    capacity (the route as decided recorded) or failed because no candidate is configured and honours it."""
+    assert job.route is not None
+    settings, now = context.settings(), utcnow()
+    states = provider_states(job.route, job.request.model, settings)
+    route, order = route_rules.choose(job.route, job.request, states, now)
+    if not order:
+        reasons = "; ".join(f"{found.provider}: {found.skipped}" for found in route.candidates)
+        fail(job.id, task_id, InvalidRequest(f"no provider of route {route.model} can take the job: {reasons}"))
+        return None
+    ttl = settings.job_timeout_seconds + 3600
+    refusals = []
+    for found in order:
+        config = states[found.provider].config
+        assert config is not None  # choose orders only configured candidates
+        admission = context.guard().admit(config, job.id, time.time(), ttl_seconds=ttl)
+        if admission.allowed:
+            return route_rules.Chosen(route_rules.switched(job, route, found), config, route, found)
+        refusals.append(admission)
+    soonest = min(refusals, key=lambda admission: admission.wait_seconds)
+    rng = context.rng()
+    waiting = route.model_copy(update={"chosen": None})
+    write(
+        job.id,
+        lambda j: submit_rules.over_capacity(
+            j.model_copy(update={"route": waiting}), task_id, soonest, settings, now, rng
+        ),
+        now,
+    )
+    return None
+
+
+def provider_states(route: Route, model: str, settings: Settings) -> dict[str, route_rules.ProviderState]:
+    """What the cluster knows of each of the route's providers: configuration, limits (one round trip for all)
+    and the mean render time seen there for the provider's model of the route (one more)."""
+    configs = {name: route_rules.usable_config(settings, name) for name in route.providers}
+    usable = [config for config, _ in configs.values() if config is not None]
+    statuses = {status.provider: status for status in context.guard().status(usable, time.time())}
+    models = {found.provider: found.model for found in route.candidates} or {name: model for name in route.providers}
+    fields = [part for name in route.providers for part in counters.render_fields(name, models.get(name, model))]
+    sums = context.store().redis.hmget(counters.COUNTERS_KEY, fields)
+    states = {}
+    for index, name in enumerate(route.providers):
+        total, count = sums[2 * index], sums[2 * index + 1]
+        render = float(total) / float(count) if total is not None and count and float(count) > 0 else None
+        config, unusable = configs[name]
+        states[name] = route_rules.ProviderState(config, unusable, statuses.get(name), render)
+    return states
 
 
 def admitted(job: Job, task_id: str, config: ProviderConfig) -> bool:
@@ -107,6 +169,19 @@ def record_unanswered(
     the POST) its charge recorded from what may have happened at the vendor."""
     carry_out(submit_rules.error_effects(exc), config, job.id)
     settings, rng, now = context.settings(), context.rng(), utcnow()
+    route = job.route
+    moves_on = route is not None and route_rules.moves_on(exc, answer)
+    if moves_on and route is not None and route_rules.next_candidate_left(route, job.provider):
+        moved = write(job.id, lambda j: route_rules.failed_over(j, task_id, exc, now), now)
+        if moved is not None:
+            log.info(
+                "submit: job %s: %s refused it (%s); on to the next provider of %s",
+                job.id,
+                job.provider,
+                exc.code,
+                route.model,
+            )
+            return
     allow = config.allow_resubmit
     write(job.id, lambda j: submit_rules.unanswered(j, task_id, exc, answer, allow, settings, now, rng), now)
     outcome = submit_rules.unanswered_outcome(exc, answer)

@@ -24,6 +24,8 @@ class BatchLine(BaseModel):
     webhook: str | None = None
     #: strings, numbers or booleans, stored as strings (shared/limits.py)
     metadata: dict[str, Any] = Field(default_factory=dict)
+    #: with `provider` auto or a list: cheapest, fastest or preferred (shared/decisions/route.py)
+    route_policy: str = "cheapest"
 
 
 _TERMINAL_VALUES = frozenset(status.value for status in TERMINAL_STATUSES)

@@ -35,6 +35,8 @@ resolution). A model with no price, or a per-second price and no bound on its du
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from shared.errors import InvalidRequest
 from shared.models import Cost, GenerationRequest
 from shared.providers._common import set_options
@@ -128,16 +130,17 @@ def _check_choice(where: str, what: str, value: str | None, allowed: list[str] |
         raise InvalidRequest(f"{what} {value!r} is not allowed for {where}; allowed: {', '.join(allowed)}")
 
 
-def estimate_cost(provider_name: str, request: GenerationRequest) -> Cost:
+def estimate_cost(provider_name: str, request: GenerationRequest, prices: Mapping[str, Price] | None = None) -> Cost:
     """What the documents say `request` costs at most, in credits and/or USD; `Cost()` where they say nothing.
 
+    `prices` (model id -> price: the provider's GENQUEUE_PROVIDERS__<NAME>__PRICES) come before the documents'.
     Never below what the vendor will charge where the documents give prices: what the request leaves out is taken
     at the vendor's documented default, else at the dearest value the model allows (module docstring).
     """
     spec = spec_for(provider_name, request.model)
-    if spec is None or spec.price is None:
+    price = (prices or {}).get(request.model) or (spec.price if spec is not None else None)
+    if price is None:
         return Cost()
-    price = spec.price
     if request.reference_video_urls and price.with_reference_video is not None:
         price = price.with_reference_video
     multipliers = price.resolution_multipliers or {}
@@ -145,7 +148,9 @@ def estimate_cost(provider_name: str, request: GenerationRequest) -> Cost:
         factor = multipliers.get(request.resolution, 1.0)
     else:
         factor = max([1.0, *multipliers.values()])
-    seconds = request.duration if request.duration is not None else _default_or_longest(spec)
+    seconds = request.duration
+    if seconds is None and spec is not None:
+        seconds = _default_or_longest(spec)
     if price.only_durations is not None and seconds not in price.only_durations:
         return Cost()
     return Cost(

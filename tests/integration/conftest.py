@@ -49,6 +49,9 @@ def pipeline_env(redis_url: str, moto_endpoint: str, sandbox_url: str, webhook_s
     # a vendor's 5th transient failure in a row opens its breaker for 30 s: test_transient_faults spends the gateway's
     # retry budget on 500s, so its job waits out the breaker before its last try; 1 s is enough to go through it
     env["GENQUEUE_PROVIDERS__GATEWAY__BREAKER_COOLDOWN_SECONDS"] = "1"
+    # routes compare prices (test_routing): VicSee's 20-credit sora-2 at $0.01 a credit against a VeoGen contract
+    env["GENQUEUE_PROVIDERS__VICSEE__USD_PER_CREDIT"] = "0.01"
+    env["GENQUEUE_PROVIDERS__VEOGEN__PRICES"] = '{"sora-2": {"usd_per_job": 0.15}}'
     Storage(settings_for(env)).ensure_bucket()
     return env
 

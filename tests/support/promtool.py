@@ -75,6 +75,7 @@ METRICS: dict[str, Family] = {
     "genqueue_webhook_attempts_total": Family("counter", ("outcome",)),
     "genqueue_cost_usd_total": Family("counter", ("provider",)),
     "genqueue_cost_credits_total": Family("counter", ("provider",)),
+    "genqueue_jobs_routed_total": Family("counter", ("route", "provider")),
     # gauges
     "genqueue_jobs": Family("gauge", ("provider", "status")),
     "genqueue_steps_due": Family("gauge", ("queue",)),
@@ -93,6 +94,7 @@ METRICS: dict[str, Family] = {
     # histograms (_bucket{le}, _sum, _count)
     "genqueue_job_status_seconds": Family("histogram", ("provider", "status")),
     "genqueue_ready_to_webhook_seconds": Family("histogram", ("provider",)),
+    "genqueue_render_seconds": Family("histogram", ("provider", "model")),
 }
 
 #: labels every scraped series carries, whatever its family
