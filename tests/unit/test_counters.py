@@ -19,6 +19,7 @@ from shared.models import (
     JobError,
     JobStatus,
     Output,
+    Route,
     WebhookAttempt,
     WebhookState,
 )
@@ -165,3 +166,21 @@ def test_parse_skips_what_it_cannot_read_and_makes_buckets_cumulative() -> None:
     assert histogram.buckets[:5] == (2.0, 2.0, 2.0, 3.0, 3.0) and histogram.buckets[-1] == 3.0
     assert (histogram.value, histogram.total) == (3.0, 4.5)
     assert len(samples) == 3
+
+
+def test_a_routed_job_counts_for_its_route_and_its_render_time_for_its_provider_and_model() -> None:
+    """What `fastest` routes by: render time from the vendor taking the job to its reporting it done."""
+    route = Route(model="sora-2", providers=["vicsee", "veogen"], chosen="veogen")
+    queued = new_job().model_copy(update={"provider": "veogen", "route": route})
+    submitted = moved(queued, JobStatus.SUBMITTED, 2)
+    counts = of_write(Before.of(queued), submitted, at(2))
+    assert counts[field("jobs_routed", "sora-2", "veogen")] == 1
+    running = moved(submitted, JobStatus.RUNNING, 10)
+    assert field("jobs_routed", "sora-2", "veogen") not in of_write(Before.of(submitted), running, at(10))
+    finalizing = moved(running, JobStatus.FINALIZING, 47)
+    counts = of_write(Before.of(running), finalizing, at(47))
+    total, count = counters.render_fields("veogen", "sandbox-video")
+    assert (counts[total], counts[count]) == (45.0, 1.0)  # submitted at 2, ready at 47
+    assert counters.render_fields("veogen", "sandbox-video")[0] == field(
+        "render_seconds:sum", "veogen", "sandbox-video"
+    )
