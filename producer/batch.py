@@ -36,6 +36,7 @@ from shared.errors import GenqueueError, InvalidRequest
 from shared.models import Budget, Cost, GenerationRequest, Job, JobStatus, utcnow
 from shared.netguard import check_url
 from shared.providers.catalog import estimate_cost
+from shared.providers.routes import is_routed
 
 _RELATIVE = re.compile(r"^\+?(\d+(?:\.\d+)?)\s*([smhd])$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -357,6 +358,8 @@ def _cached_validator(
     check_webhook = _cached_check(batches.settings.allow_private_urls, batches.settings.private_url_allowlist)
 
     def check(provider: str, request: GenerationRequest, webhook: str | None) -> Cost:
+        if is_routed(provider):
+            raise InvalidRequest(f"provider {provider!r}: a batch line names one provider (routes are not taken yet)")
         if webhook is not None:
             if not signed_by_key:
                 check_webhook_signing(batches.settings)

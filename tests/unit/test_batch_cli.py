@@ -75,6 +75,19 @@ def test_a_budgeted_batch_refuses_lines_it_cannot_estimate_naming_each(tmp_path:
     assert CliRunner().invoke(app, ["batch", "submit", str(path), "--dry-run"]).exit_code == 0
 
 
+def test_a_batch_line_naming_a_route_is_refused_naming_its_line(tmp_path: Path) -> None:
+    path = tmp_path / "routed.jsonl"
+    path.write_text(
+        '{"provider": "sandbox", "model": "sandbox-image", "prompt": "a"}\n'
+        '{"provider": "auto", "model": "sora-2", "prompt": "b", "options": {"duration": 10}}\n'
+    )
+    result = CliRunner().invoke(app, ["batch", "submit", str(path), "--dry-run"])
+    assert result.exit_code == 2
+    lines = result.stderr.splitlines()
+    assert f"{path}:2: provider 'auto': a batch line names one provider (routes are not taken yet)" in lines
+    assert lines[-1] == "genqueue: error: 1 of 2 lines refused; nothing enqueued"
+
+
 @pytest.fixture
 def fresh_settings() -> Iterator[None]:
     """The process's settings are read again from the environment, and forgotten after the test."""
