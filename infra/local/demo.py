@@ -70,6 +70,8 @@ DEMO_JOBS: list[dict[str, object]] = [
     },
     {"provider": "gateway", "model": "veo3", "prompt": "a cat surfing in sunset, cinematic"},
     {"provider": "sandbox", "model": "sandbox-video", "prompt": "waves on a beach", "options": {"duration": 6}},
+    # sora-2 wherever the route chooses (VicSee or VeoGen): with no prices set, the route's own order breaks the tie
+    {"provider": "auto", "model": "sora-2", "prompt": "a flower, wherever it goes", "options": {"duration": 10}},
 ]
 
 
@@ -134,6 +136,7 @@ def progress_table(jobs: list[Job], started: float) -> Table:
 
 def run_jobs(receiver: WebhookReceiver, workdir: Path) -> bool:
     from producer.api import Producer
+    from producer.render import route_lines
     from shared.settings import Settings
     from shared.storage import Storage
 
@@ -175,6 +178,9 @@ def run_jobs(receiver: WebhookReceiver, workdir: Path) -> bool:
             )
         if job.error:
             console.print(f"  error   {job.error.code}: {job.error.message}")
+        if job.route is not None:
+            for line in route_lines(job.route):
+                console.print(line, markup=False)
         events = receiver.for_job(job.id)
         for event in events:
             mark = "verified" if event.verified else "NOT VERIFIED"
