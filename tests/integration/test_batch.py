@@ -247,11 +247,13 @@ def test_an_interactive_job_starts_during_a_batch(
     producer = Producer(settings)
     job = producer.submit("throttled", "sandbox-image", "interactive")
     final: Job = producer.wait(job.id, timeout=60)
-    assert final.status.value == "succeeded"
-    batches = BatchProducer(producer)
-    counts = batches.summary(batches.get(name))["counts"]
-    assert counts.get("succeeded", 0) < BUSY_JOBS, counts  # it ended while the batch was still running
+    assert final.status.value == "succeeded" and final.submit_started_at is not None
     assert wait_ended(pipeline_env, name)["counts"] == {"succeeded": BUSY_JOBS}
+    # sent while the batch was still being paced out, not after it: by the vendor-call times, which a busy machine
+    # shifts for both alike (the time the interactive job ended would depend on how fast this machine runs)
+    batch_starts = [producer.get(line["id"]).submit_started_at for line in report(pipeline_env, name)]
+    later = sum(1 for started in batch_starts if started is not None and started > final.submit_started_at)
+    assert later >= BUSY_JOBS // 4, f"only {later} of {BUSY_JOBS} batch jobs were sent after the interactive one"
 
 
 def test_a_csv_batch_and_watching_it_to_the_end(

@@ -61,6 +61,9 @@ def sentinel_env(rig: Rig, pipeline_env: dict[str, str]) -> dict[str, str]:
         "GENQUEUE_REDIS_SENTINEL_MASTER": MASTER,
         # a write the failover loses (replication is asynchronous) leaves its step leased until this runs out
         "GENQUEUE_STEP_LEASE_SECONDS": "10",
+        # a submit's intent is on the replica before its POST (Redis WAIT): without it, an intent the failover loses
+        # is a job sent again (replication is asynchronous), which is what "never paid twice" rules out
+        "GENQUEUE_REDIS_MIN_REPLICAS": "1",
     }
 
 
