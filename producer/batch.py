@@ -27,13 +27,14 @@ from producer.validate import (
     normalized_metadata,
     validate,
 )
-from shared import lifecycle
+from shared import costs, lifecycle
 from shared.batch import Batch, BatchStore
 from shared.batch import lifecycle as batch_lifecycle
-from shared.batch.models import dispatcher_health, dispatcher_stale_after
+from shared.batch.models import dispatcher_health, dispatcher_stale_after, hold_of, route_hold
 from shared.batch.store import jobs_by_line
+from shared.decisions import route as route_rules
 from shared.errors import GenqueueError, InvalidRequest
-from shared.models import Budget, Cost, GenerationRequest, Job, JobStatus, utcnow
+from shared.models import Budget, Cost, GenerationRequest, Job, JobStatus, Route, utcnow
 from shared.netguard import check_url
 from shared.providers.catalog import estimate_cost
 from shared.providers.routes import is_routed
@@ -52,6 +53,7 @@ REPORT_COLUMNS = [
     "cost_usd",
     "error_code",
     "error_message",
+    "route",
 ]
 
 
@@ -84,7 +86,15 @@ def report_row(line: int, job: Job) -> dict[str, object]:
         "cost_usd": "" if job.cost.usd is None else job.cost.usd,
         "error_code": job.error.code if job.error else "",
         "error_message": job.error.message if job.error else "",
+        "route": "" if job.route is None else route_summary(job.route),
     }
+
+
+def route_summary(route: Route) -> str:
+    """A routed job's route in one cell: model, policy, the choice, each provider passed over or that refused."""
+    passed = [f"{found.provider}: {found.skipped}" for found in route.candidates if found.skipped is not None]
+    refused = [f"{failover.provider} refused: {failover.code}" for failover in route.failovers]
+    return "; ".join([f"{route.model} {route.policy}: {route.chosen or 'not chosen yet'}", *passed, *refused])
 
 
 @dataclass(frozen=True)
@@ -97,10 +107,18 @@ class PlannedJob:
     cost: Cost
     webhook_url: str | None
     metadata: dict[str, str]
+    #: sent to a route: as planned now (`provider` and `request` are the chosen candidate's); its submit re-decides
+    route: Route | None = None
 
     @property
     def fingerprint(self) -> str:
-        return fingerprint(self.provider, self.request, self.webhook_url, self.metadata)
+        """What identifies the line's request: for a route, the route and the canonical request, not where it is
+        planned to go now (a resume must not take a change of prices for a changed line)."""
+        if self.route is None:
+            return fingerprint(self.provider, self.request, self.webhook_url, self.metadata)
+        route, canonical = self.route, self.request.model_copy(update={"model": self.route.model})
+        spec = f"route:{route.policy}:{','.join(route.providers)}"
+        return fingerprint(spec, canonical, self.webhook_url, self.metadata)
 
 
 @dataclass
@@ -183,20 +201,53 @@ class BatchProducer:
             return parsed.error or "unreadable"
         line = parsed.line
         webhook = line.webhook or options.webhook_url
+        provider, route = line.provider, None
         try:
             request = build_request(line.model, line.prompt, line.options, line.images)
             if options.tenant is not None:
                 check_remote_inputs(request)
             metadata = normalized_metadata(line.metadata)
-            cost = check(line.provider, request, webhook)
+            if is_routed(provider):
+                route = self._plan_route(provider, request, line.route_policy, options)
+                provider, model = route_rules.chosen_candidate(route)
+                request = request.model_copy(update={"model": model})
+            cost = check(provider, request, webhook)
         except GenqueueError as exc:
             return exc.message
-        if options.budget is not None and getattr(cost, options.budget.currency) is None:
+        if options.budget is not None and route is None and self._unbounded(provider, cost, options.budget):
             return (
                 f"no {options.budget.currency} estimate for {line.provider} {line.model}, so a "
                 f"--budget-{options.budget.currency} cannot bound it"
             )
-        return PlannedJob(parsed.number, line.provider, request, cost, webhook, metadata)
+        return PlannedJob(parsed.number, provider, request, cost, webhook, metadata, route)
+
+    def _unbounded(self, provider: str, cost: Cost, budget: Budget) -> bool:
+        """Whether `budget` cannot bound a job of `provider` estimated at `cost`: no estimate in its currency (in
+        USD, credits count at the provider's USD_PER_CREDIT)."""
+        if budget.currency == "usd":
+            return costs.in_usd(cost, self.settings.provider(provider).usd_per_credit) is None
+        return getattr(cost, budget.currency) is None
+
+    def _plan_route(self, provider: str, request: GenerationRequest, policy: str, options: BatchOptions) -> Route:
+        """The route of a line sent to `auto` or a provider list (route_rules.plan), checked against the batch's
+        budget: one in USD bounds it by its dearest candidate; credits of different vendors do not compare."""
+        if options.key_budget is not None:  # as Producer.submit_line refuses it
+            raise InvalidRequest("a key with a budget cannot send jobs to auto or a provider list; name one")
+        if options.budget is not None and options.budget.currency != "usd":
+            raise InvalidRequest(
+                f"provider {provider!r}: a line sent to a route needs --budget-usd (credits of different vendors"
+                " do not compare)"
+            )
+        route = route_rules.plan(provider, request, policy, self.settings)
+        if options.budget is None:
+            return route
+        for found in route.candidates:
+            if found.skipped is None and found.estimate_usd is None:
+                raise InvalidRequest(
+                    f"no usd estimate for {found.provider} {found.model} (route {route.model}), so a --budget-usd"
+                    " cannot bound it: set its USD_PER_CREDIT"
+                )
+        return route
 
     def enqueue(
         self, plan: Plan, options: BatchOptions, on_progress: Callable[[int], None] | None = None
@@ -209,7 +260,8 @@ class BatchProducer:
         make = functools.partial(_new_batch, options=options)
         batch, created = self.batches.open(options.name, make, options.tenant)
         self.batches.keep(batch)  # a completed batch's keys were set to expire: it runs again
-        providers = {job.provider for job in plan.jobs}
+        providers = {job.provider for job in plan.jobs if job.route is None}
+        routes = {route_hold(job.route): job.route.providers for job in plan.jobs if job.route is not None}
         # the total is known before any job is stored, so the dispatcher cannot complete the batch half-enqueued
         known = {line for line, _ in self.batches.line_jobs(batch.id)}
         total = len(known | {job.line for job in plan.jobs})
@@ -220,6 +272,7 @@ class BatchProducer:
                 new.not_before, new.deadline = options.not_before, options.deadline
                 new.budget, new.webhook_url = options.budget, options.webhook_url
             new.providers = sorted(set(current.providers) | providers)
+            new.routes = current.routes | routes
             return new
 
         batch = self._update(batch.id, resume)
@@ -264,12 +317,13 @@ class BatchProducer:
                 claim=slot,
                 tenant=batch.tenant,
                 budget=key_budget,
+                route=planned.route,
             )
 
         claims = self.batches.claims
         job, created = claims.claim_and_create(slot, job_id, planned.fingerprint, self.producer.store.get, create)
         if created or (job.status is JobStatus.QUEUED and job.step is None):
-            self.batches.hold(batch.id, job.provider, job.id, planned.line)
+            self.batches.hold(batch.id, hold_of(job), job.id, planned.line)
         return created
 
     def get(self, name: str, tenant: str | None = None) -> Batch:
@@ -283,7 +337,7 @@ class BatchProducer:
     def summary(self, batch: Batch) -> dict[str, Any]:
         """Counts by status, jobs still held, committed cost, and whether held jobs wait for a dispatcher that is
         not running: what `batch status` shows."""
-        held = self.batches.held_count(batch.id, batch.providers)
+        held = self.batches.held_count(batch.id, batch.holds)
         stale_after = dispatcher_stale_after(
             self.settings.dispatch_interval_seconds, self.settings.dispatch_task_seconds
         )
@@ -314,12 +368,24 @@ class BatchProducer:
         batch = self._update(batch.id, lambda current: batch_lifecycle.reopen(current, total, new_event=True))
         for offset, (line, job) in enumerate(failed):
             metadata = dict(job.metadata) | {"genqueue_retry_of": job.id, "genqueue_line": str(line)}
-            cost = estimate_cost(job.provider, job.request)
-            planned = PlannedJob(next_line + offset, job.provider, job.request, cost, job.webhook_url, metadata)
+            planned = self._retry_of(next_line + offset, job, metadata)
             self._enqueue_line(batch, planned)
             self.producer.store.update(job.id, functools.partial(lifecycle.mark_retried, line=planned.line))
         self.batches.activate(batch.id)
         return len(failed)
+
+    def _retry_of(self, line: int, job: Job, metadata: dict[str, str]) -> PlannedJob:
+        """The line that retries failed `job`: the same request to the same provider, or for a routed job its
+        route planned afresh (the providers that refused it before may take it now)."""
+        if job.route is None:
+            cost = estimate_cost(job.provider, job.request)
+            return PlannedJob(line, job.provider, job.request, cost, job.webhook_url, metadata)
+        canonical = job.request.model_copy(update={"model": job.route.model})
+        route = route_rules.plan(",".join(job.route.providers), canonical, job.route.policy, self.settings)
+        provider, model = route_rules.chosen_candidate(route)
+        cost = next(found.estimate for found in route.candidates if found.provider == provider)
+        request = canonical.model_copy(update={"model": model})
+        return PlannedJob(line, provider, request, cost, job.webhook_url, metadata, route)
 
     def _update(self, batch_id: str, change: Callable[[Batch], Batch]) -> Batch:
         """Write `change` to the batch (BatchStore.update); InvalidRequest when the batch is gone (it expired)."""
@@ -358,8 +424,6 @@ def _cached_validator(
     check_webhook = _cached_check(batches.settings.allow_private_urls, batches.settings.private_url_allowlist)
 
     def check(provider: str, request: GenerationRequest, webhook: str | None) -> Cost:
-        if is_routed(provider):
-            raise InvalidRequest(f"provider {provider!r}: a batch line names one provider (routes are not taken yet)")
         if webhook is not None:
             if not signed_by_key:
                 check_webhook_signing(batches.settings)

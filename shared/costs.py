@@ -133,6 +133,16 @@ def booked(job: Job) -> Job:
     return job if job.charged is not None else decide(job, outcome_of(job))
 
 
+def in_usd(cost: Cost, usd_per_credit: float | None) -> float | None:
+    """`cost` in USD: its USD figure, else its credits at `usd_per_credit` (a provider's USD_PER_CREDIT); None when
+    neither is known."""
+    if cost.usd is not None:
+        return cost.usd
+    if cost.credits is not None and usd_per_credit is not None:
+        return round(cost.credits * usd_per_credit, 6)
+    return None
+
+
 def counted(job: Job, currency: str) -> float:
     """What a budget in `currency` ("credits" or "usd") counts for `job` as it is now (0 for none)."""
     value: float | None = getattr(job.cost, currency)

@@ -22,12 +22,13 @@ from celery import Task
 from redis.exceptions import LockError
 
 from shared import lifecycle
-from shared.batch import Batch, BatchStore
+from shared.batch import Batch, BatchStore, pacing
 from shared.batch import lifecycle as batch_lifecycle
-from shared.batch.models import ended_count
+from shared.batch.models import ended_count, hold_of
 from shared.batch.store import jobs_by_line
 from shared.constants import DISPATCH_LOCK_KEY, DISPATCH_TASK
 from shared.decisions import dispatch as dispatch_rules
+from shared.decisions import route as route_rules
 from shared.decisions.dispatch import Action, Held
 from shared.errors import InvalidRequest
 from shared.models import Job, JobStatus, utcnow
@@ -81,7 +82,7 @@ def dispatch(self: Task) -> int:
 def dispatch_pass(now: datetime) -> int:
     """Settle, release, cancel and complete across every active batch; the number of jobs released."""
     batches = BatchStore(context.store().redis)
-    statuses: dict[str, ProviderStatus] = {}
+    statuses: dict[str, ProviderStatus | None] = {}
     released = 0
     for batch_id in batches.active():
         try:
@@ -93,16 +94,70 @@ def dispatch_pass(now: datetime) -> int:
             continue
         settle_ended(batches, batch)
         for provider in batch.providers:
-            if provider not in statuses:
-                status = provider_status(provider)
-                if status is None:  # its configuration was removed since the batch was submitted
-                    cancel_all_held(batches, batch, provider, f"provider {provider} is no longer configured", now)
-                    continue
-                statuses[provider] = status
-            released += release_or_cancel(batches, batch, provider, statuses, now)
+            status = known_status(statuses, provider)
+            if status is None:  # its configuration was removed since the batch was submitted
+                cancel_all_held(batches, batch, provider, f"provider {provider} is no longer configured", now)
+                continue
+            allowance = dispatch_rules.allowance(
+                dispatch_rules.window(batch, now), status, released_now(batches, provider, now), interval()
+            )
+            done = release_or_cancel(batches, batch, provider, allowance, now)
+            statuses[provider] = _minus(status, done)  # the next batch sees fewer free tokens
+            released += done
+        for hold, providers in batch.routes.items():
+            released += release_route(batches, batch, hold, providers, statuses, now)
         complete_if_done(batches, batch, now)
     batches.record_dispatcher_run(now)
     return released
+
+
+def release_route(
+    batches: BatchStore,
+    batch: Batch,
+    hold: str,
+    providers: list[str],
+    statuses: dict[str, ProviderStatus | None],
+    now: datetime,
+) -> int:
+    """Release a route's held jobs as fast as its providers' paces add up (shared/batch/pacing.py), each one's
+    submit choosing among them (workers/submit.py); cancel them all once none of its providers is configured (as
+    a routed submit sees it: with an API key, route_rules.usable_config)."""
+    settings = context.settings()
+    configured = [name for name in providers if route_rules.usable_config(settings, name)[0] is not None]
+    usable = [(name, status) for name in configured if (status := known_status(statuses, name)) is not None]
+    if not usable:
+        cancel_all_held(batches, batch, hold, f"no provider of {hold} is configured any longer", now)
+        return 0
+    window = dispatch_rules.window(batch, now)
+    shares = [pacing.route_share(status, released_now(batches, name, now), interval()) for name, status in usable]
+    allowance = 0 if window.past_deadline else pacing.route_allowance(shares, released_now(batches, hold, now))
+    done = release_or_cancel(batches, batch, hold, allowance, now)
+    for (name, status), taken in zip(usable, pacing.spread(shares, done), strict=True):
+        statuses[name] = _minus(status, taken)
+    return done
+
+
+def known_status(statuses: dict[str, ProviderStatus | None], provider: str) -> ProviderStatus | None:
+    """`provider`'s limits as this pass knows them (read once a pass); None when it is not configured."""
+    if provider not in statuses:
+        statuses[provider] = provider_status(provider)
+    return statuses[provider]
+
+
+def released_now(batches: BatchStore, hold: str, now: datetime) -> int:
+    """Jobs released under `hold` and not started yet."""
+    return batches.released_count(hold, now.timestamp(), RELEASED_MAX_AGE)
+
+
+def interval() -> float:
+    return context.settings().dispatch_interval_seconds
+
+
+def usd_per_credit(provider: str) -> float | None:
+    try:
+        return context.settings().provider(provider).usd_per_credit
+    except InvalidRequest:
+        return None
 
 
 def provider_status(name: str) -> ProviderStatus | None:
@@ -122,7 +177,7 @@ def settle_ended(batches: BatchStore, batch: Batch) -> None:
     while ended := batches.take_ended(batch.id):
         for job_id, job in zip(ended, context.store().get_many(ended), strict=True):
             if job is not None:
-                batches.mark_started(job.provider, job.id)
+                batches.mark_started(hold_of(job), job.id)
             if dispatch_rules.settles_now(job):
                 settle_job(batches, batch, job_id, job)
             else:
@@ -140,30 +195,23 @@ def settle_job(batches: BatchStore, batch: Batch, job_id: str, job: Job | None) 
         if batch.budget is not None:
             batches.settle_as_reserved(batch.id, job_id)
         return
-    booked = dispatch_rules.settlement(batch, job)
+    booked = dispatch_rules.settlement(batch, job, usd_per_credit(job.provider))
     batches.add_spent(batch.id, booked.credits, booked.usd)
     if booked.counted is not None:
         batches.settle(batch.id, job.id, booked.counted)
 
 
-def release_or_cancel(
-    batches: BatchStore, batch: Batch, provider: str, statuses: dict[str, ProviderStatus], now: datetime
-) -> int:
-    """Release what the provider has room for, cancel what may no longer run; the number released."""
+def release_or_cancel(batches: BatchStore, batch: Batch, hold: str, allowance: int, now: datetime) -> int:
+    """Release up to `allowance` of the jobs held under `hold`, cancel what may no longer run; the number released."""
     window = dispatch_rules.window(batch, now)
     if window.closed:
         return 0
-    settings = context.settings()
-    in_queue = batches.released_count(provider, now.timestamp(), RELEASED_MAX_AGE)
-    allowance = dispatch_rules.allowance(window, statuses[provider], in_queue, settings.dispatch_interval_seconds)
     to_publish: list[Job] = []
-    for job_id in batches.held(
-        batch.id, provider, dispatch_rules.examine_count(batch, window, allowance, MAX_EXAMINED)
-    ):
+    for job_id in batches.held(batch.id, hold, dispatch_rules.examine_count(batch, window, allowance, MAX_EXAMINED)):
         try:
             job = context.store().get(job_id)
         except UnreadableRecord:  # quarantined: no longer held, the next held job goes on
-            batches.unhold(batch.id, provider, job_id)
+            batches.unhold(batch.id, hold, job_id)
             continue
         action = dispatch_rules.held_action(job, window, allowance - len(to_publish))
         if action.held is Held.RELEASE:
@@ -179,14 +227,12 @@ def release_or_cancel(
                 to_publish.append(written)
             elif batch.budget is not None:  # canceled meanwhile: give its reservation back
                 batches.settle(batch.id, job_id, 0.0)
-        batches.unhold(batch.id, provider, job_id)
-    batches.mark_released(provider, [job.id for job in to_publish], now.timestamp())
+        batches.unhold(batch.id, hold, job_id)
+    batches.mark_released(hold, [job.id for job in to_publish], now.timestamp())
+    settings = context.settings()
     for job in to_publish:
         assert job.step is not None
         publish_step(app, settings, job.id, job.step, now)
-    # spend the allowance across batches: the next batch sees fewer free tokens
-    if to_publish:
-        statuses[provider] = _minus(statuses[provider], len(to_publish))
     return len(to_publish)
 
 
@@ -195,9 +241,10 @@ def reserve(batches: BatchStore, batch: Batch, job: Job) -> Action:
     no budget), else dispatch_rules.over_budget."""
     if batch.budget is None:
         return Action(Held.RELEASE)
-    if batches.reserve(batch.id, job.id, dispatch_rules.estimate(batch, job), batch.budget.amount):
+    rate = usd_per_credit(job.provider)
+    if batches.reserve(batch.id, job.id, dispatch_rules.estimate(batch, job, rate), batch.budget.amount):
         return Action(Held.RELEASE)
-    return dispatch_rules.over_budget(batch, job, batches.outstanding(batch.id), batches.committed(batch.id))
+    return dispatch_rules.over_budget(batch, job, batches.outstanding(batch.id), batches.committed(batch.id), rate)
 
 
 def cancel_held(job_id: str, reason: str, now: datetime) -> None:
@@ -207,11 +254,11 @@ def cancel_held(job_id: str, reason: str, now: datetime) -> None:
     )
 
 
-def cancel_all_held(batches: BatchStore, batch: Batch, provider: str, reason: str, now: datetime) -> None:
-    """Cancel (up to MAX_EXAMINED per pass) the held jobs of `provider` in `batch`, with `reason`."""
-    for job_id in batches.held(batch.id, provider, MAX_EXAMINED):
+def cancel_all_held(batches: BatchStore, batch: Batch, hold: str, reason: str, now: datetime) -> None:
+    """Cancel (up to MAX_EXAMINED per pass) the jobs `batch` holds under `hold`, with `reason`."""
+    for job_id in batches.held(batch.id, hold, MAX_EXAMINED):
         cancel_held(job_id, reason, now)
-        batches.unhold(batch.id, provider, job_id)
+        batches.unhold(batch.id, hold, job_id)
 
 
 def complete_if_done(batches: BatchStore, batch: Batch, now: datetime) -> None:
@@ -222,7 +269,7 @@ def complete_if_done(batches: BatchStore, batch: Batch, now: datetime) -> None:
     """
     if batch.completed_at is not None or batch.total == 0:
         return
-    held = batches.held_count(batch.id, batch.providers)
+    held = batches.held_count(batch.id, batch.holds)
     if held:
         return
     counts = batches.counts(batch.id)
@@ -253,7 +300,7 @@ def rehold_orphans(batches: BatchStore, batch: Batch) -> int:
     orphans = 0
     for line, job in jobs_by_line(batches, context.store(), batch.id):
         if dispatch_rules.is_orphan(job):
-            batches.hold(batch.id, job.provider, job.id, line)
+            batches.hold(batch.id, hold_of(job), job.id, line)
             orphans += 1
     if orphans:
         log.warning("batch %s: %d jobs were held nowhere; held again", batch.id, orphans)

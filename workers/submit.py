@@ -15,6 +15,7 @@ from celery import Task
 
 from shared import counters, lifecycle
 from shared.batch import BatchStore
+from shared.batch.models import hold_of
 from shared.constants import SUBMIT_TASK
 from shared.decisions import Effects
 from shared.decisions import route as route_rules
@@ -46,7 +47,7 @@ def submit_job(job: Job, task_id: str) -> None:
     if job.status is not JobStatus.QUEUED:
         return
     if job.batch_id is not None:
-        BatchStore(context.store().redis).mark_started(job.provider, job.id)
+        BatchStore(context.store().redis).mark_started(hold_of(job), job.id)
         reason = submit_rules.deadline_cancel(job, utcnow())
         if reason is not None:
             cancel(job.id, task_id, reason)

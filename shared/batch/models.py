@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from shared.models import TERMINAL_STATUSES, Budget, WebhookState, utcnow
+from shared.models import TERMINAL_STATUSES, Budget, Job, Route, WebhookState, utcnow
 
 
 class BatchLine(BaseModel):
@@ -26,6 +26,17 @@ class BatchLine(BaseModel):
     metadata: dict[str, Any] = Field(default_factory=dict)
     #: with `provider` auto or a list: cheapest, fastest or preferred (shared/decisions/route.py)
     route_policy: str = "cheapest"
+
+
+def route_hold(route: Route) -> str:
+    """The name a batch holds a route's jobs under: one per model and set of providers, whatever the policy (a
+    provider's name has no colon, so none is taken)."""
+    return f"route:{route.model}:{'+'.join(route.providers)}"
+
+
+def hold_of(job: Job) -> str:
+    """Where the batch holds `job` until it is released: its route's hold, else its provider's name."""
+    return job.provider if job.route is None else route_hold(job.route)
 
 
 _TERMINAL_VALUES = frozenset(status.value for status in TERMINAL_STATUSES)
@@ -65,14 +76,22 @@ class Batch(BaseModel):
     deadline: datetime | None = None
     budget: Budget | None = None
     webhook_url: str | None = None
-    #: the providers its lines go to (where the dispatcher looks for held jobs)
+    #: the providers its lines name (the dispatcher looks for their held jobs under each one's name)
     providers: list[str] = Field(default_factory=list)
+    #: its lines sent to a route (`auto` or a provider list), held by route (route_hold): hold name -> the route's
+    #: providers, whose paces add up when the dispatcher releases them
+    routes: dict[str, list[str]] = Field(default_factory=dict)
     #: lines enqueued as jobs so far (a resumed batch adds the lines it missed)
     total: int = 0
     completed_at: datetime | None = None
     webhook: WebhookState | None = None
     #: the batch's next step (the delivery of its `batch.completed` event), indexed by when it is due
     step: BatchStep | None = None
+
+    @property
+    def holds(self) -> list[str]:
+        """Every name its held jobs are kept under: its providers', then its routes'."""
+        return [*self.providers, *self.routes]
 
     def summary(
         self, counts: dict[str, int], ledger: dict[str, float], held: int, dispatcher: DispatcherHealth

@@ -1,4 +1,5 @@
-"""How many held batch jobs of one provider the dispatcher may release now: a pure function of the provider's state.
+"""How many held batch jobs of one provider, or of one route, the dispatcher may release now: pure functions of the
+providers' state.
 
 Released jobs take their token and in-flight slot only when their submit step runs (ProviderGuard.admit), so
 those released and not yet started count against both. One token and one slot are kept back for interactive
@@ -23,3 +24,29 @@ def release_allowance(status: ProviderStatus, released: int, interval_seconds: f
     by_rate = math.floor(status.tokens + status.rate_per_second * interval_seconds) - token_reserve - released
     by_slots = status.max_in_flight - status.in_flight - slot_reserve - released
     return max(0, min(by_rate, by_slots))
+
+
+def route_share(status: ProviderStatus, released: int, interval_seconds: float) -> int:
+    """What one provider adds to its route's release for the next `interval_seconds`, given `released` jobs of its
+    own not yet started: its allowance while it takes jobs, none while its breaker is not closed or its credits
+    are on hold (the route's submits pass it over then, shared/decisions/route.py: its probes are its own jobs')."""
+    if status.breaker is not BreakerState.CLOSED or status.credit_pause is not None:
+        return 0
+    return release_allowance(status, released, interval_seconds)
+
+
+def route_allowance(shares: list[int], released: int) -> int:
+    """Jobs of a route to release: what its providers' shares add up to, less the route's jobs released and not
+    yet started (each will take a token and a slot of whichever provider its submit chooses)."""
+    return max(0, sum(shares) - released)
+
+
+def spread(shares: list[int], released: int) -> list[int]:
+    """`released` jobs of a route counted against its providers' shares, in order (the first fills first): what
+    each provider's allowance is then short of, for the batches after this one in the same pass."""
+    taken = []
+    for share in shares:
+        part = min(share, released)
+        taken.append(part)
+        released -= part
+    return taken

@@ -198,7 +198,7 @@ class BatchStore:
                 BATCH_UNSETTLED_KEY,
             )
         ]
-        keys += [BATCH_PENDING_KEY.format(provider=provider, **ids) for provider in batch.providers]
+        keys += [BATCH_PENDING_KEY.format(provider=hold, **ids) for hold in batch.holds]
         return [*keys, batch_name_key(batch.name, batch.tenant)]
 
     def expire(self, batch: Batch, seconds: float | None) -> None:
@@ -234,25 +234,26 @@ class BatchStore:
         owners = self.claims.owners(BATCH_LINES_KEY.format(batch_id=batch_id))
         return sorted((int(line), job_id) for line, job_id in owners.items())
 
-    def hold(self, batch_id: str, provider: str, job_id: str, line: int) -> None:
-        """Keep job `job_id` back until the dispatcher releases it; marks the batch active."""
+    def hold(self, batch_id: str, hold: str, job_id: str, line: int) -> None:
+        """Keep job `job_id` back under `hold` (models.hold_of) until the dispatcher releases it; marks the batch
+        active."""
         pipe = self.redis.pipeline()
-        pipe.zadd(BATCH_PENDING_KEY.format(batch_id=batch_id, provider=provider), {job_id: line})
+        pipe.zadd(BATCH_PENDING_KEY.format(batch_id=batch_id, provider=hold), {job_id: line})
         pipe.sadd(ACTIVE_BATCHES_KEY, batch_id)
         pipe.execute()
 
-    def held(self, batch_id: str, provider: str, limit: int) -> list[str]:
-        """Up to `limit` held job ids of `provider`, in line order."""
+    def held(self, batch_id: str, hold: str, limit: int) -> list[str]:
+        """Up to `limit` ids of the jobs held under `hold` (a provider's name or a route_hold), in line order."""
         if limit <= 0:
             return []
-        key = BATCH_PENDING_KEY.format(batch_id=batch_id, provider=provider)
+        key = BATCH_PENDING_KEY.format(batch_id=batch_id, provider=hold)
         return [_text(raw) for raw in self.redis.zrange(key, 0, limit - 1)]
 
-    def unhold(self, batch_id: str, provider: str, job_id: str) -> None:
-        self.redis.zrem(BATCH_PENDING_KEY.format(batch_id=batch_id, provider=provider), job_id)
+    def unhold(self, batch_id: str, hold: str, job_id: str) -> None:
+        self.redis.zrem(BATCH_PENDING_KEY.format(batch_id=batch_id, provider=hold), job_id)
 
     def held_by(self, batch_ids: Sequence[str]) -> int:
-        """Jobs the batches `batch_ids` hold back, over each batch's providers, in two round trips whatever their
+        """Jobs the batches `batch_ids` hold back, over each batch's holds, in two round trips whatever their
         number (none for none): one reads every batch record, one counts what each readable one holds. A batch
         that is gone counts none; so does one whose record cannot be read (quarantined, as `get` does)."""
         if not batch_ids:
@@ -268,14 +269,14 @@ class BatchStore:
                 batch = self._parse(batch_id, data)
             except UnreadableRecord:
                 continue
-            for provider in batch.providers:
-                counts.zcard(BATCH_PENDING_KEY.format(batch_id=batch_id, provider=provider))
+            for hold in batch.holds:
+                counts.zcard(BATCH_PENDING_KEY.format(batch_id=batch_id, provider=hold))
         return sum(int(count) for count in counts.execute()) if len(counts) else 0
 
-    def held_count(self, batch_id: str, providers: list[str]) -> int:
+    def held_count(self, batch_id: str, holds: list[str]) -> int:
         pipe = self.redis.pipeline()
-        for provider in providers:
-            pipe.zcard(BATCH_PENDING_KEY.format(batch_id=batch_id, provider=provider))
+        for hold in holds:
+            pipe.zcard(BATCH_PENDING_KEY.format(batch_id=batch_id, provider=hold))
         return sum(int(count) for count in pipe.execute())
 
     def orphan_check_due(self, batch_id: str, every_seconds: float) -> bool:
@@ -365,18 +366,18 @@ class BatchStore:
         """Reserved and spent so far, in the budget's currency."""
         return self.ledger(batch_id)["committed"]
 
-    # batch jobs released to the submit queue and not yet started, per provider
+    # batch jobs released to the submit queue and not yet started, per hold (a provider's name or a route_hold)
 
-    def mark_released(self, provider: str, job_ids: list[str], now: float) -> None:
+    def mark_released(self, hold: str, job_ids: list[str], now: float) -> None:
         if job_ids:
-            self.redis.zadd(RELEASED_KEY.format(name=provider), dict.fromkeys(job_ids, now))
+            self.redis.zadd(RELEASED_KEY.format(name=hold), dict.fromkeys(job_ids, now))
 
-    def mark_started(self, provider: str, job_id: str) -> None:
-        self.redis.zrem(RELEASED_KEY.format(name=provider), job_id)
+    def mark_started(self, hold: str, job_id: str) -> None:
+        self.redis.zrem(RELEASED_KEY.format(name=hold), job_id)
 
-    def released_count(self, provider: str, now: float, max_age: float) -> int:
+    def released_count(self, hold: str, now: float, max_age: float) -> int:
         """Released and not started; entries older than `max_age` (a lost task, resumed by the sweeper) drop out."""
-        key = RELEASED_KEY.format(name=provider)
+        key = RELEASED_KEY.format(name=hold)
         pipe = self.redis.pipeline()
         pipe.zremrangebyscore(key, "-inf", now - max_age)
         pipe.zcard(key)

@@ -17,7 +17,7 @@ from datetime import datetime
 from shared import costs
 from shared.batch import Batch
 from shared.batch.pacing import release_allowance
-from shared.models import Job, JobStatus
+from shared.models import Job, JobStatus, RouteCandidate
 from shared.protection import ProviderStatus
 
 
@@ -86,14 +86,33 @@ def held_action(job: Job | None, window: Window, room: int) -> Action:
     return Action(Held.RELEASE)
 
 
-def estimate(batch: Batch, job: Job) -> float:
-    """What `job` reserves of the batch's budget: its estimate in the budget's currency (0 when it has none)."""
+def estimate(batch: Batch, job: Job, usd_per_credit: float | None = None) -> float:
+    """What `job` reserves of the batch's budget: its estimate in the budget's currency (0 when it has none). Against
+    a USD budget, an estimate in credits counts at its provider's `usd_per_credit`, and a job sent to a route (a
+    route's budget is in USD) at the dearest of its candidates' USD estimates, since its submit may choose any."""
     assert batch.budget is not None
+    if batch.budget.currency == "usd":
+        if job.route is not None:
+            return max((found.estimate_usd or 0.0 for found in route_choices(job)), default=0.0)
+        return costs.in_usd(job.cost, usd_per_credit) or 0.0
     value: float | None = getattr(job.cost, batch.budget.currency)
     return value or 0.0
 
 
-def over_budget(batch: Batch, job: Job, outstanding: int, committed: float) -> Action:
+def route_choices(job: Job) -> list[RouteCandidate]:
+    """The candidates a routed job's submit may still choose: those not passed over for good when it was planned
+    (the request cannot be honoured there, or the provider is not configured)."""
+    assert job.route is not None
+    return [found for found in job.route.candidates if not _passed_for_good(found.skipped)]
+
+
+def _passed_for_good(skipped: str | None) -> bool:
+    return skipped is not None and skipped.startswith(("cannot honour", "not configured"))
+
+
+def over_budget(
+    batch: Batch, job: Job, outstanding: int, committed: float, usd_per_credit: float | None = None
+) -> Action:
     """A job whose reservation did not fit: wait while `outstanding` reservations may come back, else cancel."""
     if outstanding:
         return Action(Held.STOP)
@@ -101,8 +120,8 @@ def over_budget(batch: Batch, job: Job, outstanding: int, committed: float) -> A
     currency = batch.budget.currency
     return Action(
         Held.CANCEL,
-        f"budget_exhausted: this job's estimated {estimate(batch, job):g} {currency} would take the batch past its"
-        f" budget of {batch.budget.amount:g} ({committed:g} committed)",
+        f"budget_exhausted: this job's estimated {estimate(batch, job, usd_per_credit):g} {currency} would take the"
+        f" batch past its budget of {batch.budget.amount:g} ({committed:g} committed)",
     )
 
 
@@ -121,12 +140,16 @@ class Settlement:
     counted: float | None
 
 
-def settlement(batch: Batch, job: Job) -> Settlement:
+def settlement(batch: Batch, job: Job, usd_per_credit: float | None = None) -> Settlement:
     """The booking of an ended job whose charge is decided (shared/costs.py: 0 where the vendor charged nothing,
     the vendor's figure or the estimate where whether it charged is unknown). A job that expired or cannot be
-    read has no booking: its reservation stands as spent."""
+    read has no booking: its reservation stands as spent. Against a USD budget, a charge in credits counts at the
+    provider's `usd_per_credit`, as its reservation did (at its reservation when that is no longer set)."""
     job = costs.booked(job)
     counted = None if batch.budget is None else costs.counted(job, batch.budget.currency)
+    if batch.budget is not None and batch.budget.currency == "usd" and job.cost.usd is None:
+        converted = costs.in_usd(job.cost, usd_per_credit)
+        counted = estimate(batch, job, usd_per_credit) if converted is None else converted
     return Settlement(credits=job.cost.credits or 0.0, usd=job.cost.usd or 0.0, counted=counted)
 
 

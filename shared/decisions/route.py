@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from shared import lifecycle
+from shared import costs, lifecycle
 from shared.errors import (
     AuthFailed,
     GenqueueError,
@@ -68,11 +68,7 @@ def usable_config(settings: Settings, provider: str) -> tuple[ProviderConfig | N
 
 def estimate_usd(cost: Cost, config: ProviderConfig | None) -> float | None:
     """`cost` in USD: its USD figure, else its credits at the provider's `usd_per_credit`; None when unknown."""
-    if cost.usd is not None:
-        return cost.usd
-    if cost.credits is not None and config is not None and config.usd_per_credit is not None:
-        return round(cost.credits * config.usd_per_credit, 6)
-    return None
+    return costs.in_usd(cost, None if config is None else config.usd_per_credit)
 
 
 def candidate(target: RouteTarget, request: GenerationRequest, config: ProviderConfig | None) -> RouteCandidate:
@@ -117,6 +113,12 @@ def plan(provider: str, request: GenerationRequest, policy: str, settings: Setti
         candidates=candidates,
     )
     return route.model_copy(update={"chosen": ranked(route)[0].provider})
+
+
+def chosen_candidate(route: Route) -> tuple[str, str]:
+    """The provider `route` chose and that provider's id of the route's model."""
+    found = next(found for found in route.candidates if found.provider == route.chosen)
+    return found.provider, found.model
 
 
 def ranked(route: Route) -> list[RouteCandidate]:

@@ -6,10 +6,14 @@ of pipeline_env). Each test says where its jobs went and checks that no job was 
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import time
 import uuid
+from collections import Counter
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -20,6 +24,7 @@ from producer.api import Producer
 from shared.models import Job
 from shared.protection import ProviderGuard
 from shared.settings import Settings
+from tests.integration.test_batch import wait_ended as batch_wait_ended
 from tests.integration.test_http_api import assert_problem, client, make_key, wait_ended
 from tests.integration.test_pipeline import run_cli
 
@@ -223,3 +228,36 @@ def test_a_key_with_a_budget_cannot_route_yet(api_url: str, pipeline_env: dict[s
     line = {"provider": "auto", "model": "sora-2", "prompt": "budgeted", "options": {"duration": 10}}
     refused = assert_problem(api.post("/v1/jobs", json=line), 422, "invalid_request")
     assert refused["detail"] == "a key with a budget cannot send jobs to auto or a provider list; name one"
+
+
+def test_a_batch_sent_to_a_route_spreads_over_its_providers_within_a_usd_budget(
+    workers: ServerProcess, pipeline_env: dict[str, str], sandbox_url: str, tmp_path: Path
+) -> None:
+    """Both providers take 5 submits a second (burst 10): the dispatcher releases at the two paces added up, each
+    submit goes to VeoGen (cheaper) while its rate allows and to VicSee when not. Committed against the budget:
+    what VeoGen charged in USD, and VicSee's 20 credits a job at $0.01."""
+    name = f"routed-{uuid.uuid4().hex[:6]}"
+    lines = [
+        {"provider": "auto", "model": "sora-2", "prompt": f"{name} {n}", "options": {"duration": 10}} for n in range(24)
+    ]
+    path = tmp_path / "routed.jsonl"
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    before = stats(sandbox_url)
+    submitted = run_cli(pipeline_env, "batch", "submit", str(path), "--name", name, "--budget-usd", "10")
+    assert submitted.returncode == 0, submitted.stderr
+    summary = batch_wait_ended(pipeline_env, name)
+    after = stats(sandbox_url)
+    assert summary["counts"] == {"succeeded": 24}
+    report = run_cli(pipeline_env, "batch", "report", name, "--format", "csv")
+    rows = list(csv.DictReader(io.StringIO(report.stdout)))
+    went = Counter(row["provider"] for row in rows)
+    assert set(went) == {"veogen", "vicsee"}, went
+    assert all(row["route"].startswith(f"sora-2 cheapest: {row['provider']}") for row in rows), rows[0]["route"]
+    taken = grew(before, after, "submits", "veogen") + grew(before, after, "submits", "vicsee")
+    assert taken == 24 and after["duplicate_submits"] == before["duplicate_submits"]
+    # what each job was charged (VeoGen's sandbox reports its own figure, not the price setting's estimate)
+    usd = sum(float(row["cost_usd"] or 0) for row in rows)
+    credits = sum(float(row["cost_credits"] or 0) for row in rows)
+    assert credits == 20 * went["vicsee"] and usd > 0
+    assert summary["cost"] == {"credits": credits, "usd": pytest.approx(usd)}
+    assert summary["committed"] == pytest.approx(usd + 0.01 * credits)  # VicSee's credits at $0.01

@@ -75,17 +75,27 @@ def test_a_budgeted_batch_refuses_lines_it_cannot_estimate_naming_each(tmp_path:
     assert CliRunner().invoke(app, ["batch", "submit", str(path), "--dry-run"]).exit_code == 0
 
 
-def test_a_batch_line_naming_a_route_is_refused_naming_its_line(tmp_path: Path) -> None:
+def test_a_batch_line_sent_to_a_route_is_refused_naming_its_line_when_it_cannot_be_bounded_or_sent(
+    tmp_path: Path,
+) -> None:
     path = tmp_path / "routed.jsonl"
     path.write_text(
         '{"provider": "sandbox", "model": "sandbox-image", "prompt": "a"}\n'
         '{"provider": "auto", "model": "sora-2", "prompt": "b", "options": {"duration": 10}}\n'
+        '{"provider": "auto", "model": "sandbox-image", "prompt": "c"}\n'
     )
-    result = CliRunner().invoke(app, ["batch", "submit", str(path), "--dry-run"])
+    result = CliRunner().invoke(app, ["batch", "submit", str(path), "--dry-run", "--budget-credits", "100"])
     assert result.exit_code == 2
     lines = result.stderr.splitlines()
-    assert f"{path}:2: provider 'auto': a batch line names one provider (routes are not taken yet)" in lines
-    assert lines[-1] == "genqueue: error: 1 of 2 lines refused; nothing enqueued"
+    needs_usd = "needs --budget-usd (credits of different vendors do not compare)"
+    assert f"{path}:2: provider 'auto': a line sent to a route {needs_usd}" in lines
+    assert lines[-1] == "genqueue: error: 2 of 3 lines refused; nothing enqueued"
+    result = CliRunner().invoke(app, ["batch", "submit", str(path), "--dry-run"])
+    lines = result.stderr.splitlines()
+    assert result.exit_code == 2 and lines[-1] == "genqueue: error: 2 of 3 lines refused; nothing enqueued", lines
+    # no API key for VicSee or VeoGen here
+    assert any(line.startswith(f"{path}:2: no provider of route sora-2 can take the job: vicsee:") for line in lines)
+    assert any(line.startswith(f"{path}:3: ") and "sandbox-image" in line for line in lines), lines
 
 
 @pytest.fixture
