@@ -106,6 +106,41 @@ def fresh_settings() -> Iterator[None]:
     get_settings.cache_clear()
 
 
+VEO3_KEYS = {
+    f"GENQUEUE_PROVIDERS__{name}__{setting}": value
+    for name in ("VEO3API", "GATEWAY")
+    for setting, value in (("API_KEY", "sk-test"), ("BASE_URL", "http://vendor.test"))
+}
+#: veo3api's credits at a price, and a contract price for the gateway's veo3 (its catalog gives none)
+VEO3_PRICES = {
+    "GENQUEUE_PROVIDERS__VEO3API__USD_PER_CREDIT": "0.01",
+    "GENQUEUE_PROVIDERS__GATEWAY__PRICES": '{"veo3": {"usd_per_job": 2}}',
+}
+
+
+@pytest.mark.parametrize(
+    ("env", "refusal"),
+    [
+        (VEO3_KEYS, "no usd estimate for veo3api veo3 (route veo3), so a --budget-usd cannot bound it"),
+        (VEO3_KEYS | {"GENQUEUE_PROVIDERS__VEO3API__USD_PER_CREDIT": "0.01"}, "no usd estimate for gateway veo3"),
+        (VEO3_KEYS | VEO3_PRICES, None),
+    ],
+)
+@pytest.mark.usefixtures("fresh_settings")
+def test_a_usd_budget_bounds_a_routed_line_only_when_every_candidate_has_a_usd_price(
+    tmp_path: Path, env: dict[str, str], refusal: str | None
+) -> None:
+    path = tmp_path / "veo3.jsonl"
+    path.write_text('{"provider": "auto", "model": "veo3", "prompt": "a"}\n')
+    result = CliRunner().invoke(app, ["batch", "submit", str(path), "--dry-run", "--budget-usd", "10"], env=env)
+    if refusal is None:
+        assert result.exit_code == 0, result.stderr
+        assert "budget: 10 usd" in result.stdout
+    else:
+        assert result.exit_code == 2
+        assert result.stderr.splitlines()[0].startswith(f"{path}:1: {refusal}"), result.stderr
+
+
 @pytest.mark.parametrize(
     ("variable", "value", "problem"),
     [
