@@ -32,6 +32,9 @@ KEY_HASHES_KEY = KEY_PREFIX + "apikeys:sha256"
 KEYS_LAST_USED_KEY = KEY_PREFIX + "apikeys:last-used"
 #: hash per API key: its request rate's token bucket (`tokens`, `at`)
 KEY_RATE_KEY = KEY_PREFIX + "apikey:{name}:rate"
+#: string per `/ui` login, under the SHA-256 of its cookie's token: JSON {operator, tenant, csrf, operator_key},
+#: expiring with the session (producer/http_api/ui_session.py)
+UI_SESSION_KEY = KEY_PREFIX + "ui:session:{token_sha256}"
 
 #: batch hash: `data` (the Batch as JSON); name -> batch id
 BATCH_KEY = KEY_PREFIX + "batch:{batch_id}"

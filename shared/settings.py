@@ -8,7 +8,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Literal
 
-from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared.errors import InvalidRequest
@@ -162,6 +162,11 @@ class Settings(BaseSettings):
     #: a worker's heartbeat and ready files for an orchestrator's probes (workers/health.py); unset, none are written
     health_dir: str | None = None
     health_interval_seconds: float = Field(default=10.0, gt=0)
+    #: the key an operator logs in to `/ui` with, seeing every job and resuming providers; unset, `/ui` admits API
+    #: keys only, each seeing only its own jobs
+    ui_operator_key: SecretStr | None = None
+    #: how long a `/ui` login lasts
+    ui_session_seconds: float = Field(default=12 * 3600.0, gt=0)
 
     @field_validator("redis_sentinels")
     @classmethod
@@ -223,9 +228,11 @@ class Settings(BaseSettings):
         return self.retry_budgets.get(code, 5)
 
     def secrets(self) -> list[str]:
-        """Every secret these settings hold (provider keys, the webhook secret): what a job's error never shows."""
+        """Every secret these settings hold (provider keys, the webhook secret, the UI operator key): what a job's
+        error and a log line never show."""
         keys = [override.api_key for override in self.providers.values() if override.api_key]
-        return [*keys, *([self.webhook_secret] if self.webhook_secret else [])]
+        operator = [self.ui_operator_key.get_secret_value()] if self.ui_operator_key else []
+        return [*keys, *([self.webhook_secret] if self.webhook_secret else []), *operator]
 
     def provider_names(self) -> list[str]:
         """Built-in providers and those added by settings, sorted."""

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install the system programs genqueue's demo and tests run: redis-server (and, for the tests, docker-compose for
 # the compose check, promtool, from Debian's prometheus package, for the monitoring files, openssl for the TLS
-# test's certificates and ip, from iproute2, for the partition test's network namespaces). Uses apt where a
+# test's certificates, ip, from iproute2, for the partition test's network namespaces, and chromium, which the /ui
+# browser tests drive through Playwright, since Playwright cannot download its own browser here). Uses apt where a
 # program is missing and we are root; otherwise says how to get it.
 set -euo pipefail
 missing=()
@@ -11,6 +12,7 @@ if [ "${1:-}" = "--test" ]; then
   command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
   command -v openssl >/dev/null 2>&1 || missing+=(openssl)
   command -v ip >/dev/null 2>&1 || missing+=(iproute2)
+  command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 fi
 [ ${#missing[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then

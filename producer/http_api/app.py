@@ -2,8 +2,9 @@
 
 `create_app(settings)` builds it; `genqueue api` serves it with uvicorn. `/livez` answers while the process runs,
 `/readyz` while Redis answers too; neither needs a key. Everything else needs one (producer/http_api/auth.py) and
-answers errors as problem+json (producer/http_api/problems.py). The OpenAPI document is generated from the same
-pydantic models the producer and the job store use.
+answers errors as problem+json (producer/http_api/problems.py), except the `/ui` pages, which log in with a form
+(producer/http_api/ui.py). The OpenAPI document is generated from the same pydantic models the producer and the job
+store use.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from fastapi.responses import JSONResponse
 from redis.asyncio.sentinel import Sentinel as AsyncSentinel
 
 from producer.api import Producer
-from producer.http_api import batches, events, jobs, problems
+from producer.http_api import batches, events, jobs, problems, ui
 from producer.http_api.auth import Tenant
 from shared import tracing
 from shared.keys import KeyStore
@@ -71,6 +72,7 @@ def create_app(settings: Settings, producer: Producer | None = None) -> FastAPI:
     app.include_router(jobs.router)
     app.include_router(events.router)
     app.include_router(batches.router)
+    ui.install(app, settings)
 
     @app.get("/v1/providers", tags=["providers"], responses=problems.PROBLEM_RESPONSES)
     def providers(key: Tenant, request: Request) -> list[dict[str, Any]]:

@@ -2,8 +2,8 @@
 
 The job store publishes `"{version} {status}"` on the job's channel after every committed write (shared/store.py).
 `job_changes` subscribes first and then reads the job, so no write falls between the read and the subscription;
-after that each notice is a cue to read the job again. It waits on an asyncio client: a waiting request holds no
-thread.
+after that each notice is a cue to read the job again; `jobs_changes` does the same for several jobs at once (the
+`/ui` jobs list). It waits on an asyncio client: a waiting request holds no thread.
 """
 
 from __future__ import annotations
@@ -58,3 +58,45 @@ async def wait_ended(producer: Producer, subscriber: aioredis.Redis, job: Job, s
     except TimeoutError:
         pass
     return latest
+
+
+async def jobs_changes(
+    producer: Producer,
+    subscriber: aioredis.Redis,
+    job_ids: list[str],
+    quiet_seconds: float,
+    gone: Callable[[], Awaitable[bool]] | None = None,
+) -> AsyncIterator[Job | None]:
+    """`job_changes` for several jobs on one subscription: each job now (one that does not exist is left out), then
+    each job again after each committed write of it, and None after each `quiet_seconds` without any; it ends once
+    `gone()` says the caller has left."""
+    channels = {JOB_EVENTS_CHANNEL.format(job_id=job_id): job_id for job_id in job_ids}
+    channel = subscriber.pubsub(ignore_subscribe_messages=True)
+    await channel.subscribe(*channels)
+    try:
+        for job in await asyncio.to_thread(producer.store.get_many, list(job_ids)):
+            if job is not None:
+                yield job
+        loop = asyncio.get_running_loop()
+        while True:
+            until = loop.time() + quiet_seconds
+            written: set[str] = set()
+            while not written and loop.time() < until:
+                if gone is not None and await gone():
+                    return
+                message = await channel.get_message(timeout=min(1.0, until - loop.time()))
+                while message is not None:
+                    written.add(channels[_text(message["channel"])])
+                    message = await channel.get_message(timeout=0)
+            if not written:
+                yield None
+                continue
+            for job in await asyncio.to_thread(producer.store.get_many, sorted(written)):
+                if job is not None:
+                    yield job
+    finally:
+        await channel.aclose()  # type: ignore[no-untyped-call]
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value

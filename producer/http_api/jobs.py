@@ -146,12 +146,16 @@ def get_job_history(job_id: str, key: Tenant, request: Request) -> JobHistory:
 def cancel_job(job_id: str, key: Tenant, request: Request) -> JobView:
     """Cancel a job that has not ended; 409 `conflict` if it had."""
     producer = producer_of(request)
-    job = owned_job(producer, key, job_id)
+    return cancel(producer, owned_job(producer, key, job_id)).view()
+
+
+def cancel(producer: Producer, job: Job) -> Job:
+    """Cancel `job` (one the caller may act on) and give it canceled; ApiProblem 409 `conflict` if it had ended."""
     if not job.status.terminal:
-        job = producer.cancel(job_id)
+        job = producer.cancel(job.id)
         if job.status is JobStatus.CANCELED:
-            return job.view()
-    raise ApiProblem(409, "conflict", f"job {job_id} had already ended ({job.status.value})")
+            return job
+    raise ApiProblem(409, "conflict", f"job {job.id} had already ended ({job.status.value})")
 
 
 @router.post("/{job_id}/webhook/redeliver", status_code=202, response_model=JobView)

@@ -1,0 +1,235 @@
+"""`/ui` in a real browser: Playwright driving Debian's chromium against a real `genqueue api`, real workers and
+the sandbox. A job is followed to succeeded on its page without a reload (the time from the store's write to the
+page showing it is printed), a running job is canceled from its page, and a held provider is resumed from the
+providers page. Screenshots of each page go to test-artifacts/ui/."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from infra.local.processes import ServerProcess
+from infra.local.stack import LocalStack
+from producer.api import Producer
+from shared.constants import JOB_EVENTS_CHANNEL
+from shared.models import JobStatus
+from shared.settings import Settings
+from shared.store import store_client
+
+pytestmark = pytest.mark.integration
+
+OPERATOR_KEY = "operator-key-for-the-browser-tests"
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "ui"
+#: the sandbox's delay the other tests expect (tests/integration/conftest.py starts it so)
+USUAL_DELAY = 0.5
+
+
+def chromium_path() -> str:
+    """Debian's chromium (Playwright cannot download a browser here); a failure in CI, a skip elsewhere."""
+    for name in ("chromium", "chromium-browser"):
+        found = shutil.which(name)
+        if found:
+            return found
+    message = "chromium is not installed (infra/local/ensure-system-deps.sh --test installs it with apt)"
+    if os.environ.get("CI"):
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="module")
+def ui_url(pipeline_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A `genqueue api` process with an operator key for `/ui`."""
+    stack = LocalStack(
+        tmp_path_factory.mktemp("ui-api"), env={**pipeline_env, "GENQUEUE_UI_OPERATOR_KEY": OPERATOR_KEY}
+    )
+    url = stack.start_api()
+    yield url
+    stack.stop()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    executable = chromium_path()
+    from playwright.sync_api import sync_playwright
+
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=executable)
+        yield launched
+        launched.close()
+
+
+@pytest.fixture
+def page(browser: Any, ui_url: str) -> Iterator[Any]:
+    """A fresh browser context, logged in as the operator from the keyboard."""
+    context = browser.new_context(base_url=ui_url, viewport={"width": 1100, "height": 900})
+    opened = context.new_page()
+    opened.goto("/ui/jobs")
+    assert opened.url.endswith("/ui/login")
+    opened.keyboard.type("not the key")
+    opened.keyboard.press("Enter")
+    assert opened.get_by_role("alert").inner_text() == "That key is wrong or was revoked."
+    opened.get_by_label("Operator key or API key").fill(OPERATOR_KEY)
+    opened.screenshot(path=str(ARTIFACTS / "login.png"))
+    opened.keyboard.press("Enter")
+    opened.wait_for_url("**/ui/jobs")
+    yield opened
+    context.close()
+
+
+class StoreWrites:
+    """When each status of one job was committed to the store, as its channel told a subscriber (unix seconds)."""
+
+    def __init__(self, settings: Settings, job_id: str) -> None:
+        self.seen: dict[str, float] = {}
+        self._pubsub = store_client(settings).pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
+        self._pubsub.subscribe(JOB_EVENTS_CHANNEL.format(job_id=job_id))
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._listen, daemon=True)
+        self._thread.start()
+
+    def _listen(self) -> None:
+        while not self._stop.is_set():
+            message = self._pubsub.get_message(timeout=0.2)
+            if message is not None:
+                status = message["data"].decode().split(" ")[1]
+                self.seen.setdefault(status, time.time())
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        self._pubsub.close()
+
+
+def set_delay(sandbox_url: str, seconds: float) -> None:
+    httpx.post(f"{sandbox_url}/_control/config", json={"delay_seconds": seconds}).raise_for_status()
+
+
+#: records in the page when its status first reads `succeeded` (the page's clock: the same machine's)
+WATCH_STATUS = """() => {
+  window.__loadedOnce = true;
+  const live = document.getElementById("live");
+  const check = () => {
+    const state = live.querySelector("[data-status]");
+    if (state && state.dataset.status === "succeeded" && !window.__succeededAt) window.__succeededAt = Date.now();
+  };
+  new MutationObserver(check).observe(live, {childList: true, subtree: true});
+  check();
+}"""
+
+
+def test_a_job_reaches_succeeded_on_its_page_without_a_reload(
+    page: Any, workers: ServerProcess, settings: Settings, sandbox_url: str
+) -> None:
+    set_delay(sandbox_url, 3.0)
+    try:
+        job = Producer(settings).submit("sandbox", "sandbox-image", "a <b>flower</b> opening", metadata={"night": 1})
+        writes = StoreWrites(settings, job.id)
+        try:
+            page.goto(f"/ui/jobs/{job.id}")
+            page.evaluate(WATCH_STATUS)
+            shown = page.locator("#job-status").inner_text()
+            assert shown in ("queued", "submitted", "running", "finalizing"), shown
+            assert page.locator("p.prompt").inner_text() == "a <b>flower</b> opening"
+            page.screenshot(path=str(ARTIFACTS / "job-running.png"), full_page=True)
+            page.wait_for_selector('#live [data-status="succeeded"]', timeout=60_000)
+            shown_at = page.evaluate("window.__succeededAt") / 1000.0
+            assert page.evaluate("window.__loadedOnce === true")  # the same document: no reload
+        finally:
+            writes.close()
+    finally:
+        set_delay(sandbox_url, USUAL_DELAY)
+    written_at = writes.seen["succeeded"]
+    latency = shown_at - written_at
+    line = f"/ui: succeeded written to the store -> shown on the job page: {latency * 1000:.0f} ms"
+    print(f"\n{line}")
+    (ARTIFACTS / "change-to-page.txt").write_text(line + "\n")
+    assert -0.05 < latency < 2.0
+    assert Producer(settings).get(job.id).status is JobStatus.SUCCEEDED
+    output = Producer(settings).get(job.id).outputs[0]
+    preview = page.locator("ul.outputs img")
+    assert preview.count() == 1 and preview.get_attribute("src") == output.url
+    page.wait_for_function("() => document.querySelector('ul.outputs img').complete")
+    fetched = page.request.get(page.get_by_role("link", name=output.key).get_attribute("href"))
+    assert fetched.status == 200 and fetched.headers["content-type"] == "image/png"
+    assert page.get_by_role("button", name="Cancel job").count() == 0
+    page.screenshot(path=str(ARTIFACTS / "job-succeeded.png"), full_page=True)
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.screenshot(path=str(ARTIFACTS / "job-succeeded-phone.png"), full_page=True)
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")  # no sideways scrolling
+    page.set_viewport_size({"width": 1100, "height": 900})
+
+    page.goto("/ui/jobs")
+    page.get_by_label("Status").select_option("succeeded")
+    page.get_by_label("Provider").select_option("sandbox")
+    page.get_by_role("button", name="Show").click()
+    page.wait_for_url("**/ui/jobs?status=succeeded&provider=sandbox")
+    assert page.get_by_role("link", name=job.id).count() == 1
+    assert set(page.locator("table.jobs .status").all_inner_texts()) == {"succeeded"}
+    page.screenshot(path=str(ARTIFACTS / "jobs.png"), full_page=True)
+
+
+def test_a_running_job_is_canceled_from_its_page(
+    page: Any, workers: ServerProcess, settings: Settings, sandbox_url: str
+) -> None:
+    set_delay(sandbox_url, 30.0)
+    try:
+        producer = Producer(settings)
+        job = producer.submit("sandbox", "sandbox-video", "a slow clip")
+        page.goto(f"/ui/jobs/{job.id}")
+        page.wait_for_selector('#live [data-status="submitted"], #live [data-status="running"]', timeout=30_000)
+        assert producer.get(job.id).status in (JobStatus.SUBMITTED, JobStatus.RUNNING)
+        listing = page.context.new_page()
+        listing.goto("/ui/jobs")
+        row = listing.locator(f"#row-{job.id}")
+        assert row.get_attribute("data-status") in ("submitted", "running")
+        listing.evaluate("window.__loadedOnce = true")
+        cancel = page.get_by_role("button", name="Cancel job")
+        cancel.focus()
+        page.keyboard.press("Enter")
+        page.wait_for_selector('#live [data-status="canceled"]', timeout=10_000)
+        listing.wait_for_selector(f'#row-{job.id}[data-status="canceled"]', timeout=10_000)
+        assert listing.evaluate("window.__loadedOnce === true")  # the list's row moved without a reload
+        listing.close()
+    finally:
+        set_delay(sandbox_url, USUAL_DELAY)
+    assert producer.get(job.id).status is JobStatus.CANCELED
+    assert page.get_by_role("button", name="Cancel job").count() == 0
+    page.screenshot(path=str(ARTIFACTS / "job-canceled.png"), full_page=True)
+
+
+def test_a_held_provider_is_resumed_from_the_providers_page(
+    page: Any, workers: ServerProcess, settings: Settings, sandbox_url: str
+) -> None:
+    producer = Producer(settings)
+    httpx.post(f"{sandbox_url}/_control/balance", json={"dialect": "veo3api", "balance": 100})
+    try:
+        refused = producer.wait(producer.submit("veo3api", "veo3_fast", "out of credits").id, timeout=60)
+        assert refused.error is not None and refused.error.code == "insufficient_credits"
+        page.goto("/ui/providers")
+        row = page.locator("#provider-veo3api")
+        assert row.get_attribute("data-held") == "true"
+        assert "held" in row.inner_text()
+        page.screenshot(path=str(ARTIFACTS / "providers-held.png"), full_page=True)
+    finally:
+        httpx.post(f"{sandbox_url}/_control/balance", json={"dialect": "veo3api", "balance": 1_000_000_000})
+    page.get_by_role("button", name="Resume veo3api").click()
+    page.wait_for_url("**/ui/providers?resumed=veo3api")
+    assert page.get_by_role("status").inner_text() == "veo3api resumed."
+    assert page.locator("#provider-veo3api").get_attribute("data-held") == "false"
+    status = {row.provider: row for row in producer.provider_status()}["veo3api"]
+    assert status.credit_pause is None
+    resumed = producer.wait(producer.submit("veo3api", "veo3_fast", "after the resume").id, timeout=60)
+    assert resumed.status is JobStatus.SUCCEEDED
+    page.screenshot(path=str(ARTIFACTS / "providers-resumed.png"), full_page=True)
+    page.goto("/ui/jobs")
+    assert page.get_by_role("link", name=resumed.id).count() == 1
+    page.screenshot(path=str(ARTIFACTS / "jobs-all.png"), full_page=True)
