@@ -228,6 +228,30 @@ def test_a_key_with_a_budget_cannot_route_yet(api_url: str, pipeline_env: dict[s
     line = {"provider": "auto", "model": "sora-2", "prompt": "budgeted", "options": {"duration": 10}}
     refused = assert_problem(api.post("/v1/jobs", json=line), 422, "invalid_request")
     assert refused["detail"] == "a key with a budget cannot send jobs to auto or a provider list; name one"
+    upload = api.post("/v1/batches", params={"name": "budgeted"}, content=json.dumps(line) + "\n")
+    refused = assert_problem(upload, 422, "invalid_request")
+    assert refused["errors"][0]["detail"] == "a key with a budget cannot send jobs to auto or a provider list; name one"
+
+
+def test_a_batch_uploaded_over_http_may_name_a_route(
+    api_url: str, pipeline_env: dict[str, str], workers: ServerProcess
+) -> None:
+    api = client(api_url, make_key(pipeline_env))
+    name = f"routed-{uuid.uuid4().hex[:6]}"
+    lines = [
+        {"provider": "vicsee,veogen", "model": "sora-2", "prompt": f"{name} {n}", "options": {"duration": 10}}
+        for n in range(3)
+    ]
+    upload = api.post("/v1/batches", params={"name": name}, content="".join(json.dumps(line) + "\n" for line in lines))
+    assert upload.status_code == 201, upload.text
+    deadline = time.monotonic() + 60
+    while not api.get(f"/v1/batches/{name}").json()["completed_at"]:
+        assert time.monotonic() < deadline, "the batch did not complete"
+        time.sleep(0.3)
+    jobs = [json.loads(row) for row in api.get(f"/v1/batches/{name}/report").text.splitlines()]
+    assert {job["status"] for job in jobs} == {"succeeded"}
+    assert all(job["route"]["providers"] == ["vicsee", "veogen"] for job in jobs)
+    assert all(job["provider"] == job["route"]["chosen"] for job in jobs)
 
 
 def test_a_batch_sent_to_a_route_spreads_over_its_providers_within_a_usd_budget(
