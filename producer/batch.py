@@ -129,13 +129,21 @@ class Plan:
     refused: list[tuple[int, str]] = field(default_factory=list)
 
     def by_provider(self) -> dict[str, tuple[int, float | None, float | None]]:
-        """provider -> (jobs, credits estimate, USD estimate); an estimate is None when any job's is unknown."""
-        rows: dict[str, list[PlannedJob]] = defaultdict(list)
+        """provider -> (jobs, credits estimate, USD estimate); an estimate is None when any job's is unknown. Lines
+        sent to a route are counted under `auto MODEL: A/B` at their dearest candidate's USD estimate, the most
+        each may cost wherever its submit sends it (credits unknown: they may go to a USD-billed provider)."""
+        rows: dict[str, list[Cost]] = defaultdict(list)
         for job in self.jobs:
-            rows[job.provider].append(job)
+            if job.route is None:
+                rows[job.provider].append(job.cost)
+            else:
+                route = job.route
+                dearest = [found.estimate_usd for found in route.candidates if found.skipped is None]
+                most = None if None in dearest else max(value for value in dearest if value is not None)
+                rows[f"auto {route.model}: {'/'.join(route.providers)}"].append(Cost(usd=most))
         return {
-            name: (len(jobs), _sum(j.cost.credits for j in jobs), _sum(j.cost.usd for j in jobs))
-            for name, jobs in sorted(rows.items())
+            name: (len(costs), _sum(c.credits for c in costs), _sum(c.usd for c in costs))
+            for name, costs in sorted(rows.items())
         }
 
 

@@ -101,14 +101,16 @@ def batch_submit(
 def print_plan(plan: Plan, options: BatchOptions) -> None:
     """The dry run's answer: jobs and estimated cost per provider and in total."""
     typer.echo(f"batch {options.name}: {len(plan.jobs)} jobs would be enqueued, {len(plan.refused)} lines refused")
-    typer.echo(f"{'provider':<12} {'jobs':>6} {'credits':>12} {'usd':>10}")
+    rows = plan.by_provider()
+    width = max([12, *map(len, rows)])
+    typer.echo(f"{'provider':<{width}} {'jobs':>6} {'credits':>12} {'usd':>10}")
     total_credits: float | None = 0.0
     total_usd: float | None = 0.0
-    for provider, (jobs, credits, usd) in plan.by_provider().items():
-        typer.echo(f"{provider:<12} {jobs:>6} {_amount(credits):>12} {_amount(usd):>10}")
+    for provider, (jobs, credits, usd) in rows.items():
+        typer.echo(f"{provider:<{width}} {jobs:>6} {_amount(credits):>12} {_amount(usd):>10}")
         total_credits = None if total_credits is None or credits is None else total_credits + credits
         total_usd = None if total_usd is None or usd is None else total_usd + usd
-    typer.echo(f"{'total':<12} {len(plan.jobs):>6} {_amount(total_credits):>12} {_amount(total_usd):>10}")
+    typer.echo(f"{'total':<{width}} {len(plan.jobs):>6} {_amount(total_credits):>12} {_amount(total_usd):>10}")
     if options.budget is not None:
         typer.echo(f"budget: {options.budget.amount:g} {options.budget.currency}")
     for label, when in (("not before", options.not_before), ("deadline", options.deadline)):
