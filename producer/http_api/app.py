@@ -23,7 +23,7 @@ from fastapi.responses import JSONResponse
 from redis.asyncio.sentinel import Sentinel as AsyncSentinel
 
 from producer.api import Producer
-from producer.http_api import batches, events, jobs, problems, ui
+from producer.http_api import batches, events, jobs, problems, ui, ui_batches, ui_records
 from producer.http_api.auth import Tenant
 from shared import tracing
 from shared.keys import KeyStore
@@ -72,7 +72,7 @@ def create_app(settings: Settings, producer: Producer | None = None) -> FastAPI:
     app.include_router(jobs.router)
     app.include_router(events.router)
     app.include_router(batches.router)
-    ui.install(app, settings)
+    ui.install(app, settings, ui_batches.router, ui_records.router)
 
     @app.get("/v1/providers", tags=["providers"], responses=problems.PROBLEM_RESPONSES)
     def providers(key: Tenant, request: Request) -> list[dict[str, Any]]:

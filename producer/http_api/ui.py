@@ -1,10 +1,13 @@
 """`/ui`: the job dashboard, server-rendered pages over the same Producer and job store as the HTTP API.
 
-Login with a key (producer/http_api/ui_session.py): the operator (GENQUEUE_UI_OPERATOR_KEY) sees every job and may
-resume providers; an API key sees only its own jobs, exactly as `/v1/jobs` shows them, under its request rate.
-Pages: jobs (newest first, by status and provider, paged), one job (live over server-sent events, with a Cancel
-button that takes the API's cancel path), providers (with a Resume button that takes `genqueue provider resume`'s
-path). Every form posts its session's CSRF token; templates escape everything they show (Jinja autoescape).
+Login with a key (producer/http_api/ui_session.py): the operator (GENQUEUE_UI_OPERATOR_KEY) sees every job and
+batch and may resume providers; an API key sees only its own, exactly as `/v1/jobs` and `/v1/batches` show them,
+under its request rate.
+Pages: jobs (newest first, by status, provider, batch, metadata and creation time, paged), one job (live over
+server-sent events, with a Cancel button that takes the API's cancel path), providers (with a Resume button that
+takes `genqueue provider resume`'s path); batches (producer/http_api/ui_batches.py); webhook dead letters and
+quarantined records (producer/http_api/ui_records.py). Every form posts its session's CSRF token; templates escape
+everything they show (Jinja autoescape).
 """
 
 from __future__ import annotations
@@ -28,14 +31,16 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
 from producer.api import Producer
+from producer.batch import BatchProducer
 from producer.http_api import jobs
 from producer.http_api.changes import job_changes, jobs_changes
 from producer.http_api.events import KEEPALIVE_SECONDS
 from producer.http_api.problems import ApiProblem
-from producer.http_api.ui_queries import PAGE_SIZE, JobFilter, jobs_page, visible_job
+from producer.http_api.ui_queries import PAGE_SIZE, job_filter, jobs_page, visible_job
 from producer.http_api.ui_session import COOKIE, LoginRequired, Sessions, Viewer, csrf_matches
 from shared.errors import GenqueueError
 from shared.models import Job, JobStatus
+from shared.quarantine import UnreadableRecord
 from shared.settings import Settings
 
 HERE = Path(__file__).parent
@@ -93,10 +98,13 @@ def _environment() -> jinja2.Environment:
 templates = Jinja2Templates(env=_environment())
 
 
-def install(app: FastAPI, settings: Settings) -> None:
-    """Serve `/ui` (its pages, stylesheet and script) from `app`."""
+def install(app: FastAPI, settings: Settings, *pages: APIRouter) -> None:
+    """Serve `/ui` (its pages, those of the routers `pages` built on this module, its stylesheet and script) from
+    `app`."""
     app.state.ui_sessions = Sessions(app.state.producer.store.redis, app.state.keys, settings)
     app.include_router(router)
+    for more in pages:
+        app.include_router(more)
     app.mount("/ui/static", StaticFiles(directory=HERE / "static"), name="ui-static")
 
     @app.exception_handler(LoginRequired)
@@ -107,7 +115,9 @@ def install(app: FastAPI, settings: Settings) -> None:
 
     @app.exception_handler(UiRefused)
     async def _refused(request: Request, exc: UiRefused) -> Response:
-        return _page(request, "error.html", None, status_code=exc.status, headers=exc.headers, message=exc.message)
+        return render_page(
+            request, "error.html", None, status_code=exc.status, headers=exc.headers, message=exc.message
+        )
 
 
 def current_viewer(request: Request) -> Viewer:
@@ -162,7 +172,7 @@ async def login(request: Request) -> Response:
 
 @router.post("/logout")
 async def logout(request: Request, viewer: CurrentViewer) -> Response:
-    await _checked_form(request, viewer)
+    await checked_form(request, viewer)
     sessions: Sessions = request.app.state.ui_sessions
     await asyncio.to_thread(sessions.logout, request.cookies.get(COOKIE))
     response = RedirectResponse("/ui/login", status_code=303)
@@ -172,20 +182,37 @@ async def logout(request: Request, viewer: CurrentViewer) -> Response:
 
 @router.get("/jobs")
 def jobs_list(
-    request: Request, viewer: CurrentViewer, status: str = "", provider: str = "", cursor: str = ""
+    request: Request,
+    viewer: CurrentViewer,
+    status: str = "",
+    provider: str = "",
+    batch: str = "",
+    metadata: str = "",
+    created_after: str = "",
+    created_before: str = "",
+    cursor: str = "",
 ) -> HTMLResponse:
-    """The viewer's jobs, newest first, of one status and one provider when asked."""
+    """The viewer's jobs, newest first, of one status, provider and batch (its name or id), with `metadata`
+    `key=value`, created in [created_after, created_before) (ISO 8601, UTC without a zone), when asked."""
     producer = jobs.producer_of(request)
-    try:
-        chosen = JobFilter(status=JobStatus(status) if status else None, provider=provider or None)
-    except ValueError:
-        raise UiRefused(422, f"status: {status!r} is not a job status") from None
+    filters = {
+        "status": status,
+        "provider": provider,
+        "batch": batch,
+        "metadata": metadata,
+        "created_after": created_after,
+        "created_before": created_before,
+    }
+    with as_page():
+        try:
+            chosen = job_filter(BatchProducer(producer), viewer, filters)
+        except ValueError as exc:
+            raise UiRefused(422, str(exc)) from None
     page = jobs_page(producer, viewer, chosen, cursor or None, PAGE_SIZE)
-    filters = {"status": status, "provider": provider}
     next_url = None
     if page.next_cursor is not None:
         next_url = "/ui/jobs?" + urlencode({**{k: v for k, v in filters.items() if v}, "cursor": page.next_cursor})
-    return _page(
+    return render_page(
         request,
         "jobs.html",
         viewer,
@@ -195,6 +222,8 @@ def jobs_list(
         providers=sorted({config.name for config in producer.settings.usable_providers()}),
         next_url=next_url,
         first_page=bool(cursor),
+        filtered=any(filters.values()),
+        newest_url="/ui/jobs?" + urlencode({k: v for k, v in filters.items() if v}),
         live_ids=",".join(job.id for job in page.jobs if not job.status.terminal),
     )
 
@@ -252,16 +281,16 @@ def _event(name: str, data: str) -> str:
 @router.get("/jobs/{job_id}")
 def job_page(job_id: str, request: Request, viewer: CurrentViewer) -> HTMLResponse:
     """One job: what was asked, where it is, what it cost, its outputs and the history of its steps."""
-    with _as_page():
+    with as_page():
         job = visible_job(jobs.producer_of(request), viewer, job_id)
-    return _page(request, "job.html", viewer, job=job, options=_options(job))
+    return render_page(request, "job.html", viewer, job=job, options=_options(job))
 
 
 @router.get("/jobs/{job_id}/events")
 async def job_page_events(job_id: str, request: Request, viewer: CurrentViewer) -> StreamingResponse:
     """The job page's changing part as server-sent `fragment` events: at once, after every change, until it ends."""
     producer = jobs.producer_of(request)
-    with _as_page():
+    with as_page():
         await asyncio.to_thread(visible_job, producer, viewer, job_id)
     subscriber: aioredis.Redis = request.app.state.subscriber
     return StreamingResponse(
@@ -290,11 +319,11 @@ async def _fragments(
 @router.post("/jobs/{job_id}/cancel")
 async def cancel_job(job_id: str, request: Request, viewer: CurrentViewer) -> Response:
     """Cancel the job through the API's cancel (409 page if it had ended), then back to its page."""
-    await _checked_form(request, viewer)
+    await checked_form(request, viewer)
     producer = jobs.producer_of(request)
 
     def cancel() -> None:
-        with _as_page():
+        with as_page():
             jobs.cancel(producer, visible_job(producer, viewer, job_id))
 
     await asyncio.to_thread(cancel)
@@ -305,22 +334,22 @@ async def cancel_job(job_id: str, request: Request, viewer: CurrentViewer) -> Re
 def providers(request: Request, viewer: CurrentViewer, resumed: str = "") -> HTMLResponse:
     """Every provider's rate, in-flight, breaker and credit hold, as `genqueue provider status` shows them."""
     rows = jobs.producer_of(request).provider_status()
-    return _page(request, "providers.html", viewer, rows=rows, now=time.time(), resumed=resumed)
+    return render_page(request, "providers.html", viewer, rows=rows, now=time.time(), resumed=resumed)
 
 
 @router.post("/providers/{name}/resume")
 async def resume_provider(name: str, request: Request, viewer: CurrentViewer) -> Response:
     """Lift a provider's credit hold and close its breaker, as `genqueue provider resume` does (operator only)."""
-    await _checked_form(request, viewer)
+    await checked_form(request, viewer)
     if not viewer.operator:
         raise UiRefused(403, "only the operator may resume a provider")
     producer = jobs.producer_of(request)
-    with _as_page():
+    with as_page():
         await asyncio.to_thread(producer.resume_provider, name)
     return RedirectResponse("/ui/providers?" + urlencode({"resumed": name}), status_code=303)
 
 
-def _page(
+def render_page(
     request: Request,
     name: str,
     viewer: Viewer | None,
@@ -340,7 +369,9 @@ def _page(
 
 def _login_page(request: Request, error: str | None, status_code: int) -> HTMLResponse:
     sessions: Sessions = request.app.state.ui_sessions
-    return _page(request, "login.html", None, status_code=status_code, error=error, operator=sessions.admits_operator)
+    return render_page(
+        request, "login.html", None, status_code=status_code, error=error, operator=sessions.admits_operator
+    )
 
 
 async def _form(request: Request) -> dict[str, str]:
@@ -356,7 +387,7 @@ async def _form(request: Request) -> dict[str, str]:
     return {name: values[0] for name, values in fields.items()}
 
 
-async def _checked_form(request: Request, viewer: Viewer) -> dict[str, str]:
+async def checked_form(request: Request, viewer: Viewer) -> dict[str, str]:
     """The form, once its CSRF token is the session's; a 403 page otherwise."""
     form = await _form(request)
     if not csrf_matches(viewer, form.get("csrf")):
@@ -365,14 +396,17 @@ async def _checked_form(request: Request, viewer: Viewer) -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def _as_page() -> Iterator[None]:
-    """The API's refusals (404 for a job the viewer may not see, 409, an unknown provider) as error pages."""
+def as_page() -> Iterator[None]:
+    """The API's refusals (404 for a job or batch the viewer may not see, 409, an unknown provider) and an
+    unreadable record as error pages."""
     try:
         yield
     except ApiProblem as exc:
         raise UiRefused(exc.status, exc.detail, exc.headers) from None
     except GenqueueError as exc:
         raise UiRefused(422, exc.message) from None
+    except UnreadableRecord as exc:
+        raise UiRefused(500, f"{exc}; the operator finds it on the quarantine page") from None
 
 
 def _options(job: Job) -> dict[str, str]:

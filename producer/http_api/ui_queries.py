@@ -1,23 +1,33 @@
-"""What `/ui` reads: a viewer's jobs, newest first and paged, and one job the viewer may see.
+"""What `/ui` reads: a viewer's jobs, newest first and paged, one job the viewer may see, and the same for batches.
 
 A tenant's jobs come from its index (shared/store.py `tenant_jobs`), filtered as `GET /v1/jobs` filters them. The
 operator's come from a scan of every job in the store, keeping only the page being asked for in memory: a page
 costs a read of the whole store, which suits stores of up to some tens of thousands of jobs.
+
+Batches have no index to list them by (shared/batch/store.py keeps them by id and by name only), so the batches
+list scans the batch records' keys and reads each one: that suits some thousands of batches.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import heapq
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from producer.api import JobNotFound, Producer
+from producer.batch import BatchProducer
+from producer.http_api.batches import owned_batch
 from producer.http_api.jobs import MAX_EXAMINED, owned_job
 from producer.http_api.problems import not_found
 from producer.http_api.ui_session import Viewer
+from shared.batch import Batch
+from shared.constants import BATCH_KEY
 from shared.models import Job, JobStatus
+from shared.quarantine import UnreadableRecord
 
 #: jobs on one page of the jobs list
 PAGE_SIZE = 25
@@ -27,15 +37,61 @@ Position = tuple[float, str]
 
 @dataclass(frozen=True)
 class JobFilter:
-    """Which jobs a list shows: of one status, of one provider (None: any)."""
+    """Which jobs a list shows: of one status, provider and batch (by id), with one metadata key set to a value,
+    created at or after `created_after` and before `created_before` (None: any)."""
 
     status: JobStatus | None = None
     provider: str | None = None
+    batch_id: str | None = None
+    metadata: tuple[str, str] | None = None
+    created_after: datetime | None = None
+    created_before: datetime | None = None
 
     def admits(self, job: Job) -> bool:
-        return (self.status is None or job.status is self.status) and (
-            self.provider is None or job.provider == self.provider
+        return (
+            (self.status is None or job.status is self.status)
+            and (self.provider is None or job.provider == self.provider)
+            and (self.batch_id is None or job.batch_id == self.batch_id)
+            and (self.metadata is None or job.metadata.get(self.metadata[0]) == self.metadata[1])
+            and (self.created_after is None or job.created_at >= self.created_after)
+            and (self.created_before is None or job.created_at < self.created_before)
         )
+
+
+def job_filter(batches: BatchProducer, viewer: Viewer, given: dict[str, str]) -> JobFilter:
+    """The filter a jobs list's query (`status`, `provider`, `batch`, `metadata`, `created_after`,
+    `created_before`; "" for none) asks for: ValueError for a value that is not one, ApiProblem 404 for a batch
+    `viewer` may not see."""
+    status, metadata = given["status"], given["metadata"]
+    try:
+        chosen_status = JobStatus(status) if status else None
+    except ValueError:
+        raise ValueError(f"status: {status!r} is not a job status") from None
+    pair = None
+    if metadata:
+        name, equals, value = metadata.partition("=")
+        if not equals or not name.strip():
+            raise ValueError(f"metadata: {metadata!r} is not key=value")
+        pair = (name.strip(), value.strip())
+    return JobFilter(
+        status=chosen_status,
+        provider=given["provider"] or None,
+        batch_id=visible_batch(batches, viewer, given["batch"]).id if given["batch"] else None,
+        metadata=pair,
+        created_after=_moment(given["created_after"], "created_after"),
+        created_before=_moment(given["created_before"], "created_before"),
+    )
+
+
+def _moment(value: str, name: str) -> datetime | None:
+    """An ISO 8601 time (without a zone: UTC, as a datetime-local field sends it); None for ""."""
+    if not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise ValueError(f"{name}: {value!r} is not an ISO 8601 time such as 2026-12-03T02:00") from None
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed
 
 
 @dataclass(frozen=True)
@@ -67,11 +123,17 @@ def jobs_page(producer: Producer, viewer: Viewer, chosen: JobFilter, cursor: str
 def _tenant_page(producer: Producer, tenant: str, chosen: JobFilter, before: Position | None, limit: int) -> JobsPage:
     found: list[Job] = []
     examined = 0
+    if chosen.created_before is not None:  # the index is by creation: start at the newest one admitted
+        newest = (_ms(chosen.created_before), "")
+        before = newest if before is None else min(before, newest)
+    oldest = None if chosen.created_after is None else _ms(chosen.created_after)
     while len(found) < limit and examined < MAX_EXAMINED:
         page = producer.store.tenant_jobs(tenant, before, min(limit * 4, MAX_EXAMINED - examined))
         if not page:
             return JobsPage(found, None)
         for score, job_id, job in page:
+            if oldest is not None and score < oldest:
+                return JobsPage(found, None)
             examined += 1
             before = (score, job_id)
             if chosen.admits(job):
@@ -95,7 +157,62 @@ def _all_jobs_page(producer: Producer, chosen: JobFilter, before: Position | Non
 
 
 def _created_ms(job: Job) -> float:
-    return float(int(job.created_at.timestamp() * 1000))
+    return _ms(job.created_at)
+
+
+def _ms(moment: datetime) -> float:
+    return float(int(moment.timestamp() * 1000))
+
+
+@dataclass(frozen=True)
+class BatchesPage:
+    """A page of batches, newest first; `next_cursor` asks for the next page (None: there is none)."""
+
+    batches: list[Batch]
+    next_cursor: str | None
+
+
+def visible_batch(batches: BatchProducer, viewer: Viewer, name: str) -> Batch:
+    """The batch called `name` (or with that id) if `viewer` may see it; ApiProblem 404 otherwise, as the API
+    answers. A tenant finds only its own (by its own names); the operator finds its own by name and any by id."""
+    if viewer.key is not None:
+        return owned_batch(batches, viewer.key, name)
+    found = batches.batches.get_by_name(name)
+    if found is None:
+        raise not_found(f"batch {name!r}")
+    return found
+
+
+def batches_page(batches: BatchProducer, viewer: Viewer, cursor: str | None, limit: int) -> BatchesPage:
+    """The page of `viewer`'s batches (the operator: every batch), newest first, after the one `cursor` ended."""
+    before = decode_cursor(cursor)
+    tenant = None if viewer.key is None else viewer.key.name
+
+    def candidates() -> Iterator[tuple[Position, Batch]]:
+        for batch_id in _batch_ids(batches):
+            with contextlib.suppress(UnreadableRecord):  # quarantined by the read: listed on the quarantine page
+                batch = batches.batches.get(batch_id)
+                if batch is None or (tenant is not None and batch.tenant != tenant):
+                    continue
+                position = (_ms(batch.created_at), batch.id)
+                if before is None or position < before:
+                    yield position, batch
+
+    newest = heapq.nlargest(limit + 1, candidates(), key=lambda row: row[0])
+    page = newest[:limit]
+    more = len(newest) > limit
+    return BatchesPage([batch for _, batch in page], encode_cursor(page[-1][0]) if more and page else None)
+
+
+def _batch_ids(batches: BatchProducer) -> Iterator[str]:
+    """The id of every batch record in the store, each once (the batch's other keys share its key's prefix)."""
+    prefix = BATCH_KEY.format(batch_id="")
+    seen: set[str] = set()
+    for key in batches.batches.redis.scan_iter(match=BATCH_KEY.format(batch_id="batch_*"), count=500):
+        batch_id = (key.decode() if isinstance(key, bytes) else str(key)).removeprefix(prefix)
+        if ":" not in batch_id and batch_id not in seen:
+            seen.add(batch_id)
+            yield batch_id
 
 
 def encode_cursor(position: Position) -> str:

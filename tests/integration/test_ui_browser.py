@@ -1,15 +1,20 @@
 """`/ui` in a real browser: Playwright driving Debian's chromium against a real `genqueue api`, real workers and
 the sandbox. A job is followed to succeeded on its page without a reload (the time from the store's write to the
-page showing it is printed), a running job is canceled from its page, and a held provider is resumed from the
-providers page. Screenshots of each page go to test-artifacts/ui/."""
+page showing it is printed), a running job is canceled from its page, a held provider is resumed from the
+providers page, a batch's bar advances to complete without a reload and its failure is retried from its page, a
+dead-lettered webhook is redelivered, and a quarantined record is listed. Screenshots of each page go to
+test-artifacts/ui/."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import threading
 import time
+import uuid
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -18,9 +23,12 @@ import pytest
 
 from infra.local.processes import ServerProcess
 from infra.local.stack import LocalStack
+from infra.local.webhook_receiver import WebhookReceiver
 from producer.api import Producer
-from shared.constants import JOB_EVENTS_CHANNEL
-from shared.models import JobStatus
+from producer.batch import BatchOptions, BatchProducer
+from producer.batch_file import parse_batch_text
+from shared.constants import JOB_EVENTS_CHANNEL, JOB_KEY
+from shared.models import JobStatus, utcnow
 from shared.settings import Settings
 from shared.store import store_client
 
@@ -233,3 +241,131 @@ def test_a_held_provider_is_resumed_from_the_providers_page(
     page.goto("/ui/jobs")
     assert page.get_by_role("link", name=resumed.id).count() == 1
     page.screenshot(path=str(ARTIFACTS / "jobs-all.png"), full_page=True)
+
+
+#: records each value the batch page's bar shows, and notes that the document was never reloaded
+WATCH_BAR = """() => {
+  window.__loadedOnce = true;
+  window.__barValues = [];
+  const live = document.getElementById("live");
+  const note = () => {
+    const bar = document.getElementById("batch-progress");
+    const value = bar ? Number(bar.getAttribute("value")) : -1;
+    const seen = window.__barValues;
+    if (!seen.length || seen[seen.length - 1] !== value) seen.push(value);
+  };
+  new MutationObserver(note).observe(live, {childList: true, subtree: true});
+  note();
+}"""
+#: jobs of the batch the browser follows: `throttled` submits 2 a second, so the bar takes a few seconds
+BATCH_JOBS = 8
+
+
+def test_a_batchs_bar_advances_to_complete_and_its_failure_is_retried_from_its_page(
+    page: Any, workers: ServerProcess, settings: Settings, sandbox_url: str
+) -> None:
+    name = f"ui-night-{uuid.uuid4().hex[:6]}"
+    prompts = [f"{name} picture {n}" for n in range(BATCH_JOBS)]
+    failure = {"count": 1, "dialect": "sandbox", "prompt": prompts[-1]}  # by prompt: only this batch's last line
+    httpx.post(f"{sandbox_url}/_control/fail_next", json=failure).raise_for_status()
+    line = {"provider": "throttled", "model": "sandbox-image", "metadata": {"night": name}}
+    text = "".join(json.dumps({**line, "prompt": prompt}) + "\n" for prompt in prompts)
+    batches = BatchProducer(Producer(settings))
+    options = BatchOptions(name=name)  # no budget: `throttled` has no estimate to bound (the unit tests show one)
+    plan = batches.plan_lines(parse_batch_text(text, as_csv=False, source="the test"), options)
+    assert not plan.refused, plan.refused
+    batch = batches.enqueue(plan, options).batch
+
+    page.goto(f"/ui/batches/{batch.id}")
+    page.evaluate(WATCH_BAR)
+    assert page.locator("h1").inner_text() == name
+    page.wait_for_function("() => window.__barValues.some(value => value >= 2)", timeout=60_000)
+    page.screenshot(path=str(ARTIFACTS / "batch-running.png"), full_page=True)
+    page.wait_for_selector('#live [data-completed="true"]', timeout=90_000)
+    assert page.evaluate("window.__loadedOnce === true")  # the same document: no reload
+    values = page.evaluate("window.__barValues")
+    assert values == sorted(values) and values[-1] == BATCH_JOBS, values
+    assert len(set(values)) >= 3, f"the bar jumped rather than advanced: {values}"
+    assert page.locator("#batch-progress-text").inner_text() == f"{BATCH_JOBS} of {BATCH_JOBS} ended (100 %)"
+    assert page.locator("#count-succeeded td").inner_text() == str(BATCH_JOBS - 1)
+    assert page.locator("#count-failed td").inner_text() == "1"
+    spent = batches.summary(batch)["cost"]["credits"]  # what the sandbox charged, the failed job's too
+    assert spent >= BATCH_JOBS - 1 and page.locator("#batch-spent").inner_text() == f"{spent:g} credits"
+    page.screenshot(path=str(ARTIFACTS / "batch-completed.png"), full_page=True)
+
+    page.get_by_role("button", name="Retry failed").click()
+    page.wait_for_url(f"**/ui/batches/{batch.id}?retried=1")
+    assert page.get_by_role("status").inner_text() == "1 failed job enqueued again."
+    page.evaluate("window.__loadedOnce = true")
+    page.wait_for_selector('#live [data-completed="true"]', timeout=90_000)
+    assert page.evaluate("window.__loadedOnce === true")
+    assert page.locator("#batch-progress-text").inner_text() == f"{BATCH_JOBS + 1} of {BATCH_JOBS + 1} ended (100 %)"
+    assert page.locator("#count-succeeded td").inner_text() == str(BATCH_JOBS)
+    page.screenshot(path=str(ARTIFACTS / "batch-retried.png"), full_page=True)
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.screenshot(path=str(ARTIFACTS / "batch-phone.png"), full_page=True)
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    page.set_viewport_size({"width": 1100, "height": 900})
+
+    page.get_by_role("link", name="The batch's jobs").click()
+    page.wait_for_url(f"**/ui/jobs?batch={batch.id}")
+    assert page.locator("table.jobs tbody tr").count() == BATCH_JOBS + 1
+    page.screenshot(path=str(ARTIFACTS / "jobs-of-batch.png"), full_page=True)
+    page.get_by_label("Metadata").fill(f"night={name}")
+    page.get_by_label("Status").select_option("failed")
+    page.get_by_role("button", name="Show").click()
+    page.wait_for_url(lambda url: "metadata=" in url and "provider=" not in url)  # empty filters left out
+    assert page.locator("table.jobs tbody tr").count() == 1
+    assert page.locator("table.jobs .status").all_inner_texts() == ["failed"]
+
+    later = BatchOptions(name=f"{name}-later", not_before=utcnow() + timedelta(seconds=3))
+    waiting = batches.enqueue(
+        batches.plan_lines(parse_batch_text(text, as_csv=False, source="the test")[:2], later), later
+    ).batch
+    page.goto("/ui/batches")
+    row = page.locator(f"#batch-{batch.id}")
+    assert row.get_attribute("data-completed") == "true" and f"{BATCH_JOBS + 1}/{BATCH_JOBS + 1}" in row.inner_text()
+    assert page.locator(f"#batch-{waiting.id}").get_attribute("data-completed") == "false"
+    page.screenshot(path=str(ARTIFACTS / "batches-running.png"), full_page=True)
+    page.evaluate("window.__loadedOnce = true")
+    page.wait_for_selector(f'#batch-{waiting.id}[data-completed="true"]', timeout=60_000)
+    assert page.evaluate("window.__loadedOnce === true")  # the list's row moved without a reload
+    assert "2/2" in page.locator(f"#batch-{waiting.id}").inner_text()
+    page.screenshot(path=str(ARTIFACTS / "batches.png"), full_page=True)
+
+
+def test_a_dead_lettered_webhook_is_redelivered_and_quarantine_is_listed(
+    page: Any, workers: ServerProcess, settings: Settings, receiver: WebhookReceiver
+) -> None:
+    producer = Producer(settings)
+    attempts = 1 + len(settings.webhook_retry_delays)
+    receiver.answer_next(500, count=attempts)  # every attempt of the schedule fails: the event is dead-lettered
+    job = producer.submit("sandbox", "sandbox-image", "a hook that fails", webhook_url=receiver.url)
+    deadline = time.monotonic() + 60
+    while job.id not in {dead.id for dead in producer.dead_letters()}:
+        assert time.monotonic() < deadline, "the webhook was never given up on"
+        time.sleep(0.2)
+    page.goto("/ui/webhooks/dead")
+    row = page.locator(f"#dead-{job.id}")
+    assert "500" in row.inner_text()
+    page.screenshot(path=str(ARTIFACTS / "dead-letters.png"), full_page=True)
+    page.get_by_role("button", name=f"Redeliver {job.id}").click()
+    page.wait_for_url(f"**/ui/webhooks/dead?redelivered={job.id}")
+    assert page.get_by_role("status").inner_text() == f"{job.id}: its event is being sent again."
+    event = receiver.wait_for(job.id, timeout=30)
+    assert event.verified and event.body["type"] == "job.succeeded"
+    page.goto(f"/ui/jobs/{job.id}")
+    page.wait_for_function("() => document.querySelector('#live').innerText.includes('delivered')", timeout=10_000)
+    assert page.get_by_role("button", name="Redeliver webhook").count() == 0
+
+    bad_id = f"job_unreadable_{uuid.uuid4().hex[:8]}"
+    client = producer.store.redis
+    client.hset(JOB_KEY.format(job_id=bad_id), mapping={"data": "{not json", "version": "1"})
+    try:
+        assert producer.store.get_many([bad_id]) == [None]  # the read sets it aside
+        page.goto("/ui/quarantine")
+        assert bad_id in page.locator("table.quarantine").inner_text()
+        page.screenshot(path=str(ARTIFACTS / "quarantine.png"), full_page=True)
+    finally:
+        client.delete(JOB_KEY.format(job_id=bad_id))
+        producer.store.quarantine.remove("job", bad_id)

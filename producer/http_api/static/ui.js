@@ -1,10 +1,45 @@
-// Live pages over server-sent events: the job page's live part is replaced by each `fragment` until the job has
-// ended; a jobs list's rows are replaced by each `row` until `end`.
+// Live pages. Over server-sent events: the job page's live part is replaced by each `fragment` until the job has
+// ended; a jobs list's rows are replaced by each `row` until `end`. By polling (producer/http_api/ui_batches.py
+// says why): a batch page's live part, and the batches list's table, are fetched again every `data-poll-ms` until
+// every batch in them has completed. A filter form leaves its empty fields out of the address.
 (function () {
   "use strict";
+  var filters = document.querySelector("form.filters");
+  if (filters) {
+    filters.addEventListener("formdata", function (event) {  // a short address: only the filters given
+      var empty = [];
+      event.formData.forEach(function (value, name) { if (value === "") empty.push(name); });
+      empty.forEach(function (name) { event.formData.delete(name); });
+    });
+  }
+  var polled = document.querySelector("[data-poll]");
+  if (polled && window.fetch) {
+    var completed = function () { return polled.querySelector('[data-completed="false"]') === null; };
+    var every = parseInt(polled.getAttribute("data-poll-ms"), 10) || 1000;
+    var poll = function () {
+      fetch(polled.getAttribute("data-poll"), {credentials: "same-origin", headers: {Accept: "text/html"}})
+        .then(function (answer) {
+          if (answer.status === 429) {
+            var wait = parseInt(answer.headers.get("Retry-After"), 10) || 5;
+            setTimeout(poll, wait * 1000);
+            return;
+          }
+          if (!answer.ok || answer.redirected) return;  // logged out, or the batch is gone: stop
+          return answer.text().then(function (html) {
+            var focused = polled.contains(document.activeElement) ? document.activeElement.id : "";
+            polled.innerHTML = html;
+            var again = focused && document.getElementById(focused);
+            if (again) again.focus();  // the keyboard's place survives the refresh
+            if (!completed()) setTimeout(poll, every);
+          });
+        })
+        .catch(function () { setTimeout(poll, every * 5); });
+    };
+    if (!completed()) setTimeout(poll, every);
+  }
   if (!window.EventSource) return;
   var live = document.getElementById("live");
-  if (live) {
+  if (live && live.hasAttribute("data-events")) {
     var ended = function () {
       var state = live.querySelector("[data-terminal]");
       return state !== null && state.getAttribute("data-terminal") === "true";
