@@ -9,6 +9,10 @@ JOB_KEY = KEY_PREFIX + "job:{job_id}"
 JOB_EVENTS_CHANNEL = KEY_PREFIX + "job-events:{job_id}"
 #: sorted set per API key: id of each job made with it -> its creation time in ms (listing, newest first)
 TENANT_JOBS_KEY = KEY_PREFIX + "tenant:{tenant}:jobs"
+#: list per minute of creation (unix ms // 60000): the ids of every job created in it, in creation order; with a
+#: sorted set of those minutes, the operator's listing of all jobs, newest first (a list entry costs ~40 bytes)
+CREATED_JOBS_KEY = KEY_PREFIX + "jobs:created:{minute}"
+CREATED_MINUTES_KEY = KEY_PREFIX + "jobs:created-minutes"
 #: hash per API key: `credits`, `usd`: what its jobs count as costing together (each job's cost as it is now)
 TENANT_SPEND_KEY = KEY_PREFIX + "tenant:{tenant}:spend"
 #: sorted set: job id -> unix time its next step is due (jobs whose chain is still running)
@@ -43,6 +47,8 @@ BATCH_NAME_KEY = KEY_PREFIX + "batch-name:{name}"
 TENANT_BATCH_NAME_KEY = KEY_PREFIX + "tenant:{tenant}:batch-name:{name}"
 #: set of ids of batches with work left for the dispatcher (pending lines, or jobs not yet ended)
 ACTIVE_BATCHES_KEY = KEY_PREFIX + "batches:active"
+#: sorted set: batch id -> its creation time in ms (listing, newest first; an expired batch is dropped when met)
+BATCHES_CREATED_KEY = KEY_PREFIX + "batches:created"
 #: hash: line number -> `{job_id} {request hash}`: what each line of the batch file became (resume, report order)
 BATCH_LINES_KEY = KEY_PREFIX + "batch:{batch_id}:lines"
 #: sorted set per provider: job ids held back until the dispatcher releases them, by line number

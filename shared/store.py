@@ -29,6 +29,8 @@ from shared.claims import HELD_BY_LUA, Claims, ClaimTakenOver, Slot
 from shared.constants import (
     BATCH_COUNTS_KEY,
     BATCH_ENDED_KEY,
+    CREATED_JOBS_KEY,
+    CREATED_MINUTES_KEY,
     DUE_KEY,
     IDEMPOTENCY_KEY,
     IDEMPOTENCY_TTL_SECONDS,
@@ -45,17 +47,28 @@ from shared.models import TERMINAL_STATUSES, Budget, Cost, Job, utcnow
 from shared.quarantine import Quarantine, UnreadableRecord, describe
 from shared.settings import Settings
 
+#: seconds a minute's list of created jobs is kept beyond the retention (a job may run, or wait in a batch, this long)
+CREATED_LIST_MARGIN = 14 * 86400
+
+
+def created_minute(job: Job) -> int:
+    """The minute (unix ms // 60000) whose list of created jobs holds `job`."""
+    return int(job.created_at.timestamp() * 1000) // 60000
+
+
 # KEYS: job hash, due zset, batch counts hash, batch ended list (the last two unused for a job in no batch), the
 # key of the claim the job is created under (shared/claims.py: its idempotency key or its batch line; any key when
 # none), the tenant's job index and spend hash (any key for a job of no tenant), the due zset of each queue in
-# QUEUES order, and the counters hash (shared/counters.py).
+# QUEUES order, the counters hash (shared/counters.py), and on creation the list of the jobs created in the job's
+# minute and the sorted set of such minutes (any keys otherwise).
 # ARGV: expected version ("" = must not exist), data, status, job id, due score ("" = none), "1" when in a batch,
 # "1" when the new status is terminal, retention in ms ("" = keep forever); on creation the job id the claim must
-# still name ("" = no claim), the claim's field ("" = the claim is KEYS[5] itself) and the creation time in ms
-# ("" = the job has no tenant); the channel every committed write is published on; the change of the job's cost in
+# still name ("" = no claim), the claim's field ("" = the claim is KEYS[5] itself) and the creation time in ms;
+# the channel every committed write is published on; the change of the job's cost in
 # credits and in USD (added to the tenant's spend); on creation the tenant's budget, its currency ("" = none) and
 # amount: refused (-3) when the spend plus this job's cost would pass it; the position in QUEUES of the queue of
-# the job's next step ("" = none); then pairs of a counter field and the amount to add to it.
+# the job's next step ("" = none); on creation "1" when the job has a tenant, its minute of creation, and how long
+# that minute's list is kept in ms ("" = forever); then pairs of a counter field and the amount to add to it.
 # The hash keeps that position (`queue`), so a write takes the job off only the queue index it was on (off all four
 # for a job written before the field was kept).
 # An ended job with nothing left to do expires after the retention; one given a step again (a webhook redelivery)
@@ -76,7 +89,10 @@ if ARGV[1] == '' then
     local cost = tonumber(ARGV[15] == 'credits' and ARGV[13] or ARGV[14])
     if spent + cost > tonumber(ARGV[16]) + 1e-9 then return -3 end
   end
-  if ARGV[11] ~= '' then redis.call('ZADD', KEYS[6], ARGV[11], ARGV[4]) end
+  if ARGV[18] == '1' then redis.call('ZADD', KEYS[6], ARGV[11], ARGV[4]) end
+  redis.call('RPUSH', KEYS[13], ARGV[4])
+  if ARGV[20] ~= '' then redis.call('PEXPIRE', KEYS[13], ARGV[20]) end
+  redis.call('ZADD', KEYS[14], ARGV[19], ARGV[19])
   current, old_queue = '0', ''
 elseif current ~= ARGV[1] then
   return -1
@@ -106,7 +122,7 @@ elseif old_status and TERMINAL[old_status] then
 end
 if ARGV[13] ~= '0' then redis.call('HINCRBYFLOAT', KEYS[7], 'credits', ARGV[13]) end
 if ARGV[14] ~= '0' then redis.call('HINCRBYFLOAT', KEYS[7], 'usd', ARGV[14]) end
-for i = 18, #ARGV, 2 do redis.call('HINCRBYFLOAT', KEYS[12], ARGV[i], ARGV[i + 1]) end
+for i = 21, #ARGV, 2 do redis.call('HINCRBYFLOAT', KEYS[12], ARGV[i], ARGV[i + 1]) end
 redis.call('PUBLISH', ARGV[12], version .. ' ' .. ARGV[3])
 return version
 """
@@ -251,6 +267,10 @@ class JobStore:
         self.min_replicas = min_replicas
         self.replica_timeout_ms = int(replica_timeout_seconds * 1000)
         self.retention_ms = "" if not retention_seconds else str(int(retention_seconds * 1000))
+        # a minute's list of created jobs outlives its jobs: a job ends within days, then is kept the retention
+        self.created_list_ms = (
+            "" if not retention_seconds else str(int((retention_seconds + CREATED_LIST_MARGIN) * 1000))
+        )
         self._cas = client.register_script(_CAS_SCRIPT)
         self._written: OrderedDict[str, tuple[str, str, float]] = OrderedDict()
         self._written_lock = threading.Lock()
@@ -445,6 +465,7 @@ class JobStore:
     ) -> int:
         due = "" if job.step is None else str(job.step.due_at.timestamp())
         batch = job.batch_id or "-"
+        creating = not expected_version
         earlier = previous_cost or Cost()
         deltas = ["0", "0"]
         if job.tenant:
@@ -463,6 +484,8 @@ class JobStore:
             TENANT_SPEND_KEY.format(tenant=job.tenant) if job.tenant else DUE_KEY,
             *QUEUE_DUE_KEYS,
             counters.COUNTERS_KEY,
+            CREATED_JOBS_KEY.format(minute=created_minute(job)) if creating else DUE_KEY,
+            CREATED_MINUTES_KEY if creating else DUE_KEY,
         ]
         args = [
             expected_version,
@@ -475,12 +498,15 @@ class JobStore:
             self.retention_ms,
             job.id if claim is not None else "",
             claim.lua_field if claim is not None else "",
-            str(int(job.created_at.timestamp() * 1000)) if job.tenant and not expected_version else "",
+            str(int(job.created_at.timestamp() * 1000)) if creating else "",
             JOB_EVENTS_CHANNEL.format(job_id=job.id),
             *deltas,
             budget.currency if budget is not None and job.tenant else "",
             repr(budget.amount) if budget is not None else "",
             "" if job.step is None else str(QUEUES.index(STEP_TASKS[job.step.name][1]) + 1),
+            "1" if creating and job.tenant else "",
+            str(created_minute(job)) if creating else "",
+            self.created_list_ms if creating else "",
         ]
         added = counters.of_write(before, job, utcnow())
         for key, amount in (counts or {}).items():
@@ -524,6 +550,36 @@ class JobStore:
                 continue
             page.append((score, job_id, job))
         return page
+
+    def created_jobs(self, before: tuple[int, int] | None, count: int) -> list[tuple[tuple[int, int], Job]]:
+        """Up to `count` of every job in the store as ((minute, index), job), newest first, made before the
+        position `before` (the last one a previous page gave; None: from the newest). Jobs that expired are
+        skipped, as is an unreadable one (quarantined); so a page may hold fewer than `count` while older jobs
+        remain: page on until one comes back empty. A few round trips per minute of creation looked at."""
+        top = "+inf" if before is None else before[0]
+        found: list[tuple[tuple[int, int], str]] = []
+        while len(found) < count:
+            minutes = self.redis.zrevrangebyscore(CREATED_MINUTES_KEY, top, "-inf", start=0, num=16)
+            if not minutes:
+                break
+            for raw in minutes:
+                minute = int(_text(raw))
+                key = CREATED_JOBS_KEY.format(minute=minute)
+                length = self.redis.llen(key)
+                end = (min(before[1], length) if before is not None and minute == before[0] else length) - 1
+                if end < 0:
+                    if not self.redis.exists(key):  # the minute's list expired: so did its jobs
+                        self.redis.zrem(CREATED_MINUTES_KEY, minute)
+                    continue
+                start = max(0, end - (count - len(found)) + 1)
+                ids = [_text(job_id) for job_id in self.redis.lrange(key, start, end)]
+                found += [((minute, start + offset), job_id) for offset, job_id in reversed(list(enumerate(ids)))]
+                if len(found) >= count:
+                    break
+            top = f"({int(_text(minutes[-1]))}"
+        found = found[:count]
+        jobs = self.get_many([job_id for _, job_id in found])
+        return [(position, job) for (position, _), job in zip(found, jobs, strict=True) if job is not None]
 
     def due_job_ids(self, before: float, limit: int = 500) -> list[str]:
         """Ids of jobs whose next step was due before unix time `before`, oldest first."""

@@ -39,8 +39,8 @@ from producer.render import human_duration
 from shared.batch import Batch
 from shared.models import JobStatus, utcnow
 
-#: how often the batch page asks for its live part, and the batches list for its table (which reads every batch
-#: record), in milliseconds (the pages' script reads them)
+#: how often the batch page asks for its live part, and the batches list for its table (a page of batch records),
+#: in milliseconds (the pages' script reads them)
 REFRESH_MS = 1000
 LIST_REFRESH_MS = 5000
 #: the statuses in lifecycle order, as a batch's counts are shown

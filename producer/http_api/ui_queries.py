@@ -4,17 +4,14 @@ A tenant's jobs come from its index (shared/store.py `tenant_jobs`), filtered as
 operator's come from a scan of every job in the store, keeping only the page being asked for in memory: a page
 costs a read of the whole store, which suits stores of up to some tens of thousands of jobs.
 
-Batches have no index to list them by (shared/batch/store.py keeps them by id and by name only), so the batches
-list scans the batch records' keys and reads each one: that suits some thousands of batches.
+Batches come from the batch store's index of creation (BatchStore.created), the same way.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import contextlib
-import heapq
-from collections.abc import Iterator
+import sys
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -25,9 +22,7 @@ from producer.http_api.jobs import MAX_EXAMINED, owned_job
 from producer.http_api.problems import not_found
 from producer.http_api.ui_session import Viewer
 from shared.batch import Batch
-from shared.constants import BATCH_KEY
 from shared.models import Job, JobStatus
-from shared.quarantine import UnreadableRecord
 
 #: jobs on one page of the jobs list
 PAGE_SIZE = 25
@@ -144,16 +139,29 @@ def _tenant_page(producer: Producer, tenant: str, chosen: JobFilter, before: Pos
 
 
 def _all_jobs_page(producer: Producer, chosen: JobFilter, before: Position | None, limit: int) -> JobsPage:
-    def candidates() -> Iterator[tuple[Position, Job]]:
-        for job in producer.store.all_jobs():
-            position = (_created_ms(job), job.id)
-            if chosen.admits(job) and (before is None or position < before):
-                yield position, job
-
-    newest = heapq.nlargest(limit + 1, candidates(), key=lambda row: row[0])
-    page = newest[:limit]
-    more = len(newest) > limit
-    return JobsPage([job for _, job in page], encode_cursor(page[-1][0]) if more and page else None)
+    """The operator's page: every job by the store's index of creation (JobStore.created_jobs), newest first,
+    looking at MAX_EXAMINED jobs at most (a page of a rare filter may come back short, with a cursor to go on)."""
+    position = None if before is None or not before[1].isdigit() else (int(before[0]), int(before[1]))
+    if chosen.created_before is not None:  # the index is by creation: start at the newest one admitted
+        newest = (int(_ms(chosen.created_before)) // 60000, sys.maxsize)
+        position = newest if position is None else min(position, newest)
+    oldest = chosen.created_after
+    found: list[Job] = []
+    examined = 0
+    while len(found) < limit and examined < MAX_EXAMINED:
+        page = producer.store.created_jobs(position, min(limit * 4, MAX_EXAMINED - examined))
+        if not page:
+            return JobsPage(found, None)
+        for at, job in page:
+            position = at
+            if oldest is not None and job.created_at < oldest:
+                return JobsPage(found, None)
+            examined += 1
+            if chosen.admits(job):
+                found.append(job)
+                if len(found) == limit:
+                    break
+    return JobsPage(found, None if position is None else encode_cursor((position[0], str(position[1]))))
 
 
 def _created_ms(job: Job) -> float:
@@ -184,35 +192,24 @@ def visible_batch(batches: BatchProducer, viewer: Viewer, name: str) -> Batch:
 
 
 def batches_page(batches: BatchProducer, viewer: Viewer, cursor: str | None, limit: int) -> BatchesPage:
-    """The page of `viewer`'s batches (the operator: every batch), newest first, after the one `cursor` ended."""
+    """The page of `viewer`'s batches (the operator: every batch), newest first, after the one `cursor` ended: by
+    the batch store's index of creation, looking at MAX_EXAMINED batches at most."""
     before = decode_cursor(cursor)
     tenant = None if viewer.key is None else viewer.key.name
-
-    def candidates() -> Iterator[tuple[Position, Batch]]:
-        for batch_id in _batch_ids(batches):
-            with contextlib.suppress(UnreadableRecord):  # quarantined by the read: listed on the quarantine page
-                batch = batches.batches.get(batch_id)
-                if batch is None or (tenant is not None and batch.tenant != tenant):
-                    continue
-                position = (_ms(batch.created_at), batch.id)
-                if before is None or position < before:
-                    yield position, batch
-
-    newest = heapq.nlargest(limit + 1, candidates(), key=lambda row: row[0])
-    page = newest[:limit]
-    more = len(newest) > limit
-    return BatchesPage([batch for _, batch in page], encode_cursor(page[-1][0]) if more and page else None)
-
-
-def _batch_ids(batches: BatchProducer) -> Iterator[str]:
-    """The id of every batch record in the store, each once (the batch's other keys share its key's prefix)."""
-    prefix = BATCH_KEY.format(batch_id="")
-    seen: set[str] = set()
-    for key in batches.batches.redis.scan_iter(match=BATCH_KEY.format(batch_id="batch_*"), count=500):
-        batch_id = (key.decode() if isinstance(key, bytes) else str(key)).removeprefix(prefix)
-        if ":" not in batch_id and batch_id not in seen:
-            seen.add(batch_id)
-            yield batch_id
+    found: list[Batch] = []
+    examined = 0
+    while len(found) < limit and examined < MAX_EXAMINED:
+        page = batches.batches.created(before, min(limit * 4, MAX_EXAMINED - examined))
+        if not page:
+            return BatchesPage(found, None)
+        for position, batch in page:
+            before = position
+            examined += 1
+            if tenant is None or batch.tenant == tenant:
+                found.append(batch)
+                if len(found) == limit:
+                    break
+    return BatchesPage(found, None if before is None else encode_cursor(before))
 
 
 def encode_cursor(position: Position) -> str:

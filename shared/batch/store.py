@@ -31,6 +31,7 @@ from shared.constants import (
     BATCH_PENDING_KEY,
     BATCH_RESERVED_KEY,
     BATCH_UNSETTLED_KEY,
+    BATCHES_CREATED_KEY,
     DISPATCH_LAST_RUN_KEY,
     RELEASED_KEY,
     TENANT_BATCH_NAME_KEY,
@@ -39,13 +40,15 @@ from shared.models import Job
 from shared.quarantine import Quarantine, UnreadableRecord, describe
 from shared.store import MAX_CAS_ATTEMPTS, ConcurrentUpdate, JobStore
 
-# KEYS: batch hash, batch due zset. ARGV: expected version ("" = must not exist), data, batch id, due score ("" =
-# no step). A record written before batches had versions counts as version 0. Returns the new version, or -1 when
-# the record is not at the expected version (another writer got there first, or it expired).
+# KEYS: batch hash, batch due zset, index of batches by creation. ARGV: expected version ("" = must not exist),
+# data, batch id, due score ("" = no step), creation time in ms (indexed when the batch is created). A record
+# written before batches had versions counts as version 0. Returns the new version, or -1 when the record is not
+# at the expected version (another writer got there first, or it expired).
 _CAS_SCRIPT = """
 local current = redis.call('HGET', KEYS[1], 'version')
 if ARGV[1] == '' then
   if redis.call('EXISTS', KEYS[1]) == 1 then return -1 end
+  redis.call('ZADD', KEYS[3], ARGV[5], ARGV[3])
   current = '0'
 else
   if not current and redis.call('HEXISTS', KEYS[1], 'data') == 1 then current = '0' end
@@ -163,8 +166,33 @@ class BatchStore:
 
     def _write(self, batch: Batch, expected_version: str) -> int:
         due = "" if batch.step is None else str(batch.step.due_at.timestamp())
-        keys = [BATCH_KEY.format(batch_id=batch.id), BATCH_DUE_KEY]
-        return int(self._cas(keys=keys, args=[expected_version, batch.model_dump_json(), batch.id, due]))
+        keys = [BATCH_KEY.format(batch_id=batch.id), BATCH_DUE_KEY, BATCHES_CREATED_KEY]
+        created = str(int(batch.created_at.timestamp() * 1000))
+        return int(self._cas(keys=keys, args=[expected_version, batch.model_dump_json(), batch.id, due, created]))
+
+    def created(self, before: tuple[float, str] | None, count: int) -> list[tuple[tuple[float, str], Batch]]:
+        """Up to `count` batches as ((created ms, id), batch), newest first, made before the position `before` (the
+        last one a previous page gave; None: from the newest). A batch that expired is taken off the index here,
+        an unreadable one (quarantined) skipped: a page may hold fewer than `count` while older ones remain."""
+        top = "+inf" if before is None else repr(before[0])
+        skip = 0 if before is None else int(self.redis.zcount(BATCHES_CREATED_KEY, before[0], before[0]))
+        raw: list[tuple[bytes, float]] = self.redis.zrevrangebyscore(  # type: ignore[assignment]
+            BATCHES_CREATED_KEY, top, "-inf", start=0, num=count + skip, withscores=True
+        )
+        rows = [(float(score), _text(member)) for member, score in raw]
+        if before is not None:
+            rows = [row for row in rows if row < before]
+        page = []
+        for position in rows[:count]:
+            try:
+                batch = self.get(position[1])
+            except UnreadableRecord:
+                continue
+            if batch is None:
+                self.redis.zrem(BATCHES_CREATED_KEY, position[1])
+                continue
+            page.append((position, batch))
+        return page
 
     def due_batch_ids(self, before: float, limit: int = 500) -> list[str]:
         """Ids of batches whose next step was due before unix time `before`, oldest first."""

@@ -16,6 +16,7 @@ from shared import lifecycle
 from shared.batch import Batch, BatchStore
 from shared.batch.models import ended_count
 from shared.batch.pacing import release_allowance
+from shared.constants import BATCH_KEY, BATCHES_CREATED_KEY
 from shared.errors import InvalidRequest
 from shared.models import GenerationRequest, Job, JobStatus, utcnow
 from shared.protection import BreakerState, CreditPause, ProviderStatus
@@ -254,3 +255,19 @@ def test_a_line_is_taken_over_only_from_the_claim_expected(client: fakeredis.Fak
 
 def test_ended_count_counts_terminal_statuses_only() -> None:
     assert ended_count({"queued": 3, "running": 1, "succeeded": 2, "failed": 1, "canceled": 4}) == 7
+
+
+def test_batches_are_listed_newest_first_by_their_index_and_an_expired_one_drops_out(
+    client: fakeredis.FakeRedis,
+) -> None:
+    batches = BatchStore(client)
+    start = utcnow()
+    for n in range(5):
+        assert batches.create(Batch(id=f"batch_{n}", name=f"b{n}", created_at=start + timedelta(seconds=n)))
+    client.delete(BATCH_KEY.format(batch_id="batch_3"))  # as its retention ran out
+    seen, before = [], None
+    while page := batches.created(before, 2):
+        seen += [batch.id for _, batch in page]
+        before = page[-1][0]
+    assert seen == ["batch_4", "batch_2", "batch_1", "batch_0"]
+    assert b"batch_3" not in client.zrange(BATCHES_CREATED_KEY, 0, -1)
