@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import sys
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TypeVar
 
 from producer.api import JobNotFound, Producer
 from producer.batch import BatchProducer
@@ -28,6 +31,8 @@ from shared.models import Job, JobStatus
 PAGE_SIZE = 25
 
 Position = tuple[float, str]
+P = TypeVar("P")
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -116,52 +121,60 @@ def jobs_page(producer: Producer, viewer: Viewer, chosen: JobFilter, cursor: str
 
 
 def _tenant_page(producer: Producer, tenant: str, chosen: JobFilter, before: Position | None, limit: int) -> JobsPage:
-    found: list[Job] = []
-    examined = 0
     if chosen.created_before is not None:  # the index is by creation: start at the newest one admitted
         newest = (_ms(chosen.created_before), "")
         before = newest if before is None else min(before, newest)
-    oldest = None if chosen.created_after is None else _ms(chosen.created_after)
-    while len(found) < limit and examined < MAX_EXAMINED:
-        page = producer.store.tenant_jobs(tenant, before, min(limit * 4, MAX_EXAMINED - examined))
-        if not page:
-            return JobsPage(found, None)
-        for score, job_id, job in page:
-            if oldest is not None and score < oldest:
-                return JobsPage(found, None)
-            examined += 1
-            before = (score, job_id)
-            if chosen.admits(job):
-                found.append(job)
-                if len(found) == limit:
-                    break
-    return JobsPage(found, None if before is None else encode_cursor(before))
+
+    def fetch(after: Position | None, count: int) -> list[tuple[Position, Job]]:
+        return [((score, job_id), job) for score, job_id, job in producer.store.tenant_jobs(tenant, after, count)]
+
+    found, last = page_through(fetch, functools.partial(_verdict, chosen), before, limit)
+    return JobsPage(found, None if last is None else encode_cursor(last))
 
 
 def _all_jobs_page(producer: Producer, chosen: JobFilter, before: Position | None, limit: int) -> JobsPage:
-    """The operator's page: every job by the store's index of creation (JobStore.created_jobs), newest first,
-    looking at MAX_EXAMINED jobs at most (a page of a rare filter may come back short, with a cursor to go on)."""
+    """The operator's page: every job by the store's index of creation (JobStore.created_jobs), newest first."""
     position = None if before is None or not before[1].isdigit() else (int(before[0]), int(before[1]))
     if chosen.created_before is not None:  # the index is by creation: start at the newest one admitted
         newest = (int(_ms(chosen.created_before)) // 60000, sys.maxsize)
         position = newest if position is None else min(position, newest)
-    oldest = chosen.created_after
-    found: list[Job] = []
+    found, last = page_through(producer.store.created_jobs, functools.partial(_verdict, chosen), position, limit)
+    return JobsPage(found, None if last is None else encode_cursor((last[0], str(last[1]))))
+
+
+def _verdict(chosen: JobFilter, job: Job) -> bool | None:
+    """Whether a job of a list newest first is shown (None: it is older than the filter's start, so is the rest)."""
+    if chosen.created_after is not None and job.created_at < chosen.created_after:
+        return None
+    return chosen.admits(job)
+
+
+def page_through(
+    fetch: Callable[[P | None, int], Sequence[tuple[P, T]]],
+    verdict: Callable[[T], bool | None],
+    before: P | None,
+    limit: int,
+) -> tuple[list[T], P | None]:
+    """Up to `limit` items an index gives newest first (`fetch(after, count)`, with each item's position) that
+    `verdict` keeps, looking at MAX_EXAMINED at most (a page of a rare filter may come back short); with the
+    position to go on from, None when the index (or the filter's time range) is at its end."""
+    found: list[T] = []
     examined = 0
     while len(found) < limit and examined < MAX_EXAMINED:
-        page = producer.store.created_jobs(position, min(limit * 4, MAX_EXAMINED - examined))
+        page = fetch(before, min(limit * 4, MAX_EXAMINED - examined))
         if not page:
-            return JobsPage(found, None)
-        for at, job in page:
-            position = at
-            if oldest is not None and job.created_at < oldest:
-                return JobsPage(found, None)
+            return found, None
+        for position, item in page:
+            kept = verdict(item)
+            if kept is None:
+                return found, None
+            before = position
             examined += 1
-            if chosen.admits(job):
-                found.append(job)
+            if kept:
+                found.append(item)
                 if len(found) == limit:
                     break
-    return JobsPage(found, None if position is None else encode_cursor((position[0], str(position[1]))))
+    return found, before
 
 
 def _created_ms(job: Job) -> float:
@@ -193,23 +206,14 @@ def visible_batch(batches: BatchProducer, viewer: Viewer, name: str) -> Batch:
 
 def batches_page(batches: BatchProducer, viewer: Viewer, cursor: str | None, limit: int) -> BatchesPage:
     """The page of `viewer`'s batches (the operator: every batch), newest first, after the one `cursor` ended: by
-    the batch store's index of creation, looking at MAX_EXAMINED batches at most."""
-    before = decode_cursor(cursor)
+    the batch store's index of creation (page_through)."""
     tenant = None if viewer.key is None else viewer.key.name
-    found: list[Batch] = []
-    examined = 0
-    while len(found) < limit and examined < MAX_EXAMINED:
-        page = batches.batches.created(before, min(limit * 4, MAX_EXAMINED - examined))
-        if not page:
-            return BatchesPage(found, None)
-        for position, batch in page:
-            before = position
-            examined += 1
-            if tenant is None or batch.tenant == tenant:
-                found.append(batch)
-                if len(found) == limit:
-                    break
-    return BatchesPage(found, None if before is None else encode_cursor(before))
+
+    def verdict(batch: Batch) -> bool:
+        return tenant is None or batch.tenant == tenant
+
+    found, last = page_through(batches.batches.created, verdict, decode_cursor(cursor), limit)
+    return BatchesPage(found, None if last is None else encode_cursor(last))
 
 
 def encode_cursor(position: Position) -> str:
