@@ -46,6 +46,69 @@ FAMILIES: dict[str, tuple[str, tuple[str, ...]]] = {
 BUCKETS = (0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 7200.0)
 
 
+#: hash per minute (unix seconds // 60): each provider's vendor answers in it, `recent|{provider}|ok` (a 2xx) and
+#: `recent|{provider}|error` (anything else, or no answer); kept RECENT_KEEP_SECONDS, read over RECENT_MINUTES
+RECENT_KEY = KEY_PREFIX + "recent:{minute}"
+RECENT_PREFIX = "recent|"
+RECENT_KEEP_SECONDS = 3600
+RECENT_MINUTES = 15
+
+
+def recent_answer(provider: str, status: int | str | None) -> str:
+    """The field counting one vendor answer of `provider` in its minute's RECENT_KEY hash."""
+    ok = isinstance(status, int) and 200 <= status < 300
+    return f"{RECENT_PREFIX}{provider.replace('|', '_')}|{'ok' if ok else 'error'}"
+
+
+def recent_key(now: float) -> str:
+    """The RECENT_KEY hash of the minute of unix time `now`."""
+    return RECENT_KEY.format(minute=int(now // 60))
+
+
+def split_recent(counts: Mapping[str, float]) -> tuple[dict[str, float], dict[str, float]]:
+    """`counts` as (those for COUNTERS_KEY, those for the minute's RECENT_KEY hash)."""
+    lasting = {key: amount for key, amount in counts.items() if not key.startswith(RECENT_PREFIX)}
+    recent = {key: amount for key, amount in counts.items() if key.startswith(RECENT_PREFIX)}
+    return lasting, recent
+
+
+@dataclass(frozen=True)
+class RecentAnswers:
+    """A provider's vendor answers over the last RECENT_MINUTES: 2xx and the rest."""
+
+    ok: int = 0
+    errors: int = 0
+
+    @property
+    def error_rate(self) -> float | None:
+        """The share of answers that were errors; None with none at all."""
+        total = self.ok + self.errors
+        return None if total == 0 else self.errors / total
+
+
+def recent_answers(client: redis.Redis, now: float, minutes: int = RECENT_MINUTES) -> dict[str, RecentAnswers]:
+    """Each provider's vendor answers over the `minutes` up to unix time `now` (one round trip); a field that is
+    not a number is skipped."""
+    pipe = client.pipeline(transaction=False)
+    for back in range(minutes):
+        pipe.hgetall(recent_key(now - 60 * back))
+    totals: dict[str, dict[str, float]] = {}
+    for raw in pipe.execute():
+        for key, value in raw.items():
+            parts = (key.decode() if isinstance(key, bytes) else str(key)).split("|")
+            try:
+                amount = float(value)
+            except ValueError:
+                continue
+            if len(parts) == 3 and parts[2] in ("ok", "error"):
+                totals.setdefault(parts[1], {}).setdefault(parts[2], 0.0)
+                totals[parts[1]][parts[2]] += amount
+    return {
+        provider: RecentAnswers(int(found.get("ok", 0)), int(found.get("error", 0)))
+        for provider, found in totals.items()
+    }
+
+
 def field(name: str, *labels: str) -> str:
     """The hash field of family `name` with these label values ('|' in a value would split it, so it is '_')."""
     return "|".join((name, *(label.replace("|", "_") for label in labels)))
@@ -151,13 +214,19 @@ def vendor_request(provider: str, kind: str, status: int | str | None) -> str:
     return field("vendor_requests", provider, kind, "transport" if status is None else str(status))
 
 
-def count(client: redis.Redis, counts: Mapping[str, float]) -> None:
-    """Add `counts` to the counters (outside a job write: vendor requests), in one round trip."""
+def count(client: redis.Redis, counts: Mapping[str, float], now: float) -> None:
+    """Add `counts` to the counters (outside a job write: vendor requests), those of recent answers to the minute
+    of unix time `now`, in one round trip."""
     if not counts:
         return
+    lasting, recent = split_recent(counts)
     pipe = client.pipeline(transaction=False)
-    for key, amount in counts.items():
+    for key, amount in lasting.items():
         pipe.hincrbyfloat(COUNTERS_KEY, key, amount)
+    for key, amount in recent.items():
+        pipe.hincrbyfloat(recent_key(now), key, amount)
+    if recent:
+        pipe.expire(recent_key(now), RECENT_KEEP_SECONDS)
     pipe.execute()
 
 

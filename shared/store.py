@@ -59,8 +59,9 @@ def created_minute(job: Job) -> int:
 # KEYS: job hash, due zset, batch counts hash, batch ended list (the last two unused for a job in no batch), the
 # key of the claim the job is created under (shared/claims.py: its idempotency key or its batch line; any key when
 # none), the tenant's job index and spend hash (any key for a job of no tenant), the due zset of each queue in
-# QUEUES order, the counters hash (shared/counters.py), and on creation the list of the jobs created in the job's
-# minute and the sorted set of such minutes (any keys otherwise).
+# QUEUES order, the counters hash (shared/counters.py), on creation the list of the jobs created in the job's
+# minute and the sorted set of such minutes (any keys otherwise), and the hash of this minute's recent vendor
+# answers (counters.RECENT_KEY).
 # ARGV: expected version ("" = must not exist), data, status, job id, due score ("" = none), "1" when in a batch,
 # "1" when the new status is terminal, retention in ms ("" = keep forever); on creation the job id the claim must
 # still name ("" = no claim), the claim's field ("" = the claim is KEYS[5] itself) and the creation time in ms;
@@ -68,7 +69,8 @@ def created_minute(job: Job) -> int:
 # credits and in USD (added to the tenant's spend); on creation the tenant's budget, its currency ("" = none) and
 # amount: refused (-3) when the spend plus this job's cost would pass it; the position in QUEUES of the queue of
 # the job's next step ("" = none); on creation "1" when the job has a tenant, its minute of creation, and how long
-# that minute's list is kept in ms ("" = forever); then pairs of a counter field and the amount to add to it.
+# that minute's list is kept in ms ("" = forever); the number N of counter pairs that follow: N pairs of a counter
+# field and the amount to add to it, then pairs for the minute's hash of recent vendor answers (KEYS[15]).
 # The hash keeps that position (`queue`), so a write takes the job off only the queue index it was on (off all four
 # for a job written before the field was kept).
 # An ended job with nothing left to do expires after the retention; one given a step again (a webhook redelivery)
@@ -78,6 +80,7 @@ _CAS_SCRIPT = (
     + "local TERMINAL = {"
     + ", ".join(f"['{status.value}'] = true" for status in sorted(TERMINAL_STATUSES))
     + "}"
+    + f"\nlocal RECENT_KEEP_SECONDS = {counters.RECENT_KEEP_SECONDS}"
     + """
 local head = redis.call('HMGET', KEYS[1], 'version', 'status', 'queue')
 local current, old_status, old_queue = head[1], head[2], head[3]
@@ -122,7 +125,10 @@ elseif old_status and TERMINAL[old_status] then
 end
 if ARGV[13] ~= '0' then redis.call('HINCRBYFLOAT', KEYS[7], 'credits', ARGV[13]) end
 if ARGV[14] ~= '0' then redis.call('HINCRBYFLOAT', KEYS[7], 'usd', ARGV[14]) end
-for i = 21, #ARGV, 2 do redis.call('HINCRBYFLOAT', KEYS[12], ARGV[i], ARGV[i + 1]) end
+local lasting = 22 + 2 * tonumber(ARGV[21])
+for i = 22, lasting - 1, 2 do redis.call('HINCRBYFLOAT', KEYS[12], ARGV[i], ARGV[i + 1]) end
+for i = lasting, #ARGV, 2 do redis.call('HINCRBYFLOAT', KEYS[15], ARGV[i], ARGV[i + 1]) end
+if lasting <= #ARGV then redis.call('EXPIRE', KEYS[15], RECENT_KEEP_SECONDS) end
 redis.call('PUBLISH', ARGV[12], version .. ' ' .. ARGV[3])
 return version
 """
@@ -486,6 +492,7 @@ class JobStore:
             counters.COUNTERS_KEY,
             CREATED_JOBS_KEY.format(minute=created_minute(job)) if creating else DUE_KEY,
             CREATED_MINUTES_KEY if creating else DUE_KEY,
+            counters.recent_key(time.time()),
         ]
         args = [
             expected_version,
@@ -509,9 +516,11 @@ class JobStore:
             self.created_list_ms if creating else "",
         ]
         added = counters.of_write(before, job, utcnow())
-        for key, amount in (counts or {}).items():
+        lasting, recent = counters.split_recent(counts or {})
+        for key, amount in lasting.items():
             counters.add(added, key, amount)
-        for key, amount in added.items():
+        args.append(str(len(added)))
+        for key, amount in [*added.items(), *recent.items()]:
             args += [key, repr(amount)]
         if not (durable and self.min_replicas):
             return int(self._cas(keys=keys, args=args))

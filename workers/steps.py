@@ -67,18 +67,19 @@ def note_answer(answer: int | str) -> None:
 
 def count_vendor_request(provider: str, kind: str, status: int | str | None) -> None:
     """Count one vendor request: by the step run's next write (no round trip of its own), else at once."""
-    key = counters.vendor_request(provider, kind, status)
+    keys = [counters.vendor_request(provider, kind, status), counters.recent_answer(provider, status)]
     run = CURRENT_RUN.get()
     if run is not None:
-        counters.add(run.counts, key)
+        for key in keys:
+            counters.add(run.counts, key)
     else:
-        add_counts({key: 1})
+        add_counts(dict.fromkeys(keys, 1.0))
 
 
 def add_counts(counts: dict[str, float]) -> None:
     """Add `counts` to the counters on their own; a Redis that fails here loses the counts, never the step."""
     try:
-        counters.count(context.store().redis, counts)
+        counters.count(context.store().redis, counts, time.time())
     except redis.RedisError as exc:
         log.warning("could not count %s: %s", ", ".join(counts), exc)
 

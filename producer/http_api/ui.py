@@ -38,6 +38,7 @@ from producer.http_api.events import KEEPALIVE_SECONDS
 from producer.http_api.problems import ApiProblem
 from producer.http_api.ui_queries import PAGE_SIZE, job_filter, jobs_page, visible_job
 from producer.http_api.ui_session import COOKIE, LoginRequired, Sessions, Viewer, csrf_matches
+from shared import counters
 from shared.errors import GenqueueError
 from shared.models import Job, JobStatus
 from shared.quarantine import UnreadableRecord
@@ -332,9 +333,21 @@ async def cancel_job(job_id: str, request: Request, viewer: CurrentViewer) -> Re
 
 @router.get("/providers")
 def providers(request: Request, viewer: CurrentViewer, resumed: str = "") -> HTMLResponse:
-    """Every provider's rate, in-flight, breaker and credit hold, as `genqueue provider status` shows them."""
-    rows = jobs.producer_of(request).provider_status()
-    return render_page(request, "providers.html", viewer, rows=rows, now=time.time(), resumed=resumed)
+    """Every provider's rate, in-flight, breaker and credit hold, as `genqueue provider status` shows them, and
+    its vendor answers over the last counters.RECENT_MINUTES minutes (the share that were not a 2xx)."""
+    producer = jobs.producer_of(request)
+    rows, now = producer.provider_status(), time.time()
+    recent = counters.recent_answers(producer.store.redis, now)
+    return render_page(
+        request,
+        "providers.html",
+        viewer,
+        rows=rows,
+        recent=recent,
+        minutes=counters.RECENT_MINUTES,
+        now=now,
+        resumed=resumed,
+    )
 
 
 @router.post("/providers/{name}/resume")

@@ -184,3 +184,20 @@ def test_a_routed_job_counts_for_its_route_and_its_render_time_for_its_provider_
     assert counters.render_fields("veogen", "sandbox-video")[0] == field(
         "render_seconds:sum", "veogen", "sandbox-video"
     )
+
+
+def test_a_writes_recent_vendor_answers_go_to_the_minutes_hash_and_expire_with_it() -> None:
+    client = fakeredis.FakeRedis()
+    store = JobStore(client)
+    store.create(new_job())
+    answers = {counters.recent_answer("sandbox", 200): 1.0, counters.recent_answer("sandbox", 429): 1.0}
+    lasting = {counters.vendor_request("sandbox", "submit", 200): 1.0}
+    store.update("job_a", lambda job: moved(job, JobStatus.SUBMITTED, 1), counts=answers | lasting)
+    minute = counters.recent_key(time.time())
+    assert 0 < client.ttl(minute) <= counters.RECENT_KEEP_SECONDS
+    assert not any(key.startswith(counters.RECENT_PREFIX.encode()) for key in client.hkeys(COUNTERS_KEY))
+    assert client.hget(COUNTERS_KEY, counters.vendor_request("sandbox", "submit", 200)) == b"1"
+    recent = counters.recent_answers(client, time.time())
+    assert recent["sandbox"] == counters.RecentAnswers(ok=1, errors=1) and recent["sandbox"].error_rate == 0.5
+    client.hset(minute, "recent|sandbox|ok", "not a number")  # an unreadable field is skipped, not fatal
+    assert counters.recent_answers(client, time.time())["sandbox"] == counters.RecentAnswers(ok=0, errors=1)

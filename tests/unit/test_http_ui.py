@@ -17,7 +17,7 @@ from fastapi.testclient import TestClient
 from producer.api import Producer
 from producer.http_api.app import create_app
 from producer.http_api.ui_session import COOKIE
-from shared import lifecycle
+from shared import counters, lifecycle
 from shared.models import GenerationRequest, Job, JobError, JobStatus, Output, utcnow
 from shared.protection.guard import ProviderGuard
 from shared.settings import Settings
@@ -268,6 +268,22 @@ def test_providers_show_a_credit_hold_and_the_operator_resumes_it(client: TestCl
     assert '<tr id="provider-sandbox" data-held="false">' in answer.text
     status = {row.provider: row for row in rig.producer.provider_status()}["sandbox"]
     assert status.credit_pause is None
+
+
+def test_providers_show_the_share_of_recent_vendor_answers_that_were_errors(client: TestClient, rig: Rig) -> None:
+    now = time.time()
+    # sandbox: 3 answers a minute ago (one a 503), 1 transport failure now; vicsee: one answer 20 minutes ago
+    counters.count(
+        rig.redis, {counters.recent_answer("sandbox", 200): 2, counters.recent_answer("sandbox", 503): 1}, now - 60
+    )
+    counters.count(rig.redis, {counters.recent_answer("sandbox", None): 1}, now)
+    counters.count(rig.redis, {counters.recent_answer("vicsee", 200): 1}, now - 20 * 60)
+    login(client, OPERATOR_KEY)
+    page = client.get("/ui/providers").text
+    row = re.search(r'<tr id="provider-sandbox".*?</tr>', page, re.S)
+    assert row is not None and '50 % <span class="note">2 of 4 answers</span>' in row.group(0)
+    vicsee = re.search(r'<tr id="provider-vicsee".*?</tr>', page, re.S)
+    assert vicsee is not None and "no calls" in vicsee.group(0)  # outside the 15 minutes
 
 
 def test_only_the_operator_may_resume_a_provider(rig: Rig) -> None:
