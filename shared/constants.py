@@ -39,6 +39,8 @@ KEY_RATE_KEY = KEY_PREFIX + "apikey:{name}:rate"
 #: string per `/ui` login, under the SHA-256 of its cookie's token: JSON {operator, tenant, csrf, operator_key},
 #: expiring with the session (producer/http_api/ui_session.py)
 UI_SESSION_KEY = KEY_PREFIX + "ui:session:{token_sha256}"
+#: counter per client address: its failed `/ui` logins in the current window (expires with the window)
+UI_LOGIN_FAILURES_KEY = KEY_PREFIX + "ui:login-failures:{address}"
 
 #: batch hash: `data` (the Batch as JSON); name -> batch id
 BATCH_KEY = KEY_PREFIX + "batch:{batch_id}"

@@ -152,11 +152,20 @@ def login_form(request: Request) -> HTMLResponse:
 
 @router.post("/login")
 async def login(request: Request) -> Response:
-    """Open a session for the key the form sends; the login page again, with one line, for a wrong one."""
+    """Open a session for the key the form sends; the login page again, with one line, for a wrong one, and a
+    429 once the client's address has sent MAX_FAILED_LOGINS wrong keys in LOGIN_WINDOW_SECONDS (behind a proxy,
+    that address is the proxy's, so the limit is shared by everyone behind it)."""
     form = await _form(request)
     sessions: Sessions = request.app.state.ui_sessions
+    address = request.client.host if request.client is not None else "unknown"
+    wait = await asyncio.to_thread(sessions.login_wait, address)
+    if wait:
+        page = _login_page(request, f"Too many wrong keys from this address; try again in {wait} s.", 429)
+        page.headers["Retry-After"] = str(wait)
+        return page
     token = await asyncio.to_thread(sessions.login, form.get("key", "").strip())
     if token is None:
+        await asyncio.to_thread(sessions.note_failed_login, address)
         return _login_page(request, "That key is wrong or was revoked.", 401)
     response = RedirectResponse("/ui/jobs", status_code=303)
     response.set_cookie(

@@ -17,12 +17,15 @@ from dataclasses import dataclass
 
 import redis
 
-from shared.constants import UI_SESSION_KEY
+from shared.constants import UI_LOGIN_FAILURES_KEY, UI_SESSION_KEY
 from shared.keys import ApiKey, KeyStore, key_sha256
 from shared.settings import Settings
 
 #: the session cookie's name
 COOKIE = "genqueue_ui"
+#: wrong keys one client address may send per window before its logins are refused until the window ends
+MAX_FAILED_LOGINS = 10
+LOGIN_WINDOW_SECONDS = 300
 
 
 @dataclass(frozen=True)
@@ -69,6 +72,24 @@ class Sessions:
         record["opened_at"] = str(time.time())
         self.redis.set(_key(token), json.dumps(record), ex=int(self.settings.ui_session_seconds))
         return token
+
+    def login_wait(self, address: str) -> int:
+        """Seconds `address` must wait before it may try a key again: 0 until it has failed MAX_FAILED_LOGINS
+        times within LOGIN_WINDOW_SECONDS, then what is left of that window."""
+        key = UI_LOGIN_FAILURES_KEY.format(address=address)
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.get(key)
+        pipe.ttl(key)
+        failures, ttl = pipe.execute()
+        return max(1, int(ttl)) if failures is not None and int(failures) >= MAX_FAILED_LOGINS else 0
+
+    def note_failed_login(self, address: str) -> None:
+        """Count a wrong key from `address` in its window (which starts with its first failure)."""
+        key = UI_LOGIN_FAILURES_KEY.format(address=address)
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.incr(key)
+        pipe.expire(key, LOGIN_WINDOW_SECONDS, nx=True)
+        pipe.execute()
 
     def viewer(self, token: str | None) -> Viewer | None:
         """Who the session of `token` is; None when there is none, it expired, or its key no longer admits it."""

@@ -16,7 +16,7 @@ from fastapi.testclient import TestClient
 
 from producer.api import Producer
 from producer.http_api.app import create_app
-from producer.http_api.ui_session import COOKIE
+from producer.http_api.ui_session import COOKIE, LOGIN_WINDOW_SECONDS, MAX_FAILED_LOGINS
 from shared import counters, lifecycle
 from shared.models import GenerationRequest, Job, JobError, JobStatus, Output, utcnow
 from shared.protection.guard import ProviderGuard
@@ -102,6 +102,16 @@ def test_pages_need_a_login_and_a_wrong_key_is_refused_in_one_line(client: TestC
     assert re.findall(r'<p class="refused" role="alert">([^<]*)</p>', refused.text) == [
         "That key is wrong or was revoked."
     ]
+
+
+def test_an_address_sending_too_many_wrong_keys_is_refused_until_its_window_ends(client: TestClient, rig: Rig) -> None:
+    for _ in range(MAX_FAILED_LOGINS):
+        assert login(client, "guess").status_code == 401
+    refused = login(client, OPERATOR_KEY)  # even the right key waits: the guesser may be the operator's neighbour
+    assert refused.status_code == 429 and 0 < int(refused.headers["retry-after"]) <= LOGIN_WINDOW_SECONDS
+    assert "Too many wrong keys from this address; try again in" in refused.text
+    rig.redis.delete(*rig.redis.keys("*ui:login-failures*"))  # as the window ended
+    assert login(client, OPERATOR_KEY).status_code == 303
 
 
 def test_the_operator_cookie_is_httponly_strict_and_holds_no_key(client: TestClient, rig: Rig) -> None:
