@@ -7,6 +7,9 @@ KEY_PREFIX = "genqueue:"
 JOB_KEY = KEY_PREFIX + "job:{job_id}"
 #: pub/sub channel per job: "{version} {status}" after every committed write of the job (the events stream)
 JOB_EVENTS_CHANNEL = KEY_PREFIX + "job-events:{job_id}"
+#: pub/sub channel per batch: "{job id} {status}" when one of its jobs changes status, "batch" when the batch's
+#: own record is written (held counts, completion): what `/ui`'s batch page follows
+BATCH_EVENTS_CHANNEL = KEY_PREFIX + "batch-events:{batch_id}"
 #: sorted set per API key: id of each job made with it -> its creation time in ms (listing, newest first)
 TENANT_JOBS_KEY = KEY_PREFIX + "tenant:{tenant}:jobs"
 #: list per minute of creation (unix ms // 60000): the ids of every job created in it, in creation order; with a

@@ -29,6 +29,7 @@ from shared.claims import HELD_BY_LUA, Claims, ClaimTakenOver, Slot
 from shared.constants import (
     BATCH_COUNTS_KEY,
     BATCH_ENDED_KEY,
+    BATCH_EVENTS_CHANNEL,
     CREATED_JOBS_KEY,
     CREATED_MINUTES_KEY,
     DUE_KEY,
@@ -69,7 +70,8 @@ def created_minute(job: Job) -> int:
 # credits and in USD (added to the tenant's spend); on creation the tenant's budget, its currency ("" = none) and
 # amount: refused (-3) when the spend plus this job's cost would pass it; the position in QUEUES of the queue of
 # the job's next step ("" = none); on creation "1" when the job has a tenant, its minute of creation, and how long
-# that minute's list is kept in ms ("" = forever); the number N of counter pairs that follow: N pairs of a counter
+# that minute's list is kept in ms ("" = forever); the batch's channel (published on when a batch job's status
+# changes); the number N of counter pairs that follow: N pairs of a counter
 # field and the amount to add to it, then pairs for the minute's hash of recent vendor answers (KEYS[15]).
 # The hash keeps that position (`queue`), so a write takes the job off only the queue index it was on (off all four
 # for a job written before the field was kept).
@@ -117,6 +119,7 @@ if ARGV[6] == '1' and old_status ~= ARGV[3] then
   if old_status then redis.call('HINCRBY', KEYS[3], old_status, -1) end
   redis.call('HINCRBY', KEYS[3], ARGV[3], 1)
   if ARGV[7] == '1' then redis.call('RPUSH', KEYS[4], ARGV[4]) end
+  redis.call('PUBLISH', ARGV[21], ARGV[4] .. ' ' .. ARGV[3])
 end
 if ARGV[7] == '1' and ARGV[5] == '' and ARGV[8] ~= '' then
   redis.call('PEXPIRE', KEYS[1], ARGV[8])
@@ -125,8 +128,8 @@ elseif old_status and TERMINAL[old_status] then
 end
 if ARGV[13] ~= '0' then redis.call('HINCRBYFLOAT', KEYS[7], 'credits', ARGV[13]) end
 if ARGV[14] ~= '0' then redis.call('HINCRBYFLOAT', KEYS[7], 'usd', ARGV[14]) end
-local lasting = 22 + 2 * tonumber(ARGV[21])
-for i = 22, lasting - 1, 2 do redis.call('HINCRBYFLOAT', KEYS[12], ARGV[i], ARGV[i + 1]) end
+local lasting = 23 + 2 * tonumber(ARGV[22])
+for i = 23, lasting - 1, 2 do redis.call('HINCRBYFLOAT', KEYS[12], ARGV[i], ARGV[i + 1]) end
 for i = lasting, #ARGV, 2 do redis.call('HINCRBYFLOAT', KEYS[15], ARGV[i], ARGV[i + 1]) end
 if lasting <= #ARGV then redis.call('EXPIRE', KEYS[15], RECENT_KEEP_SECONDS) end
 redis.call('PUBLISH', ARGV[12], version .. ' ' .. ARGV[3])
@@ -519,6 +522,7 @@ class JobStore:
         lasting, recent = counters.split_recent(counts or {})
         for key, amount in lasting.items():
             counters.add(added, key, amount)
+        args.append(BATCH_EVENTS_CHANNEL.format(batch_id=batch))
         args.append(str(len(added)))
         for key, amount in [*added.items(), *recent.items()]:
             args += [key, repr(amount)]

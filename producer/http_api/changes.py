@@ -3,7 +3,8 @@
 The job store publishes `"{version} {status}"` on the job's channel after every committed write (shared/store.py).
 `job_changes` subscribes first and then reads the job, so no write falls between the read and the subscription;
 after that each notice is a cue to read the job again; `jobs_changes` does the same for several jobs at once (the
-`/ui` jobs list). It waits on an asyncio client: a waiting request holds no thread.
+`/ui` jobs list), and `batch_changes` follows a batch's channel (its jobs' status changes, its own record's writes:
+the `/ui` batch page). It waits on an asyncio client: a waiting request holds no thread.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import redis.asyncio as aioredis
 
 from producer.api import Producer
-from shared.constants import JOB_EVENTS_CHANNEL
+from shared.constants import BATCH_EVENTS_CHANNEL, JOB_EVENTS_CHANNEL
 from shared.models import Job
 
 
@@ -100,3 +101,34 @@ async def jobs_changes(
 
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
+
+
+async def batch_changes(
+    subscriber: aioredis.Redis,
+    batch_id: str,
+    quiet_seconds: float,
+    settle_seconds: float,
+    gone: Callable[[], Awaitable[bool]] | None = None,
+) -> AsyncIterator[bool]:
+    """True at once, then True after each change of the batch (the notices of `settle_seconds` after the first
+    taken together, so a batch whose jobs end hundreds a second is read a few times a second, not once a job), and
+    False after each `quiet_seconds` without one; it ends once `gone()` says the caller has left."""
+    channel = subscriber.pubsub(ignore_subscribe_messages=True)
+    await channel.subscribe(BATCH_EVENTS_CHANNEL.format(batch_id=batch_id))
+    try:
+        yield True
+        loop = asyncio.get_running_loop()
+        while True:
+            until = loop.time() + quiet_seconds
+            changed = False
+            while not changed and loop.time() < until:
+                if gone is not None and await gone():
+                    return
+                changed = await channel.get_message(timeout=min(1.0, until - loop.time())) is not None
+            if changed:
+                settled = loop.time() + settle_seconds
+                while loop.time() < settled:  # the rest of this burst
+                    await channel.get_message(timeout=max(0.0, settled - loop.time()))
+            yield changed
+    finally:
+        await channel.aclose()  # type: ignore[no-untyped-call]

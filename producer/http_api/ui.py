@@ -275,15 +275,15 @@ async def _rows(
             row = templates.get_template("_job_row.html").render(job=job)
             if sent.get(job.id) != row:
                 sent[job.id] = row
-                yield _event("row", row)
+                yield sse_event("row", row)
             if job.status.terminal:
                 pending.discard(job.id)
                 if not pending:
                     break
-    yield _event("end", "")
+    yield sse_event("end", "")
 
 
-def _event(name: str, data: str) -> str:
+def sse_event(name: str, data: str) -> str:
     """A server-sent event whose data is `data`, one `data:` line per line of it."""
     return f"event: {name}\n" + "".join(f"data: {line}\n" for line in data.splitlines() or [""]) + "\n"
 
@@ -321,7 +321,7 @@ async def _fragments(
         fragment = templates.get_template("_job_live.html").render(job=job, viewer=viewer)
         if fragment != sent:
             sent = fragment
-            yield _event("fragment", fragment)
+            yield sse_event("fragment", fragment)
         if job.status.terminal:
             return
 

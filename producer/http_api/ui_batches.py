@@ -5,13 +5,14 @@ A tenant sees only its own batches, found by its own names, as `/v1/batches` fin
 operator sees every batch, its own by name and any by id. Retry failed takes the path of
 `POST /v1/batches/{name}/retry`: the same lookup, then BatchProducer.retry_failed.
 
-The batch page moves by polling, not by server-sent events: its script fetches the page's live part
-(`/ui/batches/{name}/live`, a fragment of HTML) every second until the batch completes; the batches list fetches
-its table (`/ui/batches-live`) every five seconds until every batch on it has completed. That part is the batch
-summary (BatchProducer.summary: the counts by status the job store's write script keeps, the ledger, the held
-counts), a handful of Redis reads whatever the batch's size; following the batch's jobs' change channels instead
-would take one subscription per job, thousands for a night's batch, for each open page. A tenant's polls count
-against its key's request rate like any page; the script waits out a 429's Retry-After.
+The batch page follows the batch's change stream over server-sent events (`/ui/batches/{name}/events`): one
+channel per batch, told by the job store's write script whenever one of its jobs changes status and by the batch
+store whenever the batch's record is written (shared/constants.py BATCH_EVENTS_CHANNEL), so an open page holds one
+subscription whatever the batch's size. Changes within SETTLE_SECONDS of each other are sent as one fragment (the
+batch summary, a handful of Redis reads), so a batch whose jobs end hundreds a second costs a few reads a second.
+`/ui/batches/{name}/live` gives the same part on request. The batches list fetches its table (`/ui/batches-live`)
+every five seconds until every batch on it has completed; a tenant's polls count against its key's request rate
+like any page, and the script waits out a 429's Retry-After.
 
 The ETA is the pace so far, as `genqueue batch status` reckons it: jobs ended per minute since the batch could
 start (its creation, or its not_before when later), applied to the jobs not ended yet; none before the first job
@@ -22,27 +23,32 @@ low then.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from urllib.parse import urlencode
 
+import redis.asyncio as aioredis
 from fastapi import APIRouter, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
 
 from producer.batch import BatchProducer
 from producer.http_api import jobs
-from producer.http_api.ui import CurrentViewer, as_page, checked_form, render_page
+from producer.http_api.changes import batch_changes
+from producer.http_api.events import KEEPALIVE_SECONDS
+from producer.http_api.ui import CurrentViewer, as_page, checked_form, render_page, sse_event, templates
 from producer.http_api.ui_queries import PAGE_SIZE, batches_page, visible_batch
 from producer.http_api.ui_session import Viewer
 from producer.render import human_duration
 from shared.batch import Batch
 from shared.models import JobStatus, utcnow
 
-#: how often the batch page asks for its live part, and the batches list for its table (a page of batch records),
-#: in milliseconds (the pages' script reads them)
-REFRESH_MS = 1000
+#: how often the batches list asks for its table (a page of batch records), in milliseconds (the page's script
+#: reads it)
 LIST_REFRESH_MS = 5000
+#: a batch page's changes within this many seconds of the first are sent as one
+SETTLE_SECONDS = 0.25
 #: the statuses in lifecycle order, as a batch's counts are shown
 STATUS_ORDER = [status.value for status in JobStatus]
 
@@ -127,9 +133,48 @@ def batch_page(name: str, request: Request, viewer: CurrentViewer, retried: str 
         viewer,
         **_live(batches, batch, viewer),
         retried=retried,
-        live_url=f"/ui/batches/{batch.id}/live",
-        refresh_ms=REFRESH_MS,
+        events_url=f"/ui/batches/{batch.id}/events",
     )
+
+
+@router.get("/batches/{name}/events")
+async def batch_page_events(name: str, request: Request, viewer: CurrentViewer) -> StreamingResponse:
+    """The batch page's changing part as server-sent `fragment` events: at once, after its changes (at most one
+    every SETTLE_SECONDS), until the batch has completed."""
+    batches = BatchProducer(jobs.producer_of(request))
+
+    def find() -> Batch:
+        with as_page():
+            return visible_batch(batches, viewer, name)
+
+    batch = await asyncio.to_thread(find)
+    subscriber: aioredis.Redis = request.app.state.subscriber
+    return StreamingResponse(
+        _fragments(request, viewer, batches, subscriber, batch.id),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+    )
+
+
+async def _fragments(
+    request: Request, viewer: Viewer, batches: BatchProducer, subscriber: aioredis.Redis, batch_id: str
+) -> AsyncIterator[str]:
+    sent: str | None = None
+    changes = batch_changes(subscriber, batch_id, KEEPALIVE_SECONDS, SETTLE_SECONDS, request.is_disconnected)
+    async for changed in changes:
+        if not changed:
+            yield ": keepalive\n\n"
+            continue
+        batch = await asyncio.to_thread(batches.batches.get, batch_id)
+        if batch is None:  # expired meanwhile
+            return
+        live = await asyncio.to_thread(_live, batches, batch, viewer)
+        fragment = templates.get_template("_batch_live.html").render(viewer=viewer, **live)
+        if fragment != sent:
+            sent = fragment
+            yield sse_event("fragment", fragment)
+        if batch.completed_at is not None:
+            return
 
 
 @router.get("/batches/{name}/live")

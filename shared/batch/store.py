@@ -24,6 +24,7 @@ from shared.constants import (
     BATCH_COUNTS_KEY,
     BATCH_DUE_KEY,
     BATCH_ENDED_KEY,
+    BATCH_EVENTS_CHANNEL,
     BATCH_KEY,
     BATCH_LEDGER_KEY,
     BATCH_LINES_KEY,
@@ -41,7 +42,8 @@ from shared.quarantine import Quarantine, UnreadableRecord, describe
 from shared.store import MAX_CAS_ATTEMPTS, ConcurrentUpdate, JobStore
 
 # KEYS: batch hash, batch due zset, index of batches by creation. ARGV: expected version ("" = must not exist),
-# data, batch id, due score ("" = no step), creation time in ms (indexed when the batch is created). A record
+# data, batch id, due score ("" = no step), creation time in ms (indexed when the batch is created), the batch's
+# channel (told of every write: BATCH_EVENTS_CHANNEL). A record
 # written before batches had versions counts as version 0. Returns the new version, or -1 when the record is not
 # at the expected version (another writer got there first, or it expired).
 _CAS_SCRIPT = """
@@ -61,6 +63,7 @@ if ARGV[4] == '' then
 else
   redis.call('ZADD', KEYS[2], ARGV[4], ARGV[3])
 end
+redis.call('PUBLISH', ARGV[6], 'batch')
 return version
 """
 
@@ -168,7 +171,9 @@ class BatchStore:
         due = "" if batch.step is None else str(batch.step.due_at.timestamp())
         keys = [BATCH_KEY.format(batch_id=batch.id), BATCH_DUE_KEY, BATCHES_CREATED_KEY]
         created = str(int(batch.created_at.timestamp() * 1000))
-        return int(self._cas(keys=keys, args=[expected_version, batch.model_dump_json(), batch.id, due, created]))
+        channel = BATCH_EVENTS_CHANNEL.format(batch_id=batch.id)
+        args = [expected_version, batch.model_dump_json(), batch.id, due, created, channel]
+        return int(self._cas(keys=keys, args=args))
 
     def created(self, before: tuple[float, str] | None, count: int) -> list[tuple[tuple[float, str], Batch]]:
         """Up to `count` batches as ((created ms, id), batch), newest first, made before the position `before` (the

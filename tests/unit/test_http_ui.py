@@ -337,11 +337,14 @@ def test_static_files_are_served_and_pages_stay_out_of_the_openapi_document(clie
     assert not [path for path in client.get("/openapi.json").json()["paths"] if path.startswith("/ui")]
 
 
-def read_events(lines: Iterator[str], count: int) -> list[tuple[str, str]]:
-    """The next `count` events of a stream as (name, data), comments skipped."""
+def read_events(lines: Iterator[str], count: int, within: float = 10.0) -> list[tuple[str, str]]:
+    """The next `count` events of a stream as (name, data), comments skipped; AssertionError at the first line
+    read after `within` seconds (a stream's keepalive comes every 15 s, so a stream that never sends fails)."""
     events: list[tuple[str, str]] = []
     name, data = "", []
+    deadline = time.monotonic() + within
     for line in lines:
+        assert time.monotonic() < deadline, f"{len(events)} of {count} events within {within} s"
         if line.startswith("event: "):
             name = line.removeprefix("event: ")
         elif line.startswith("data: "):

@@ -18,7 +18,7 @@ from producer.http_api.ui_batches import progress_of
 from shared.batch import Batch
 from shared.models import Budget, Job, JobError, JobStatus, WebhookAttempt, WebhookState, utcnow
 from shared.webhooks.dead_letters import DeadLetters
-from tests.unit.test_http_ui import OPERATOR_KEY, T0, Rig, csrf, job_ids, login
+from tests.unit.test_http_ui import OPERATOR_KEY, T0, Rig, csrf, job_ids, login, read_events
 
 
 @pytest.fixture
@@ -96,7 +96,7 @@ def test_the_batch_page_shows_progress_counts_held_and_spend_against_budget(rig:
         assert counts == {"queued": "1", "succeeded": "2", "failed": "1", "held": "4"}
         assert '<dd id="batch-spent">2 credits</dd>' in page and "<dt>Budget</dt><dd>none</dd>" in page
         assert f'href="/ui/jobs?batch={batch.id}&amp;status=failed"' in page
-        assert "ETA about" in page and 'data-poll="/ui/batches/' in page
+        assert "ETA about" in page and f'data-events="/ui/batches/{batch.id}/events"' in page
         live = client.get(f"/ui/batches/{batch.id}/live")
         assert live.status_code == 200 and live.text.lstrip().startswith('<section class="live" data-completed="false"')
         assert "<html" not in live.text and live.headers["cache-control"] == "no-store"
@@ -306,3 +306,22 @@ def test_the_batches_list_pages_newest_first(rig: Rig) -> None:
         shown = batch_links(first) + batch_links(second)
         expected = [batch.id for batch in sorted(made, key=lambda b: (b.created_at, b.id), reverse=True)]
         assert len(batch_links(first)) == 25 and shown == expected and "Older</a>" not in second
+
+
+def test_the_batch_page_stream_follows_its_jobs_and_ends_when_the_batch_completes(rig: Rig) -> None:
+    batch = make_batch(rig, "streamed", None, lines=3)
+    batches = BatchProducer(rig.producer).batches
+    for client in rig.client():
+        login(client, OPERATOR_KEY)
+        with client.stream("GET", f"/ui/batches/{batch.id}/events") as stream:
+            assert stream.headers["content-type"].startswith("text/event-stream")
+            lines = stream.iter_lines()
+            [(name, first)] = read_events(lines, 1)
+            assert name == "fragment" and "0 of 3 ended" in first and 'data-completed="false"' in first
+            end_jobs(rig, batch, JobStatus.SUCCEEDED)  # a job's status change is told on the batch's channel
+            [(_, second)] = read_events(lines, 1)
+            assert "1 of 3 ended" in second
+            end_jobs(rig, batch, JobStatus.SUCCEEDED, JobStatus.SUCCEEDED, JobStatus.FAILED)
+            batches.update(batch.id, lambda current: current.model_copy(update={"completed_at": utcnow()}))
+            rest = read_events(lines, 5)  # the batch record's write is told too; the stream ends after it
+    assert rest and 'data-completed="true"' in rest[-1][1] and "3 of 3 ended" in rest[-1][1]

@@ -1,7 +1,7 @@
-// Live pages. Over server-sent events: the job page's live part is replaced by each `fragment` until the job has
-// ended; a jobs list's rows are replaced by each `row` until `end`. By polling (producer/http_api/ui_batches.py
-// says why): a batch page's live part, and the batches list's table, are fetched again every `data-poll-ms` until
-// every batch in them has completed. A filter form leaves its empty fields out of the address.
+// Live pages. Over server-sent events: a job or batch page's live part is replaced by each `fragment` until the job
+// has ended or the batch completed (the keyboard's place kept); a jobs list's rows are replaced by each `row` until
+// `end`. By polling: the batches list's table is fetched again every `data-poll-ms` until every batch on it has
+// completed. A filter form leaves its empty fields out of the address.
 (function () {
   "use strict";
   var filters = document.querySelector("form.filters");
@@ -41,13 +41,15 @@
   var live = document.getElementById("live");
   if (live && live.hasAttribute("data-events")) {
     var ended = function () {
-      var state = live.querySelector("[data-terminal]");
-      return state !== null && state.getAttribute("data-terminal") === "true";
+      return live.querySelector('[data-terminal="true"], [data-completed="true"]') !== null;
     };
     if (!ended()) {
       var source = new EventSource(live.getAttribute("data-events"));
       source.addEventListener("fragment", function (event) {
+        var focused = live.contains(document.activeElement) ? document.activeElement.id : "";
         live.innerHTML = event.data;
+        var again = focused && document.getElementById(focused);
+        if (again) again.focus();
         if (ended()) source.close();
       });
     }
