@@ -82,6 +82,9 @@ SWEEP_LAST_RUN_KEY = KEY_PREFIX + "sweep:last-run"
 
 #: per provider (shared/protection/): token bucket hash `tokens`, `at` (unix time of its last update)
 PROVIDER_BUCKET_KEY = KEY_PREFIX + "provider:{name}:bucket"
+#: string per provider, expiring: the id of an interactive job its limits just refused; while it is set, batch jobs
+#: are refused too, so the next token and slot go to the interactive job (shared/protection/scripts.py ADMIT)
+PROVIDER_INTERACTIVE_WAITING_KEY = KEY_PREFIX + "provider:{name}:interactive-waiting"
 #: sorted set: job id -> unix time its in-flight slot expires if never released
 PROVIDER_IN_FLIGHT_KEY = KEY_PREFIX + "provider:{name}:inflight"
 #: circuit breaker hash: `failures` (consecutive), `open_until`, `probe_job` and `probe_until` (half-open probe)

@@ -22,6 +22,7 @@ from shared.decisions import route as route_rules
 from shared.decisions import submit as submit_rules
 from shared.errors import GenqueueError, InvalidRequest
 from shared.models import Job, JobStatus, Route, utcnow
+from shared.protection import Admission
 from shared.providers.base import HttpAnswer, SubmitResult
 from shared.providers.registry import get_adapter
 from shared.queueing import publish_step
@@ -115,7 +116,7 @@ def routed(job: Job, task_id: str) -> route_rules.Chosen | None:
     for found in order:
         config = states[found.provider].config
         assert config is not None  # choose orders only configured candidates
-        admission = context.guard().admit(config, job.id, time.time(), ttl_seconds=ttl)
+        admission = admit(config, job, ttl)
         if admission.allowed:
             return route_rules.Chosen(route_rules.switched(job, route, found), config, route, found)
         refusals.append(admission)
@@ -155,12 +156,26 @@ def admitted(job: Job, task_id: str, config: ProviderConfig) -> bool:
     submit_rules.over_capacity."""
     settings = context.settings()
     ttl = settings.job_timeout_seconds + 3600
-    admission = context.guard().admit(config, job.id, time.time(), ttl_seconds=ttl)
+    admission = admit(config, job, ttl)
     if admission.allowed:
         return True
     now = utcnow()
     write(job.id, lambda j: submit_rules.over_capacity(j, task_id, admission, settings, now, context.rng()), now)
     return False
+
+
+def admit(config: ProviderConfig, job: Job, ttl_seconds: float) -> Admission:
+    """ProviderGuard.admit for `job`; a job of no batch is interactive, and while one waits it holds batch jobs
+    back a little longer than its own recheck can take (submit_rules.over_capacity: recheck x 1.25 at most)."""
+    hold = context.settings().capacity_recheck_seconds * 1.25 + 1.0
+    return context.guard().admit(
+        config,
+        job.id,
+        time.time(),
+        ttl_seconds=ttl_seconds,
+        interactive=job.batch_id is None,
+        interactive_hold_seconds=hold,
+    )
 
 
 def record_unanswered(

@@ -3,7 +3,9 @@ providers' state.
 
 Released jobs take their token and in-flight slot only when their submit step runs (ProviderGuard.admit), so
 those released and not yet started count against both. One token and one slot are kept back for interactive
-jobs, which go straight to the submit queue and so start within seconds even during a large batch.
+jobs, which go straight to the submit queue and so start within seconds even during a large batch; where a burst
+or cap of 1 leaves nothing to keep back, admission itself puts a waiting interactive job first
+(shared/protection/scripts.py ADMIT).
 """
 
 from __future__ import annotations

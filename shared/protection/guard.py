@@ -11,6 +11,7 @@ from shared.constants import (
     PROVIDER_BUCKET_KEY,
     PROVIDER_CREDIT_PAUSE_KEY,
     PROVIDER_IN_FLIGHT_KEY,
+    PROVIDER_INTERACTIVE_WAITING_KEY,
 )
 from shared.protection import scripts
 from shared.protection.models import Admission, BreakerState, CreditPause, ProviderStatus
@@ -22,6 +23,8 @@ DEFAULT_IN_FLIGHT_TTL_SECONDS = 2 * 3600.0
 DEFAULT_PROBE_LEASE_SECONDS = 120.0
 #: how long a job waits when the in-flight cap is reached or another job is probing a half-open breaker
 DEFAULT_BUSY_WAIT_SECONDS = 5.0
+#: how long a refused interactive job holds batch jobs back, unless the caller says (its recheck delay and more)
+DEFAULT_INTERACTIVE_HOLD_SECONDS = 10.0
 
 
 class ProviderGuard:
@@ -48,9 +51,19 @@ class ProviderGuard:
         self._pause = client.register_script(scripts.PAUSE)
 
     def admit(
-        self, config: ProviderConfig, job_id: str, now: float, ttl_seconds: float = DEFAULT_IN_FLIGHT_TTL_SECONDS
+        self,
+        config: ProviderConfig,
+        job_id: str,
+        now: float,
+        ttl_seconds: float = DEFAULT_IN_FLIGHT_TTL_SECONDS,
+        interactive: bool = True,
+        interactive_hold_seconds: float = DEFAULT_INTERACTIVE_HOLD_SECONDS,
     ) -> Admission:
         """Decide whether job `job_id` may be submitted to `config.name` now.
+
+        An `interactive` job (one of no batch) refused for the in-flight cap or the rate holds batch jobs back
+        until it is admitted, for `interactive_hold_seconds` at most (set it above the refused job's recheck
+        delay): batch jobs are refused meanwhile, so the next slot and token are the interactive job's.
 
         Checks, in order: credit pause, circuit breaker, in-flight cap, rate limit; the first that refuses gives
         the wait and reason. When all pass, the job takes a token and an in-flight slot (held for `ttl_seconds`
@@ -71,6 +84,7 @@ class ProviderGuard:
                 PROVIDER_BREAKER_KEY,
                 PROVIDER_IN_FLIGHT_KEY,
                 PROVIDER_BUCKET_KEY,
+                PROVIDER_INTERACTIVE_WAITING_KEY,
             ),
             args=[
                 job_id,
@@ -82,6 +96,8 @@ class ProviderGuard:
                 limits.credit_probe_interval_seconds,
                 self.probe_lease_seconds,
                 self.busy_wait_seconds,
+                "1" if interactive else "",
+                interactive_hold_seconds,
             ],
         )
         return Admission(allowed=bool(allowed), wait_seconds=float(wait), reason=_text(reason), probe=bool(probe))

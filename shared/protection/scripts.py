@@ -30,9 +30,13 @@ local function take_token(key, tokens, at)
 end
 """
 
-# KEYS: credit pause hash, breaker hash, in-flight zset, bucket hash
-# ARGV: job id, now, in-flight ttl, rate/s, burst, max in flight, credit probe interval, probe lease, busy wait
-# Returns {allowed 0/1, wait seconds, reason, probe 0/1}. Checks first, writes last: a refusal changes nothing.
+# KEYS: credit pause hash, breaker hash, in-flight zset, bucket hash, interactive-waiting string
+# ARGV: job id, now, in-flight ttl, rate/s, burst, max in flight, credit probe interval, probe lease, busy wait,
+# "1" for an interactive job ("" for a batch job), seconds an interactive job's refusal holds batch jobs back
+# Returns {allowed 0/1, wait seconds, reason, probe 0/1}. Checks first, writes last: a refusal changes nothing but
+# this: an interactive job refused for the in-flight cap or the rate marks itself waiting, and until it is admitted
+# (or the mark expires) batch jobs are refused, so the next slot and token are its own even when the batch could
+# take every one (a burst of 1 keeps none back).
 ADMIT = (
     _LUA_NUM
     + _TOKEN_BUCKET_LUA
@@ -64,8 +68,16 @@ end
 -- 3. in-flight cap; a score is an expiry, so entries of jobs that died without releasing drop out
 redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', ARGV[2])
 local already = redis.call('ZSCORE', KEYS[3], job) ~= false
+local interactive = ARGV[10] == '1'
+local function waits(seconds, reason)
+  if interactive then redis.call('SET', KEYS[5], job, 'PX', math.ceil(tonumber(ARGV[11]) * 1000)) end
+  return {0, num(seconds), reason, 0}
+end
+if not already and not interactive and redis.call('EXISTS', KEYS[5]) == 1 then
+  return {0, num(busy), 'an interactive job goes first', 0}
+end
 if not already and redis.call('ZCARD', KEYS[3]) >= cap then
-  return {0, num(busy), 'in-flight cap ' .. ARGV[6] .. ' reached', 0}
+  return waits(busy, 'in-flight cap ' .. ARGV[6] .. ' reached')
 end
 
 -- 4. token bucket; a job already in flight was counted when it was first admitted
@@ -73,8 +85,9 @@ local tokens, at = burst, now
 if not already then
   local wait
   tokens, at, wait = bucket_wait(KEYS[4], now, rate, burst)
-  if wait > 0 then return {0, num(wait), 'rate limit', 0} end
+  if wait > 0 then return waits(wait, 'rate limit') end
 end
+if interactive and redis.call('GET', KEYS[5]) == job then redis.call('DEL', KEYS[5]) end
 
 -- every check passed: take what each one grants
 if not already then take_token(KEYS[4], tokens, at) end

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -374,3 +375,26 @@ def test_in_flight_and_tokens_stay_within_limits(
         for last in range(first, len(token_times)):
             window = token_times[last] - token_times[first]
             assert last - first + 1 <= burst + rate * window + 1e-6
+
+
+def test_an_interactive_job_refused_holds_batch_jobs_back_until_it_has_the_next_token(guard: ProviderGuard) -> None:
+    config = provider(rate_per_second=1, burst=1)
+    assert guard.admit(config, "batch_1", T0, interactive=False).allowed  # the batch takes the only token
+    waiting = guard.admit(config, "interactive", T0 + 0.1, interactive_hold_seconds=5)
+    assert not waiting.allowed and waiting.reason == "rate limit"
+    # the token is back at T0 + 1, but the batch may not take it while the interactive job waits for it
+    refused = guard.admit(config, "batch_2", T0 + 1.2, interactive=False)
+    assert not refused.allowed and refused.reason == "an interactive job goes first"
+    assert guard.admit(config, "interactive", T0 + 1.3).allowed
+    assert guard.admit(config, "batch_2", T0 + 2.3, interactive=False).allowed  # the hold went with its admission
+
+
+def test_an_interactive_jobs_hold_on_batch_jobs_expires_if_it_never_comes_back(guard: ProviderGuard) -> None:
+    config = provider(rate_per_second=1, burst=1, max_in_flight=1)
+    assert guard.admit(config, "batch_1", T0, interactive=False).allowed
+    # refused for the cap; then the job is canceled and never asks again
+    refused = guard.admit(config, "interactive", T0, interactive_hold_seconds=0.05)
+    assert not refused.allowed and refused.reason.startswith("in-flight cap")
+    guard.free_slot("vendor", "batch_1")
+    time.sleep(0.1)  # the hold's own expiry, in Redis time
+    assert guard.admit(config, "batch_2", T0 + 2, interactive=False).allowed
