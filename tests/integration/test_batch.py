@@ -253,6 +253,7 @@ def test_an_interactive_job_starts_during_a_batch(
     # shifts for both alike (the time the interactive job ended would depend on how fast this machine runs)
     batch_starts = [producer.get(line["id"]).submit_started_at for line in report(pipeline_env, name)]
     later = sum(1 for started in batch_starts if started is not None and started > final.submit_started_at)
+    print(f"interactive job during a batch: {later} of {BUSY_JOBS} batch jobs were sent after it")
     assert later >= BUSY_JOBS // 4, f"only {later} of {BUSY_JOBS} batch jobs were sent after the interactive one"
 
 
