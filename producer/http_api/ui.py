@@ -255,11 +255,7 @@ async def jobs_list_events(request: Request, viewer: CurrentViewer, ids: str = "
 
     followed = await asyncio.to_thread(visible)
     subscriber: aioredis.Redis = request.app.state.subscriber
-    return StreamingResponse(
-        _rows(request, producer, subscriber, followed),
-        media_type="text/event-stream",
-        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
-    )
+    return sse_response(_rows(request, producer, subscriber, followed))
 
 
 async def _rows(
@@ -283,6 +279,13 @@ async def _rows(
     yield sse_event("end", "")
 
 
+def sse_response(events: AsyncIterator[str]) -> StreamingResponse:
+    """A server-sent event stream of `events`, never cached nor buffered by a proxy on the way."""
+    return StreamingResponse(
+        events, media_type="text/event-stream", headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
+    )
+
+
 def sse_event(name: str, data: str) -> str:
     """A server-sent event whose data is `data`, one `data:` line per line of it."""
     return f"event: {name}\n" + "".join(f"data: {line}\n" for line in data.splitlines() or [""]) + "\n"
@@ -303,11 +306,7 @@ async def job_page_events(job_id: str, request: Request, viewer: CurrentViewer) 
     with as_page():
         await asyncio.to_thread(visible_job, producer, viewer, job_id)
     subscriber: aioredis.Redis = request.app.state.subscriber
-    return StreamingResponse(
-        _fragments(request, viewer, producer, subscriber, job_id),
-        media_type="text/event-stream",
-        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
-    )
+    return sse_response(_fragments(request, viewer, producer, subscriber, job_id))
 
 
 async def _fragments(

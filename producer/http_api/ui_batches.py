@@ -37,7 +37,7 @@ from producer.batch import BatchProducer
 from producer.http_api import jobs
 from producer.http_api.changes import batch_changes
 from producer.http_api.events import KEEPALIVE_SECONDS
-from producer.http_api.ui import CurrentViewer, as_page, checked_form, render_page, sse_event, templates
+from producer.http_api.ui import CurrentViewer, as_page, checked_form, render_page, sse_event, sse_response, templates
 from producer.http_api.ui_queries import PAGE_SIZE, batches_page, visible_batch
 from producer.http_api.ui_session import Viewer
 from producer.render import human_duration
@@ -149,11 +149,7 @@ async def batch_page_events(name: str, request: Request, viewer: CurrentViewer) 
 
     batch = await asyncio.to_thread(find)
     subscriber: aioredis.Redis = request.app.state.subscriber
-    return StreamingResponse(
-        _fragments(request, viewer, batches, subscriber, batch.id),
-        media_type="text/event-stream",
-        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
-    )
+    return sse_response(_fragments(request, viewer, batches, subscriber, batch.id))
 
 
 async def _fragments(
