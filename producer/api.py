@@ -119,8 +119,8 @@ class Producer:
             if budget is not None:  # a switch of provider at submit would move its cost outside the reservation
                 raise InvalidRequest("a key with a budget cannot send jobs to auto or a provider list; name one")
             route = route_rules.plan(provider, request, line.route_policy, self.settings)
-            provider, model = route_rules.chosen_candidate(route)
-            request = request.model_copy(update={"model": model})
+            chosen = route_rules.chosen_candidate(route)
+            provider, request = chosen.provider, request.model_copy(update={"model": chosen.model})
         _, cost = validate(self.settings, provider, request, webhook_url, signed_by_key=tenant is not None)
         if budget is not None and getattr(cost, budget.currency) is None:
             raise InvalidRequest(

@@ -138,9 +138,9 @@ class Plan:
                 rows[job.provider].append(job.cost)
             else:
                 route = job.route
-                dearest = [found.estimate_usd for found in route.candidates if found.skipped is None]
-                most = None if None in dearest else max(value for value in dearest if value is not None)
-                rows[f"auto {route.model}: {'/'.join(route.providers)}"].append(Cost(usd=most))
+                rows[f"auto {route.model}: {'/'.join(route.providers)}"].append(
+                    Cost(usd=route_rules.dearest_usd(route))
+                )
         return {
             name: (len(costs), _sum(c.credits for c in costs), _sum(c.usd for c in costs))
             for name, costs in sorted(rows.items())
@@ -217,8 +217,8 @@ class BatchProducer:
             metadata = normalized_metadata(line.metadata)
             if is_routed(provider):
                 route = self._plan_route(provider, request, line.route_policy, options)
-                provider, model = route_rules.chosen_candidate(route)
-                request = request.model_copy(update={"model": model})
+                chosen = route_rules.chosen_candidate(route)
+                provider, request = chosen.provider, request.model_copy(update={"model": chosen.model})
             cost = check(provider, request, webhook)
         except GenqueueError as exc:
             return exc.message
@@ -249,8 +249,8 @@ class BatchProducer:
         route = route_rules.plan(provider, request, policy, self.settings)
         if options.budget is None:
             return route
-        for found in route.candidates:
-            if found.skipped is None and found.estimate_usd is None:
+        for found in route_rules.choosable(route):
+            if found.estimate_usd is None:
                 raise InvalidRequest(
                     f"no usd estimate for {found.provider} {found.model} (route {route.model}), so a --budget-usd"
                     " cannot bound it: set its USD_PER_CREDIT"
@@ -390,10 +390,9 @@ class BatchProducer:
             return PlannedJob(line, job.provider, job.request, cost, job.webhook_url, metadata)
         canonical = job.request.model_copy(update={"model": job.route.model})
         route = route_rules.plan(",".join(job.route.providers), canonical, job.route.policy, self.settings)
-        provider, model = route_rules.chosen_candidate(route)
-        cost = next(found.estimate for found in route.candidates if found.provider == provider)
-        request = canonical.model_copy(update={"model": model})
-        return PlannedJob(line, provider, request, cost, job.webhook_url, metadata, route)
+        chosen = route_rules.chosen_candidate(route)
+        request = canonical.model_copy(update={"model": chosen.model})
+        return PlannedJob(line, chosen.provider, request, chosen.estimate, job.webhook_url, metadata, route)
 
     def _update(self, batch_id: str, change: Callable[[Batch], Batch]) -> Batch:
         """Write `change` to the batch (BatchStore.update); InvalidRequest when the batch is gone (it expired)."""

@@ -35,6 +35,7 @@ from shared.models import Job, JobStatus, utcnow
 from shared.protection import ProviderStatus
 from shared.quarantine import UnreadableRecord
 from shared.queueing import publish_step, write_and_publish
+from shared.settings import ProviderConfig
 from workers import context
 from workers.app import app, genqueue_task
 from workers.batch_webhooks import publish_batch_step
@@ -93,19 +94,18 @@ def dispatch_pass(now: datetime) -> int:
             batches.deactivate(batch_id)
             continue
         settle_ended(batches, batch)
-        for provider in batch.providers:
+        window = dispatch_rules.window(batch, now)
+        for provider in batch.providers if not window.closed else []:
             status = known_status(statuses, provider)
             if status is None:  # its configuration was removed since the batch was submitted
                 cancel_all_held(batches, batch, provider, f"provider {provider} is no longer configured", now)
                 continue
-            allowance = dispatch_rules.allowance(
-                dispatch_rules.window(batch, now), status, released_now(batches, provider, now), interval()
-            )
-            done = release_or_cancel(batches, batch, provider, allowance, now)
+            allowance = dispatch_rules.allowance(window, status, released_now(batches, provider, now), interval())
+            done = release_or_cancel(batches, batch, provider, window, allowance, now)
             statuses[provider] = _minus(status, done)  # the next batch sees fewer free tokens
             released += done
-        for hold, providers in batch.routes.items():
-            released += release_route(batches, batch, hold, providers, statuses, now)
+        for hold, providers in batch.routes.items() if not window.closed else []:
+            released += release_route(batches, batch, hold, providers, window, statuses, now)
         complete_if_done(batches, batch, now)
     batches.record_dispatcher_run(now)
     return released
@@ -116,6 +116,7 @@ def release_route(
     batch: Batch,
     hold: str,
     providers: list[str],
+    window: dispatch_rules.Window,
     statuses: dict[str, ProviderStatus | None],
     now: datetime,
 ) -> int:
@@ -128,10 +129,9 @@ def release_route(
     if not usable:
         cancel_all_held(batches, batch, hold, f"no provider of {hold} is configured any longer", now)
         return 0
-    window = dispatch_rules.window(batch, now)
     shares = [pacing.route_share(status, released_now(batches, name, now), interval()) for name, status in usable]
     allowance = 0 if window.past_deadline else pacing.route_allowance(shares, released_now(batches, hold, now))
-    done = release_or_cancel(batches, batch, hold, allowance, now)
+    done = release_or_cancel(batches, batch, hold, window, allowance, now)
     for (name, status), taken in zip(usable, pacing.spread(shares, done), strict=True):
         statuses[name] = _minus(status, taken)
     return done
@@ -153,19 +153,22 @@ def interval() -> float:
     return context.settings().dispatch_interval_seconds
 
 
-def usd_per_credit(provider: str) -> float | None:
+def configured(provider: str) -> ProviderConfig | None:
+    """`provider`'s configuration; None once it is no longer configured."""
     try:
-        return context.settings().provider(provider).usd_per_credit
+        return context.settings().provider(provider)
     except InvalidRequest:
         return None
+
+
+def usd_per_credit(provider: str) -> float | None:
+    config = configured(provider)
+    return None if config is None else config.usd_per_credit
 
 
 def provider_status(name: str) -> ProviderStatus | None:
-    try:
-        config = context.settings().provider(name)
-    except InvalidRequest:
-        return None
-    return context.guard().status([config], time.time())[0]
+    config = configured(name)
+    return None if config is None else context.guard().status([config], time.time())[0]
 
 
 def settle_ended(batches: BatchStore, batch: Batch) -> None:
@@ -201,11 +204,11 @@ def settle_job(batches: BatchStore, batch: Batch, job_id: str, job: Job | None) 
         batches.settle(batch.id, job.id, booked.counted)
 
 
-def release_or_cancel(batches: BatchStore, batch: Batch, hold: str, allowance: int, now: datetime) -> int:
-    """Release up to `allowance` of the jobs held under `hold`, cancel what may no longer run; the number released."""
-    window = dispatch_rules.window(batch, now)
-    if window.closed:
-        return 0
+def release_or_cancel(
+    batches: BatchStore, batch: Batch, hold: str, window: dispatch_rules.Window, allowance: int, now: datetime
+) -> int:
+    """Release up to `allowance` of the jobs held under `hold`, cancel what may no longer run (`window` is open);
+    the number released."""
     to_publish: list[Job] = []
     for job_id in batches.held(batch.id, hold, dispatch_rules.examine_count(batch, window, allowance, MAX_EXAMINED)):
         try:

@@ -17,7 +17,8 @@ from datetime import datetime
 from shared import costs
 from shared.batch import Batch
 from shared.batch.pacing import release_allowance
-from shared.models import Job, JobStatus, RouteCandidate
+from shared.decisions import route as route_rules
+from shared.models import Job, JobStatus
 from shared.protection import ProviderStatus
 
 
@@ -93,21 +94,10 @@ def estimate(batch: Batch, job: Job, usd_per_credit: float | None = None) -> flo
     assert batch.budget is not None
     if batch.budget.currency == "usd":
         if job.route is not None:
-            return max((found.estimate_usd or 0.0 for found in route_choices(job)), default=0.0)
+            return max((found.estimate_usd or 0.0 for found in route_rules.choosable(job.route)), default=0.0)
         return costs.in_usd(job.cost, usd_per_credit) or 0.0
     value: float | None = getattr(job.cost, batch.budget.currency)
     return value or 0.0
-
-
-def route_choices(job: Job) -> list[RouteCandidate]:
-    """The candidates a routed job's submit may still choose: those not passed over for good when it was planned
-    (the request cannot be honoured there, or the provider is not configured)."""
-    assert job.route is not None
-    return [found for found in job.route.candidates if not _passed_for_good(found.skipped)]
-
-
-def _passed_for_good(skipped: str | None) -> bool:
-    return skipped is not None and skipped.startswith(("cannot honour", "not configured"))
 
 
 def over_budget(

@@ -115,10 +115,28 @@ def plan(provider: str, request: GenerationRequest, policy: str, settings: Setti
     return route.model_copy(update={"chosen": ranked(route)[0].provider})
 
 
-def chosen_candidate(route: Route) -> tuple[str, str]:
-    """The provider `route` chose and that provider's id of the route's model."""
-    found = next(found for found in route.candidates if found.provider == route.chosen)
-    return found.provider, found.model
+def chosen_candidate(route: Route) -> RouteCandidate:
+    """The candidate `route` chose (its provider, that provider's id of the route's model, the estimate there)."""
+    return next(found for found in route.candidates if found.provider == route.chosen)
+
+
+def passed_for_good(skipped: str | None) -> bool:
+    """Whether a candidate passed over for `skipped` can never take the job: it cannot honour the request, or
+    its provider is not configured (a limit, or an earlier refusal, may pass by)."""
+    return skipped is not None and skipped.startswith(("cannot honour", "not configured"))
+
+
+def choosable(route: Route) -> list[RouteCandidate]:
+    """The candidates a routed job's submit may still choose: those not passed over for good."""
+    return [found for found in route.candidates if not passed_for_good(found.skipped)]
+
+
+def dearest_usd(route: Route) -> float | None:
+    """The most the job may cost in USD wherever its submit sends it: the dearest estimate among the choosable
+    candidates; None when one of them has no USD estimate."""
+    estimates = [found.estimate_usd for found in choosable(route)]
+    known = [value for value in estimates if value is not None]
+    return None if len(known) < len(estimates) else max(known, default=0.0)
 
 
 def ranked(route: Route) -> list[RouteCandidate]:
@@ -211,7 +229,7 @@ def _waits_only(found: RouteCandidate, refused: set[str], untried: list[RouteCan
         return True
     if found.provider in refused and not untried:
         return True
-    return not found.skipped.startswith(("cannot honour", "not configured", "refused this job"))
+    return not passed_for_good(found.skipped) and not found.skipped.startswith("refused this job")
 
 
 def switched(job: Job, route: Route, chosen: RouteCandidate) -> Job:
